@@ -1,0 +1,25 @@
+/* Matrix-vector products and vector helpers over plain (unpacked) weight
+ * types. The functions here are the plain-C references; SIMD variants
+ * take the same signatures and are tested against them. */
+#ifndef NIBBLE_GEMV_H
+#define NIBBLE_GEMV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Weight element types understood by the kernels (same values as the
+ * file format's dtypes, which the kernels must not know about). */
+enum nb_wtype { NB_W_F32 = 0, NB_W_F16 = 1, NB_W_BF16 = 2 };
+
+/* y[r] = sum_c W[r, c] * x[c] for rows r in [r0, r1); W is row-major with
+ * cols columns, fp32 accumulation in column order. */
+void nb_gemv_ref(float *y, const void *w, int wtype, const float *x, size_t r0, size_t r1,
+                 size_t cols);
+
+/* out[c] = W[row, c] as fp32. */
+void nb_row_ref(float *out, const void *w, int wtype, size_t row, size_t cols);
+
+/* out = x / sqrt(mean(x^2) + eps) * g, g of type gtype. */
+void nb_rmsnorm_ref(float *out, const float *x, const void *g, int gtype, size_t n, float eps);
+
+#endif

@@ -1,0 +1,41 @@
+#include "gemv.h"
+
+#include <math.h>
+
+#include "f16.h"
+
+static float elem(const void *w, int wtype, size_t i)
+{
+    switch (wtype) {
+    case NB_W_F16: return nb_f16_to_f32(((const uint16_t *)w)[i]);
+    case NB_W_BF16: return nb_bf16_to_f32(((const uint16_t *)w)[i]);
+    default: return ((const float *)w)[i];
+    }
+}
+
+void nb_gemv_ref(float *y, const void *w, int wtype, const float *x, size_t r0, size_t r1,
+                 size_t cols)
+{
+    for (size_t r = r0; r < r1; r++) {
+        float acc = 0.0f;
+        for (size_t c = 0; c < cols; c++)
+            acc += elem(w, wtype, r * cols + c) * x[c];
+        y[r] = acc;
+    }
+}
+
+void nb_row_ref(float *out, const void *w, int wtype, size_t row, size_t cols)
+{
+    for (size_t c = 0; c < cols; c++)
+        out[c] = elem(w, wtype, row * cols + c);
+}
+
+void nb_rmsnorm_ref(float *out, const float *x, const void *g, int gtype, size_t n, float eps)
+{
+    float ss = 0.0f;
+    for (size_t i = 0; i < n; i++)
+        ss += x[i] * x[i];
+    float inv = 1.0f / sqrtf(ss / (float)n + eps);
+    for (size_t i = 0; i < n; i++)
+        out[i] = x[i] * inv * elem(g, gtype, i);
+}

@@ -1,0 +1,50 @@
+/* Reading a nibble file: map it read-only, validate every offset, size
+ * and shape against the file, then hand out pointers into the mapping.
+ * Tensors are used in place; nothing is copied at load. */
+#ifndef NIBBLE_MODEL_H
+#define NIBBLE_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "nibformat.h"
+
+typedef struct nb_tensor {
+    const struct nb_tensor_entry *entry; /* inside the mapping */
+    const void *data;                    /* inside the mapping */
+} nb_tensor;
+
+typedef struct nb_model {
+    const uint8_t *base; /* the whole file, mapped */
+    size_t size;
+    const struct nb_header *header;
+    struct nb_meta meta;
+    const struct nb_tensor_entry *table;
+    uint32_t n_tensors;
+    const void *vocab; /* SentencePiece model bytes */
+    size_t vocab_size;
+} nb_model;
+
+/* Maps and validates a file. On failure m is left closed. */
+int nb_model_open(nb_model *m, const char *path, nb_err *e);
+
+/* Validates a file image already in memory (the fuzz and test entry). */
+int nb_model_parse(nb_model *m, const void *base, size_t size, nb_err *e);
+
+void nb_model_close(nb_model *m);
+
+/* NULL when the model has no such tensor. */
+const nb_tensor *nb_model_find(const nb_model *m, const char *name, nb_tensor *out);
+
+/* Looks a tensor up and checks its shape (n_dims values) and dtype class:
+ * the message names the tensor and what was expected. */
+int nb_model_expect(const nb_model *m, const char *name, int n_dims, const uint64_t *shape,
+                    nb_tensor *out, nb_err *e);
+
+/* Recomputes every tensor's CRC-32; the message names the first bad one. */
+int nb_model_verify(const nb_model *m, nb_err *e);
+
+uint32_t nb_crc32(uint32_t crc, const void *data, size_t n);
+
+#endif

@@ -1,0 +1,101 @@
+/* The nibble model file: the one definition that readers and writers share.
+ * docs/format.md describes the same layout in prose; keep them in step.
+ *
+ * Layout (all integers little-endian, every section 64-byte aligned):
+ *   header | metadata | tokenizer bytes | tensor data ... | tensor table
+ * The table sits at the end so converters can stream tensors without
+ * holding a model in memory; the header is rewritten last. */
+#ifndef NIBBLE_NIBFORMAT_H
+#define NIBBLE_NIBFORMAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "nibble files are little-endian and mapped in place"
+#endif
+
+#define NB_MAGIC "NIBBLE\r\n" /* \r\n catches text-mode transfers */
+#define NB_VERSION_MAJOR 1    /* readers refuse a larger major */
+#define NB_VERSION_MINOR 0    /* minor bumps only append fields */
+#define NB_ALIGN 64
+#define NB_MAX_DIMS 4
+#define NB_NAME_LEN 64
+
+enum nb_dtype {
+    NB_F32 = 0,
+    NB_F16 = 1,
+    NB_BF16 = 2,
+    /* Reserved for the AWQ packed types (quantizer / NEON issues):
+     * weights, then fp16 scales, then zero points, inside one tensor. */
+    NB_Q4 = 16,
+    NB_Q3 = 17,
+};
+
+enum nb_rope_pairs {
+    NB_ROPE_INTERLEAVED = 0, /* llama2.c / Meta: (x[2i], x[2i+1]) */
+    NB_ROPE_HALVES = 1,      /* Hugging Face: (x[i], x[i + d/2]) */
+};
+
+enum nb_arch { NB_ARCH_LLAMA = 1 };
+
+struct nb_header {
+    char magic[8];
+    uint16_t version_major;
+    uint16_t version_minor;
+    uint32_t header_size; /* sizeof(struct nb_header) when written */
+    uint64_t file_size;
+    uint64_t meta_offset, meta_size;
+    uint64_t vocab_offset, vocab_size; /* SentencePiece model bytes */
+    uint64_t data_offset, data_size;
+    uint64_t table_offset;
+    uint32_t n_tensors;
+    uint32_t entry_size; /* sizeof(struct nb_tensor_entry) when written */
+    uint8_t reserved[40];
+};
+
+struct nb_meta {
+    uint32_t arch; /* enum nb_arch */
+    uint32_t dim, n_layers, n_heads, n_kv_heads, head_dim, ffn_dim;
+    uint32_t vocab_size, max_ctx;
+    uint32_t rope_pairs; /* enum nb_rope_pairs */
+    float rope_theta, norm_eps;
+    int32_t bos_id, eos_id, unk_id, pad_id; /* -1 when absent */
+    uint32_t tied_embeddings;               /* 1: no "output" tensor */
+    char name[64];
+    char chat_template[32]; /* "" = plain completion */
+    uint8_t reserved[92];
+};
+
+struct nb_tensor_entry {
+    char name[NB_NAME_LEN]; /* NUL-terminated */
+    uint32_t dtype;         /* enum nb_dtype */
+    uint32_t n_dims;
+    uint64_t shape[NB_MAX_DIMS]; /* outermost first: [out, in] for linears */
+    uint64_t offset;             /* from file start, NB_ALIGN-aligned */
+    uint64_t size;
+    uint32_t crc32; /* IEEE CRC-32 of the size bytes at offset */
+    uint16_t group_size; /* packed types only, else 0 */
+    uint8_t bits;
+    uint8_t interleave;
+};
+
+_Static_assert(sizeof(struct nb_header) == 128, "header layout");
+_Static_assert(sizeof(struct nb_meta) == 256, "meta layout");
+_Static_assert(sizeof(struct nb_tensor_entry) == 128, "entry layout");
+
+/* Bytes a plain (unpacked) tensor of this dtype needs per element, 0 if
+ * the dtype is packed or unknown. */
+static inline size_t nb_dtype_width(uint32_t dtype)
+{
+    switch (dtype) {
+    case NB_F32: return 4;
+    case NB_F16: return 2;
+    case NB_BF16: return 2;
+    default: return 0;
+    }
+}
+
+const char *nb_dtype_name(uint32_t dtype);
+
+#endif

@@ -1,0 +1,44 @@
+/* Writing a nibble file atomically: everything goes to a temporary file
+ * beside the target, which is renamed over it only by nb_writer_commit.
+ * An interrupted or failed conversion leaves no partial output. */
+#ifndef NIBBLE_WRITER_H
+#define NIBBLE_WRITER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "nibformat.h"
+
+typedef struct nb_writer nb_writer;
+
+/* Metadata and tokenizer bytes come first; tensors are then streamed in. */
+nb_writer *nb_writer_open(const char *path, const struct nb_meta *meta, const void *vocab,
+                          size_t vocab_size, nb_err *e);
+
+/* Appends one plain tensor (f32/f16/bf16); data holds size bytes. */
+int nb_writer_add(nb_writer *w, const char *name, uint32_t dtype, int n_dims,
+                  const uint64_t *shape, const void *data, size_t size, nb_err *e);
+
+/* Appends a tensor described by a filled entry (packed types); offset and
+ * crc32 are set by the writer. */
+int nb_writer_add_entry(nb_writer *w, const struct nb_tensor_entry *entry, const void *data,
+                        nb_err *e);
+
+/* Streams one tensor in pieces (for conversions done in chunks):
+ * begin with a filled entry (size set), append exactly size bytes, end. */
+int nb_writer_begin(nb_writer *w, const struct nb_tensor_entry *entry, nb_err *e);
+int nb_writer_append(nb_writer *w, const void *data, size_t n, nb_err *e);
+int nb_writer_end(nb_writer *w, nb_err *e);
+
+/* Fills an entry for a plain tensor, checking name, rank and size. */
+int nb_entry_init(struct nb_tensor_entry *t, const char *name, uint32_t dtype, int n_dims,
+                  const uint64_t *shape, nb_err *e);
+
+/* Writes the table and header, syncs, renames into place, frees w. */
+int nb_writer_commit(nb_writer *w, nb_err *e);
+
+/* Removes the temporary file and frees w. */
+void nb_writer_abort(nb_writer *w);
+
+#endif

@@ -1,0 +1,401 @@
+// The C face of libsentencepiece. Every entry point catches everything:
+// a C++ exception must never unwind into C code, and running out of
+// memory is an error to report, not a reason to abort.
+#include "tokenizer.h"
+
+#include <sentencepiece_processor.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <new>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+const char kSpace[] = "\xE2\x96\x81"; // "▁", SentencePiece's space
+
+} // namespace
+
+struct nb_tokenizer {
+    sentencepiece::SentencePieceProcessor sp;
+    int n_pieces = 0;
+    std::string unk_surface;
+    int lead_space = NB_LEAD_SPACE_NONE;
+    size_t max_piece = 0;
+};
+
+namespace {
+
+// SentencePiece messages may span lines; nb_err holds one line.
+int fail_status(nb_err *e, const char *what, const sentencepiece::util::Status &st)
+{
+    std::string msg = st.ToString();
+    for (char &c : msg)
+        if (c == '\n' || c == '\r')
+            c = ' ';
+    return nb_fail(e, "%s: %s", what, msg.c_str());
+}
+
+int fail_exception(nb_err *e, const char *what)
+{
+    try {
+        throw;
+    } catch (const std::bad_alloc &) {
+        return nb_fail(e, "%s: out of memory", what);
+    } catch (const std::exception &x) {
+        return nb_fail(e, "%s: %s", what, x.what());
+    } catch (...) {
+        return nb_fail(e, "%s: unknown C++ exception", what);
+    }
+}
+
+bool in_range(const nb_tokenizer *t, int id)
+{
+    return t && id >= 0 && id < t->n_pieces;
+}
+
+// Strict UTF-8 (no overlongs, no surrogates, nothing past U+10FFFF).
+// Returns the offset of the first bad sequence, or len when all is valid.
+size_t utf8_bad_offset(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        unsigned char b = s[i];
+        size_t need;
+        unsigned char lo = 0x80, hi = 0xBF; // range of the second byte
+        if (b < 0x80) {
+            i++;
+            continue;
+        }
+        if (b >= 0xC2 && b <= 0xDF)
+            need = 2;
+        else if (b >= 0xE0 && b <= 0xEF)
+            need = 3;
+        else if (b >= 0xF0 && b <= 0xF4)
+            need = 4;
+        else
+            return i;
+        if (b == 0xE0)
+            lo = 0xA0; // overlong
+        else if (b == 0xED)
+            hi = 0x9F; // surrogates
+        else if (b == 0xF0)
+            lo = 0x90; // overlong
+        else if (b == 0xF4)
+            hi = 0x8F; // past U+10FFFF
+        if (len - i < need)
+            return i;
+        if (s[i + 1] < lo || s[i + 1] > hi)
+            return i;
+        for (size_t k = 2; k < need; k++)
+            if (s[i + k] < 0x80 || s[i + k] > 0xBF)
+                return i;
+        i += need;
+    }
+    return len;
+}
+
+bool is_plain(const nb_tokenizer *t, int id)
+{
+    return !t->sp.IsControl(id) && !t->sp.IsUnknown(id) && !t->sp.IsByte(id) &&
+           !t->sp.IsUnused(id);
+}
+
+std::string decode_ids(const nb_tokenizer *t, const std::vector<int> &ids)
+{
+    std::string out;
+    if (!t->sp.Decode(ids, &out).ok())
+        out.clear();
+    return out;
+}
+
+// Which leading-space rule decode follows, found by asking decode itself:
+// the model flags behind it are not reachable through the public API.
+int probe_lead_space(const nb_tokenizer *t)
+{
+    int ws = t->sp.PieceToId(kSpace);
+    if (in_range(t, ws) && is_plain(t, ws)) {
+        if (decode_ids(t, {ws}) == " ")
+            return NB_LEAD_SPACE_NONE;
+        return decode_ids(t, {ws, ws}).empty() ? NB_LEAD_SPACE_EMPTY : NB_LEAD_SPACE_FIRST;
+    }
+    // Without a bare "▁" piece FIRST and EMPTY decode alike.
+    for (int id = 0; id < t->n_pieces; id++) {
+        const std::string &p = t->sp.IdToPiece(id);
+        if (is_plain(t, id) && p.size() > 3 && p.compare(0, 3, kSpace) == 0)
+            return decode_ids(t, {id})[0] == ' ' ? NB_LEAD_SPACE_NONE : NB_LEAD_SPACE_FIRST;
+    }
+    return NB_LEAD_SPACE_NONE;
+}
+
+void describe(nb_tokenizer *t)
+{
+    t->n_pieces = t->sp.GetPieceSize();
+    // Decoding the lone unk id yields the model's unk surface exactly.
+    t->unk_surface = decode_ids(t, {t->sp.unk_id()});
+    t->lead_space = probe_lead_space(t);
+    t->max_piece = t->unk_surface.size();
+    for (int id = 0; id < t->n_pieces; id++)
+        t->max_piece = std::max(t->max_piece, t->sp.IdToPiece(id).size());
+}
+
+bool read_file(const char *path, std::string *data, nb_err *e)
+{
+    FILE *f = std::fopen(path, "rb");
+    if (!f) {
+        nb_fail(e, "tokenizer %s: %s", path, std::strerror(errno));
+        return false;
+    }
+    char buf[1 << 14];
+    size_t got;
+    while ((got = std::fread(buf, 1, sizeof buf, f)) > 0)
+        data->append(buf, got);
+    int err = std::ferror(f) ? errno : 0;
+    std::fclose(f);
+    if (err) {
+        nb_fail(e, "tokenizer %s: read error: %s", path, std::strerror(err));
+        return false;
+    }
+    return true;
+}
+
+nb_tokenizer *load(const void *data, size_t size, const char *name, nb_err *e)
+{
+    if (size == 0) {
+        nb_fail(e, "%s: empty, not a SentencePiece model", name);
+        return nullptr;
+    }
+    std::unique_ptr<nb_tokenizer> t(new nb_tokenizer);
+    std::string_view bytes(static_cast<const char *>(data), size);
+    auto st = t->sp.LoadFromSerializedProto(bytes);
+    if (!st.ok()) {
+        std::string what = std::string(name) + ": not a SentencePiece model";
+        fail_status(e, what.c_str(), st);
+        return nullptr;
+    }
+    describe(t.get());
+    return t.release();
+}
+
+} // namespace
+
+extern "C" {
+
+nb_tokenizer *nb_tok_load_file(const char *path, nb_err *e)
+{
+    if (!path) {
+        nb_fail(e, "nb_tok_load_file: no path");
+        return nullptr;
+    }
+    try {
+        std::string data;
+        if (!read_file(path, &data, e))
+            return nullptr;
+        std::string name = std::string("tokenizer ") + path;
+        return load(data.data(), data.size(), name.c_str(), e);
+    } catch (...) {
+        fail_exception(e, path);
+        return nullptr;
+    }
+}
+
+nb_tokenizer *nb_tok_load_bytes(const void *data, size_t size, nb_err *e)
+{
+    if (!data && size) {
+        nb_fail(e, "nb_tok_load_bytes: no data");
+        return nullptr;
+    }
+    try {
+        return load(data, size, "tokenizer bytes", e);
+    } catch (...) {
+        fail_exception(e, "tokenizer bytes");
+        return nullptr;
+    }
+}
+
+void nb_tok_free(nb_tokenizer *t)
+{
+    delete t;
+}
+
+int nb_tok_vocab_size(const nb_tokenizer *t)
+{
+    return t ? t->n_pieces : 0;
+}
+
+int nb_tok_bos(const nb_tokenizer *t)
+{
+    return t ? t->sp.bos_id() : -1;
+}
+
+int nb_tok_eos(const nb_tokenizer *t)
+{
+    return t ? t->sp.eos_id() : -1;
+}
+
+int nb_tok_unk(const nb_tokenizer *t)
+{
+    return t ? t->sp.unk_id() : -1;
+}
+
+int nb_tok_pad(const nb_tokenizer *t)
+{
+    return t ? t->sp.pad_id() : -1;
+}
+
+int nb_tok_encode(const nb_tokenizer *t, const char *text, size_t len, int bos, int32_t **ids,
+                  size_t *n, nb_err *e)
+{
+    if (ids)
+        *ids = nullptr;
+    if (n)
+        *n = 0;
+    if (!t || !ids || !n || (!text && len))
+        return nb_fail(e, "nb_tok_encode: bad arguments");
+    // SentencePiece would quietly map bad bytes to something; we refuse them.
+    size_t bad = utf8_bad_offset(reinterpret_cast<const unsigned char *>(text), len);
+    if (bad < len)
+        return nb_fail(e, "tokenizer: invalid UTF-8 at byte offset %zu (byte 0x%02X)", bad,
+                       static_cast<unsigned char>(text[bad]));
+    try {
+        std::vector<int> v;
+        auto st = t->sp.Encode(std::string_view(text ? text : "", len), &v);
+        if (!st.ok())
+            return fail_status(e, "tokenizer: encode", st);
+        size_t lead = (bos && t->sp.bos_id() >= 0) ? 1 : 0;
+        size_t count = v.size() + lead;
+        // malloc(0) may return NULL, which would read as a failure.
+        int32_t *out = static_cast<int32_t *>(std::malloc((count ? count : 1) * sizeof *out));
+        if (!out)
+            return nb_fail(e, "tokenizer: encode: out of memory");
+        if (lead)
+            out[0] = t->sp.bos_id();
+        for (size_t i = 0; i < v.size(); i++)
+            out[lead + i] = v[i];
+        *ids = out;
+        *n = count;
+        return 0;
+    } catch (...) {
+        return fail_exception(e, "tokenizer: encode");
+    }
+}
+
+char *nb_tok_decode_n(const nb_tokenizer *t, const int32_t *ids, size_t n, size_t *len,
+                      nb_err *e)
+{
+    if (len)
+        *len = 0;
+    if (!t || (!ids && n)) {
+        nb_fail(e, "nb_tok_decode: bad arguments");
+        return nullptr;
+    }
+    // SentencePiece 0.1.97 indexes its piece table without a bounds check.
+    for (size_t i = 0; i < n; i++) {
+        if (!in_range(t, ids[i])) {
+            nb_fail(e, "tokenizer: decode: id %ld at position %zu is out of range [0, %d)",
+                    static_cast<long>(ids[i]), i, t->n_pieces);
+            return nullptr;
+        }
+    }
+    try {
+        std::vector<int> v(ids, ids + n);
+        std::string text;
+        auto st = t->sp.Decode(v, &text);
+        if (!st.ok()) {
+            fail_status(e, "tokenizer: decode", st);
+            return nullptr;
+        }
+        char *out = static_cast<char *>(std::malloc(text.size() + 1));
+        if (!out) {
+            nb_fail(e, "tokenizer: decode: out of memory");
+            return nullptr;
+        }
+        std::memcpy(out, text.data(), text.size());
+        out[text.size()] = '\0';
+        if (len)
+            *len = text.size();
+        return out;
+    } catch (...) {
+        fail_exception(e, "tokenizer: decode");
+        return nullptr;
+    }
+}
+
+char *nb_tok_decode(const nb_tokenizer *t, const int32_t *ids, size_t n, nb_err *e)
+{
+    return nb_tok_decode_n(t, ids, n, nullptr, e);
+}
+
+const char *nb_tok_piece(const nb_tokenizer *t, int id)
+{
+    // The string lives in the loaded model, so the pointer stays valid.
+    return in_range(t, id) ? t->sp.IdToPiece(id).c_str() : nullptr;
+}
+
+int nb_tok_piece_to_id(const nb_tokenizer *t, const char *piece)
+{
+    if (!t)
+        return -1;
+    if (!piece)
+        return t->sp.unk_id();
+    try {
+        return t->sp.PieceToId(piece);
+    } catch (...) {
+        return t->sp.unk_id();
+    }
+}
+
+int nb_tok_is_control(const nb_tokenizer *t, int id)
+{
+    return in_range(t, id) && t->sp.IsControl(id);
+}
+
+int nb_tok_is_byte(const nb_tokenizer *t, int id)
+{
+    return in_range(t, id) && t->sp.IsByte(id);
+}
+
+int nb_tok_byte(const nb_tokenizer *t, int id)
+{
+    if (!nb_tok_is_byte(t, id))
+        return -1;
+    const std::string &p = t->sp.IdToPiece(id); // "<0xAB>"
+    if (p.size() != 6 || p.compare(0, 3, "<0x") != 0 || p[5] != '>')
+        return -1;
+    int v = 0;
+    for (int i = 3; i < 5; i++) {
+        char c = p[i];
+        int d = (c >= '0' && c <= '9')   ? c - '0'
+                : (c >= 'A' && c <= 'F') ? c - 'A' + 10
+                : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+                                         : -1;
+        if (d < 0)
+            return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+const char *nb_tok_unk_surface(const nb_tokenizer *t)
+{
+    return t ? t->unk_surface.c_str() : "";
+}
+
+int nb_tok_lead_space(const nb_tokenizer *t)
+{
+    return t ? t->lead_space : NB_LEAD_SPACE_NONE;
+}
+
+size_t nb_tok_max_piece_bytes(const nb_tokenizer *t)
+{
+    return t ? t->max_piece : 0;
+}
+
+} // extern "C"

@@ -1,0 +1,105 @@
+#define _POSIX_C_SOURCE 200809L
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int nb_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("nibble: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+const char *nb_arg(int argc, char **argv, int *i)
+{
+    if (*i + 1 >= argc) {
+        nb_error("%s needs a value (see --help)", argv[*i]);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+int nb_parse_int(const char *flag, const char *s, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max)
+        return nb_error("%s expects a whole number from %ld to %ld, got '%s'", flag, min, max, s),
+               -1;
+    *out = v;
+    return 0;
+}
+
+int nb_parse_float(const char *flag, const char *s, double min, double max, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < min || v > max)
+        return nb_error("%s expects a number from %g to %g, got '%s'", flag, min, max, s), -1;
+    *out = v;
+    return 0;
+}
+
+int nb_is_help(const char *arg)
+{
+    return !strcmp(arg, "-h") || !strcmp(arg, "--help");
+}
+
+int nb_session_open(nb_session *s, const char *path, int ctx, nb_err *e)
+{
+    memset(s, 0, sizeof *s);
+    if (nb_model_open(&s->model, path, e))
+        return -1;
+    s->tok = nb_tok_load_bytes(s->model.vocab, s->model.vocab_size, e);
+    if (!s->tok || nb_llama_init(&s->llama, &s->model, ctx, e)) {
+        nb_session_close(s);
+        return -1;
+    }
+    if ((uint32_t)nb_tok_vocab_size(s->tok) != s->model.meta.vocab_size) {
+        nb_session_close(s);
+        return nb_fail(e, "%s: the embedded tokenizer does not match the model's vocabulary",
+                       path);
+    }
+    return 0;
+}
+
+void nb_session_close(nb_session *s)
+{
+    nb_llama_free(&s->llama);
+    nb_tok_free(s->tok);
+    nb_model_close(&s->model);
+    memset(s, 0, sizeof *s);
+}
+
+static volatile sig_atomic_t interrupted;
+
+static void on_interrupt(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+void nb_catch_interrupt(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_interrupt;
+    sigaction(SIGINT, &sa, NULL);
+}
+
+int nb_interrupted(void)
+{
+    return interrupted;
+}

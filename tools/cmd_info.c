@@ -1,0 +1,102 @@
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char help[] =
+    "usage: nibble info MODEL.nib [--tensors] [--verify]\n"
+    "\n"
+    "Shows a model file's metadata, tensor summary and sizes.\n"
+    "  --tensors   list every tensor (name, dtype, shape, bytes, offset)\n"
+    "  --verify    recompute every tensor's checksum (reads the whole file)\n";
+
+static void print_meta(const nb_model *m, const char *path)
+{
+    const struct nb_meta *c = &m->meta;
+    printf("file:       %s (%.2f MB, format %u.%u)\n", path, m->size / 1e6,
+           m->header->version_major, m->header->version_minor);
+    printf("model:      %s (llama)\n", c->name[0] ? c->name : "(unnamed)");
+    printf("dims:       dim %u, layers %u, heads %u, kv heads %u, head dim %u, ffn %u\n", c->dim,
+           c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim, c->ffn_dim);
+    printf("vocab:      %u tokens (bos %d, eos %d, unk %d, pad %d), tokenizer %zu bytes\n",
+           c->vocab_size, c->bos_id, c->eos_id, c->unk_id, c->pad_id, m->vocab_size);
+    printf("context:    %u tokens\n", c->max_ctx);
+    printf("rope:       theta %g, %s pairs\n", c->rope_theta,
+           c->rope_pairs == NB_ROPE_HALVES ? "rotate-half (x[i], x[i+d/2])"
+                                          : "interleaved (x[2i], x[2i+1])");
+    printf("norm eps:   %g\n", c->norm_eps);
+    printf("embeddings: %s\n", c->tied_embeddings ? "tied to the output" : "separate output");
+    printf("template:   %s\n", c->chat_template[0] ? c->chat_template : "(none: completion)");
+}
+
+static const char *shape_text(const struct nb_tensor_entry *t, char *buf, size_t cap)
+{
+    size_t n = (size_t)snprintf(buf, cap, "[");
+    for (uint32_t d = 0; d < t->n_dims && n < cap; d++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%llu", d ? ", " : "",
+                              (unsigned long long)t->shape[d]);
+    if (n < cap)
+        snprintf(buf + n, cap - n, "]");
+    return buf;
+}
+
+static void print_tensors(const nb_model *m, int list)
+{
+    uint64_t params = 0, bytes[32] = {0};
+    for (uint32_t i = 0; i < m->n_tensors; i++) {
+        const struct nb_tensor_entry *t = &m->table[i];
+        uint64_t n = 1;
+        for (uint32_t d = 0; d < t->n_dims; d++)
+            n *= t->shape[d];
+        params += n;
+        bytes[t->dtype < 32 ? t->dtype : 31] += t->size;
+        if (list)
+        {
+            char shape[96];
+            printf("  %-24s %-5s %-16s %12llu bytes at %llu\n", t->name, nb_dtype_name(t->dtype),
+                   shape_text(t, shape, sizeof shape), (unsigned long long)t->size,
+                   (unsigned long long)t->offset);
+        }
+    }
+    printf("tensors:    %u, %.3f M parameters", m->n_tensors, params / 1e6);
+    for (int d = 0; d < 32; d++)
+        if (bytes[d])
+            printf(", %s %.2f MB", nb_dtype_name((uint32_t)d), bytes[d] / 1e6);
+    printf("\n");
+}
+
+int cmd_info(int argc, char **argv)
+{
+    const char *path = NULL;
+    int list = 0, verify = 0;
+    for (int i = 1; i < argc; i++) {
+        if (nb_is_help(argv[i]))
+            return fputs(help, stdout), 0;
+        if (!strcmp(argv[i], "--tensors"))
+            list = 1;
+        else if (!strcmp(argv[i], "--verify"))
+            verify = 1;
+        else if (argv[i][0] == '-' && argv[i][1])
+            return nb_error("info: unknown option '%s' (see --help)", argv[i]);
+        else if (path)
+            return nb_error("info takes one model file");
+        else
+            path = argv[i];
+    }
+    if (!path)
+        return nb_error("info needs a model file (see nibble info --help)");
+    nb_model m;
+    nb_err e = {{0}};
+    if (nb_model_open(&m, path, &e))
+        return nb_error("%s", e.msg);
+    print_meta(&m, path);
+    print_tensors(&m, list);
+    int rc = 0;
+    if (verify && nb_model_verify(&m, &e))
+        rc = nb_error("%s: %s", path, e.msg);
+    else if (verify)
+        printf("checksums:  all %u tensors verified\n", m.n_tensors);
+    nb_model_close(&m);
+    return rc;
+}

@@ -1,0 +1,142 @@
+/* Perplexity as in the AWQ/GPTQ evaluations: the whole text tokenized once
+ * with BOS prepended once, cut into non-overlapping windows of -c tokens
+ * (a short tail is dropped), each window run from position 0; in each,
+ * tokens 1..c-1 are predicted from those before them. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "convert.h"
+#include "progress.h"
+
+static const char help[] =
+    "usage: nibble ppl -m MODEL.nib -f TEXT [-c N] [--windows W]\n"
+    "\n"
+    "Prints the perplexity of MODEL on a UTF-8 text file, with its standard error.\n"
+    "  -m, --model FILE   the .nib model\n"
+    "  -f, --file FILE    the text (e.g. wiki.test.raw)\n"
+    "  -c, --ctx-size N   window length in tokens (default: 512, or the model's\n"
+    "                     maximum if smaller)\n"
+    "  --windows W        evaluate only the first W windows (default: all)\n"
+    "  -q, --quiet        no progress on stderr\n";
+
+struct ppl_opts {
+    const char *model, *file;
+    long ctx, windows;
+    int quiet;
+};
+
+static int parse(struct ppl_opts *p, int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (nb_is_help(a))
+            return fputs(help, stdout), 1;
+        if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+            p->quiet = 1;
+            continue;
+        }
+        if (!(v = nb_arg(argc, argv, &i)))
+            return -1;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model"))
+            p->model = v;
+        else if (!strcmp(a, "-f") || !strcmp(a, "--file"))
+            p->file = v;
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) {
+            if (nb_parse_int(a, v, 2, 1 << 22, &p->ctx))
+                return -1;
+        } else if (!strcmp(a, "--windows")) {
+            if (nb_parse_int(a, v, 1, 1L << 30, &p->windows))
+                return -1;
+        } else
+            return nb_error("ppl: unknown option '%s' (see --help)", a), -1;
+    }
+    if (!p->model || !p->file)
+        return nb_error("ppl needs -m MODEL and -f TEXT (see nibble ppl --help)"), -1;
+    return 0;
+}
+
+/* -log softmax(logits)[target], in double. */
+static double nll(const float *logits, int n, int target)
+{
+    float max = logits[0];
+    for (int i = 1; i < n; i++)
+        max = logits[i] > max ? logits[i] : max;
+    double sum = 0;
+    for (int i = 0; i < n; i++)
+        sum += exp((double)logits[i] - max);
+    return log(sum) + max - logits[target];
+}
+
+struct tally {
+    double sum, sum_sq;
+    long count;
+};
+
+static void run_window(nb_session *s, const int32_t *ids, int ctx, struct tally *t)
+{
+    int vocab = (int)s->model.meta.vocab_size;
+    for (int pos = 0; pos + 1 < ctx; pos++) {
+        double v = nll(nb_llama_forward(&s->llama, ids[pos], pos), vocab, ids[pos + 1]);
+        t->sum += v;
+        t->sum_sq += v * v;
+        t->count++;
+    }
+}
+
+static int evaluate(nb_session *s, const int32_t *ids, size_t n_ids, const struct ppl_opts *p)
+{
+    long windows = (long)(n_ids / (size_t)p->ctx);
+    if (windows == 0)
+        return nb_error("the text has %zu tokens, fewer than one window of %ld", n_ids, p->ctx);
+    if (p->windows && p->windows < windows)
+        windows = p->windows;
+    struct tally t = {0};
+    nb_progress prog;
+    nb_progress_start(&prog, "perplexity", (uint64_t)windows, p->quiet);
+    nb_catch_interrupt();
+    for (long w = 0; w < windows; w++) {
+        if (nb_interrupted())
+            return nb_error("interrupted after %ld of %ld windows", w, windows);
+        run_window(s, ids + w * p->ctx, (int)p->ctx, &t);
+        nb_progress_update(&prog, (uint64_t)w + 1);
+    }
+    nb_progress_done(&prog);
+    double mean = t.sum / t.count, var = t.sum_sq / t.count - mean * mean;
+    double ppl = exp(mean), se = ppl * sqrt(var > 0 ? var : 0) / sqrt((double)t.count);
+    printf("PPL = %.4f +/- %.4f  (%ld tokens scored, %ld windows of %ld)\n", ppl, se, t.count,
+           windows, p->ctx);
+    return 0;
+}
+
+int cmd_ppl(int argc, char **argv)
+{
+    struct ppl_opts p = {0};
+    int rc = parse(&p, argc, argv);
+    if (rc)
+        return rc < 0;
+    nb_session s;
+    nb_err e = {{0}};
+    if (nb_session_open(&s, p.model, 0, &e))
+        return nb_error("%s", e.msg);
+    if (!p.ctx)
+        p.ctx = s.llama.ctx < 512 ? s.llama.ctx : 512;
+    if (p.ctx > s.llama.ctx)
+        rc = nb_error("-c %ld is longer than the model's context of %d", p.ctx, s.llama.ctx);
+    size_t size, n_ids = 0;
+    int32_t *ids = NULL;
+    char *text = rc ? NULL : nb_read_file(p.file, (size_t)1 << 31, &size, &e);
+    if (!rc && !text)
+        rc = nb_error("%s", e.msg);
+    else if (!rc && nb_tok_encode(s.tok, text, size, 1, &ids, &n_ids, &e))
+        rc = nb_error("%s: %s", p.file, e.msg);
+    else if (!rc)
+        rc = evaluate(&s, ids, n_ids, &p);
+    free(text);
+    free(ids);
+    nb_session_close(&s);
+    return rc;
+}

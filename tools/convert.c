@@ -1,0 +1,111 @@
+#define _POSIX_C_SOURCE 200809L
+#include "convert.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../neon/f16.h"
+#include "../tokenizer/tokenizer.h"
+
+static float load_elem(uint32_t dtype, const void *src, size_t i)
+{
+    const uint16_t *h = src;
+    switch (dtype) {
+    case NB_F16: return nb_f16_to_f32(h[i]);
+    case NB_BF16: return nb_bf16_to_f32(h[i]);
+    default: {
+        float f;
+        memcpy(&f, (const char *)src + 4 * i, 4); /* sources may be unaligned */
+        return f;
+    }
+    }
+}
+
+static void store_elem(uint32_t dtype, void *dst, size_t i, float v)
+{
+    uint16_t *h = dst;
+    switch (dtype) {
+    case NB_F16: h[i] = nb_f32_to_f16(v); break;
+    case NB_BF16: h[i] = nb_f32_to_bf16(v); break;
+    default: memcpy((char *)dst + 4 * i, &v, 4); break;
+    }
+}
+
+int nb_convert_tensor(nb_writer *w, const char *name, uint32_t src_dtype, const void *src,
+                      int n_dims, const uint64_t *shape, int out_dtype, nb_err *e)
+{
+    uint32_t dst_dtype = out_dtype < 0 ? src_dtype : (uint32_t)out_dtype;
+    struct nb_tensor_entry t;
+    if (nb_entry_init(&t, name, dst_dtype, n_dims, shape, e))
+        return -1;
+    if (dst_dtype == src_dtype)
+        return nb_writer_add_entry(w, &t, src, e);
+    enum { CHUNK = 16384 };
+    static float buf[CHUNK]; /* one conversion at a time in the tools */
+    size_t width = nb_dtype_width(dst_dtype), n = t.size / width;
+    if (nb_writer_begin(w, &t, e))
+        return -1;
+    for (size_t done = 0; done < n;) {
+        size_t k = n - done < CHUNK ? n - done : CHUNK;
+        for (size_t i = 0; i < k; i++)
+            store_elem(dst_dtype, buf, i, load_elem(src_dtype, src, done + i));
+        if (nb_writer_append(w, buf, k * width, e))
+            return -1;
+        done += k;
+    }
+    return nb_writer_end(w, e);
+}
+
+void *nb_read_file(const char *path, size_t max_size, size_t *size, nb_err *e)
+{
+    struct stat st;
+    if (stat(path, &st)) {
+        nb_fail(e, "cannot open '%s': %s", path, strerror(errno));
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > max_size) {
+        nb_fail(e, "'%s' is not a regular file of at most %zu bytes", path, max_size);
+        return NULL;
+    }
+    FILE *f = fopen(path, "rb");
+    char *buf = f ? malloc((size_t)st.st_size + 1) : NULL;
+    size_t got = buf ? fread(buf, 1, (size_t)st.st_size, f) : 0;
+    if (f)
+        fclose(f);
+    if (!buf || got != (size_t)st.st_size) {
+        free(buf);
+        nb_fail(e, "cannot read '%s'", path);
+        return NULL;
+    }
+    buf[got] = 0;
+    *size = got;
+    return buf;
+}
+
+void *nb_load_vocab(const char *path, struct nb_meta *meta, size_t *size, nb_err *e)
+{
+    void *bytes = nb_read_file(path, 64u << 20, size, e);
+    if (!bytes)
+        return NULL;
+    nb_tokenizer *tok = nb_tok_load_bytes(bytes, *size, e);
+    if (!tok) {
+        free(bytes);
+        return NULL;
+    }
+    int n = nb_tok_vocab_size(tok);
+    meta->bos_id = nb_tok_bos(tok);
+    meta->eos_id = nb_tok_eos(tok);
+    meta->unk_id = nb_tok_unk(tok);
+    meta->pad_id = nb_tok_pad(tok);
+    nb_tok_free(tok);
+    if ((uint32_t)n != meta->vocab_size) {
+        free(bytes);
+        nb_fail(e, "tokenizer '%s' has %d pieces but the model's vocabulary is %u", path, n,
+                meta->vocab_size);
+        return NULL;
+    }
+    return bytes;
+}
