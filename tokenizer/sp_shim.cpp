@@ -1,6 +1,10 @@
 // The C face of libsentencepiece. Every entry point catches everything:
 // a C++ exception must never unwind into C code, and running out of
 // memory is an error to report, not a reason to abort.
+// err.h has no extern "C" guard of its own; nb_fail lives in C code.
+extern "C" {
+#include "../runtime/err.h"
+}
 #include "tokenizer.h"
 
 #include <sentencepiece_processor.h>
@@ -26,6 +30,7 @@ const char kSpace[] = "\xE2\x96\x81"; // "▁", SentencePiece's space
 struct nb_tokenizer {
     sentencepiece::SentencePieceProcessor sp;
     int n_pieces = 0;
+    int bos = -1, eos = -1, unk = -1, pad = -1;
     std::string unk_surface;
     int lead_space = NB_LEAD_SPACE_NONE;
     size_t max_piece = 0;
@@ -33,14 +38,19 @@ struct nb_tokenizer {
 
 namespace {
 
-// SentencePiece messages may span lines; nb_err holds one line.
+// SentencePiece messages may span lines and name its own source lines;
+// nb_err holds one line meant for a user.
 int fail_status(nb_err *e, const char *what, const sentencepiece::util::Status &st)
 {
-    std::string msg = st.ToString();
+    std::string msg = st.error_message();
+    if (msg.find("ParseFromArray") != std::string::npos)
+        msg = "protobuf parse failed";
     for (char &c : msg)
         if (c == '\n' || c == '\r')
             c = ' ';
-    return nb_fail(e, "%s: %s", what, msg.c_str());
+    while (!msg.empty() && (msg.back() == ' ' || msg.back() == '.'))
+        msg.pop_back();
+    return nb_fail(e, "%s (%s)", what, msg.c_str());
 }
 
 int fail_exception(nb_err *e, const char *what)
@@ -53,6 +63,17 @@ int fail_exception(nb_err *e, const char *what)
         return nb_fail(e, "%s: %s", what, x.what());
     } catch (...) {
         return nb_fail(e, "%s: unknown C++ exception", what);
+    }
+}
+
+// For the small lookups: libsentencepiece does not document which calls
+// may throw, and none may unwind into C.
+template <typename F, typename R> R guard(F f, R fallback) noexcept
+{
+    try {
+        return f();
+    } catch (...) {
+        return fallback;
     }
 }
 
@@ -138,8 +159,12 @@ int probe_lead_space(const nb_tokenizer *t)
 void describe(nb_tokenizer *t)
 {
     t->n_pieces = t->sp.GetPieceSize();
+    t->bos = t->sp.bos_id();
+    t->eos = t->sp.eos_id();
+    t->unk = t->sp.unk_id();
+    t->pad = t->sp.pad_id();
     // Decoding the lone unk id yields the model's unk surface exactly.
-    t->unk_surface = decode_ids(t, {t->sp.unk_id()});
+    t->unk_surface = decode_ids(t, {t->unk});
     t->lead_space = probe_lead_space(t);
     t->max_piece = t->unk_surface.size();
     for (int id = 0; id < t->n_pieces; id++)
@@ -232,22 +257,22 @@ int nb_tok_vocab_size(const nb_tokenizer *t)
 
 int nb_tok_bos(const nb_tokenizer *t)
 {
-    return t ? t->sp.bos_id() : -1;
+    return t ? t->bos : -1;
 }
 
 int nb_tok_eos(const nb_tokenizer *t)
 {
-    return t ? t->sp.eos_id() : -1;
+    return t ? t->eos : -1;
 }
 
 int nb_tok_unk(const nb_tokenizer *t)
 {
-    return t ? t->sp.unk_id() : -1;
+    return t ? t->unk : -1;
 }
 
 int nb_tok_pad(const nb_tokenizer *t)
 {
-    return t ? t->sp.pad_id() : -1;
+    return t ? t->pad : -1;
 }
 
 int nb_tok_encode(const nb_tokenizer *t, const char *text, size_t len, int bos, int32_t **ids,
@@ -269,14 +294,14 @@ int nb_tok_encode(const nb_tokenizer *t, const char *text, size_t len, int bos, 
         auto st = t->sp.Encode(std::string_view(text ? text : "", len), &v);
         if (!st.ok())
             return fail_status(e, "tokenizer: encode", st);
-        size_t lead = (bos && t->sp.bos_id() >= 0) ? 1 : 0;
+        size_t lead = (bos && t->bos >= 0) ? 1 : 0;
         size_t count = v.size() + lead;
         // malloc(0) may return NULL, which would read as a failure.
         int32_t *out = static_cast<int32_t *>(std::malloc((count ? count : 1) * sizeof *out));
         if (!out)
             return nb_fail(e, "tokenizer: encode: out of memory");
         if (lead)
-            out[0] = t->sp.bos_id();
+            out[0] = t->bos;
         for (size_t i = 0; i < v.size(); i++)
             out[lead + i] = v[i];
         *ids = out;
@@ -336,7 +361,7 @@ char *nb_tok_decode(const nb_tokenizer *t, const int32_t *ids, size_t n, nb_err 
 const char *nb_tok_piece(const nb_tokenizer *t, int id)
 {
     // The string lives in the loaded model, so the pointer stays valid.
-    return in_range(t, id) ? t->sp.IdToPiece(id).c_str() : nullptr;
+    return in_range(t, id) ? guard([&] { return t->sp.IdToPiece(id).c_str(); }, "") : nullptr;
 }
 
 int nb_tok_piece_to_id(const nb_tokenizer *t, const char *piece)
@@ -344,29 +369,26 @@ int nb_tok_piece_to_id(const nb_tokenizer *t, const char *piece)
     if (!t)
         return -1;
     if (!piece)
-        return t->sp.unk_id();
-    try {
-        return t->sp.PieceToId(piece);
-    } catch (...) {
-        return t->sp.unk_id();
-    }
+        return t->unk;
+    return guard([&] { return t->sp.PieceToId(piece); }, t->unk);
 }
 
 int nb_tok_is_control(const nb_tokenizer *t, int id)
 {
-    return in_range(t, id) && t->sp.IsControl(id);
+    return in_range(t, id) && guard([&] { return t->sp.IsControl(id); }, false);
 }
 
 int nb_tok_is_byte(const nb_tokenizer *t, int id)
 {
-    return in_range(t, id) && t->sp.IsByte(id);
+    return in_range(t, id) && guard([&] { return t->sp.IsByte(id); }, false);
 }
 
 int nb_tok_byte(const nb_tokenizer *t, int id)
 {
     if (!nb_tok_is_byte(t, id))
         return -1;
-    const std::string &p = t->sp.IdToPiece(id); // "<0xAB>"
+    const char *piece = nb_tok_piece(t, id); // "<0xAB>"
+    std::string_view p(piece);
     if (p.size() != 6 || p.compare(0, 3, "<0x") != 0 || p[5] != '>')
         return -1;
     int v = 0;

@@ -30,7 +30,8 @@ int nb_tok_encode(const nb_tokenizer *t, const char *text, size_t len, int bos, 
                   size_t *n, nb_err *e);
 
 /* Decodes ids into a malloc'd NUL-terminated string (SentencePiece's own
- * decoding: the leading space of the first piece dropped). NULL on error. */
+ * decoding: the dummy-prefix space at the start dropped, see
+ * nb_tok_lead_space). NULL on error. */
 char *nb_tok_decode(const nb_tokenizer *t, const int32_t *ids, size_t n, nb_err *e);
 /* The same, also giving the length: byte-fallback <0x00> can put a NUL
  * inside the text. len may be NULL. Out-of-range ids are an error. */

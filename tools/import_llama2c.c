@@ -190,7 +190,7 @@ int nb_import_llama2c(const char *ckpt, const char *out, const nb_convert_opts *
     close(fd);
     if (base == MAP_FAILED)
         return nb_fail(e, "cannot map '%s': %s", ckpt, strerror(errno));
-    struct l2c c;
+    struct l2c c = {0};
     char *tok = o->tokenizer_path ? strdup(o->tokenizer_path) : default_tokenizer(ckpt);
     char *name = o->name ? strdup(o->name) : default_name(ckpt);
     int rc = !tok || !name ? nb_fail(e, "out of memory") : l2c_header(&c, base, size, e);

@@ -14,7 +14,7 @@
  * keys, and each key's value is the entry right after it. */
 struct nb_json_val {
     uint8_t type;
-    uint8_t is_int; /* number written without fraction or exponent, in range */
+    uint8_t is_int; /* an integer that fits int64 exactly */
     uint8_t is_key;
     uint8_t boolean;
     uint32_t count; /* members of a container */
@@ -316,6 +316,7 @@ static int parse_number(struct parser *p)
     memcpy(buf, p->s + start, n);
     buf[n] = 0;
     /* The tools never call setlocale, so strtod reads '.' as in JSON. */
+    errno = 0;
     double d = strtod(buf, NULL);
     if (isinf(d))
         return fail_at(p, start, "number out of range");
@@ -323,7 +324,10 @@ static int parse_number(struct parser *p)
     if (!v)
         return -1;
     v->num = d;
-    v->is_int = plain && !literal_int(buf, &v->u.i);
+    if (plain)
+        v->is_int = !literal_int(buf, &v->u.i);
+    else if (errno != ERANGE && d == floor(d) && fabs(d) <= 9007199254740992.0)
+        v->is_int = 1, v->u.i = (int64_t)d; /* "4096.0", "4e3": integral and exact */
     return 0;
 }
 
@@ -610,17 +614,9 @@ int nb_json_number(const nb_json_val *v, double *out)
 
 int nb_json_int(const nb_json_val *v, int64_t *out)
 {
-    if (!v || v->type != NB_JSON_NUMBER)
+    if (!v || v->type != NB_JSON_NUMBER || !v->is_int)
         return -1;
-    if (v->is_int) {
-        *out = v->u.i;
-        return 0;
-    }
-    /* "4096.0" or "4e3": integral and exactly representable. */
-    double d = v->num;
-    if (d != floor(d) || fabs(d) > 9007199254740992.0)
-        return -1;
-    *out = (int64_t)d;
+    *out = v->u.i;
     return 0;
 }
 

@@ -36,6 +36,5 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         if (!strcmp(argv[1], commands[i].name))
             return commands[i].run(argc - 1, argv + 1);
-    nb_error("unknown command '%s'", argv[1]);
-    return usage(stderr);
+    return nb_error("unknown command '%s' (see nibble --help)", argv[1]);
 }

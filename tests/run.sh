@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The whole test suite: the native build, then the aarch64 build under qemu
+# on three CPU models (cortex-a72 = Pi 4, cortex-a76 = Pi 5 / Orin, max =
+# i8mm), then the static aarch64 binary. Ends with one line:
+#   N passed, N failed, N skipped
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+bash tools/deps.sh || { echo "0 passed, 1 failed, 0 skipped"; exit 1; }
+
+passed=0 failed=0 skipped=0
+log_dir=$root/build-logs
+mkdir -p "$log_dir"
+
+# Adds a meson test run's summary to the totals; a run that printed no
+# summary (a build that broke) counts as one failure.
+tally() {
+  local log=$1 ok fail skip
+  ok=$(awk '/^Ok:/ {s+=$2} /^Expected Fail:/ {s+=$3} END {print s+0}' "$log")
+  fail=$(awk '/^Fail:/ {s+=$2} /^Unexpected Pass:/ {s+=$3} /^Timeout:/ {s+=$2} END {print s+0}' "$log")
+  skip=$(awk '/^Skipped:/ {s+=$2} END {print s+0}' "$log")
+  if ! grep -q '^Ok:' "$log"; then fail=$((fail + 1)); fi
+  passed=$((passed + ok)) failed=$((failed + fail)) skipped=$((skipped + skip))
+}
+
+# configure BUILD_DIR [meson setup args...]
+configure() {
+  local dir=$1; shift
+  if [ ! -f "$dir/build.ninja" ]; then
+    meson setup "$dir" "$@" >"$log_dir/${dir##*/}-setup.log" 2>&1 ||
+      { cat "$log_dir/${dir##*/}-setup.log"; return 1; }
+  fi
+  ninja -C "$dir" >"$log_dir/${dir##*/}-build.log" 2>&1 ||
+    { tail -n 40 "$log_dir/${dir##*/}-build.log"; return 1; }
+}
+
+# suite NAME BUILD_DIR [env...]
+suite() {
+  local name=$1 dir=$2; shift 2
+  local log=$log_dir/$name.log
+  echo "== $name"
+  env "$@" meson test -C "$dir" --no-rebuild --print-errorlogs -t 4 >"$log" 2>&1
+  grep -E '^ *[0-9]+/[0-9]+ ' "$log" | grep -vE ' OK | SKIP ' | sed 's/^/   /'
+  grep -E '^(Ok|Fail|Skipped):' "$log" | tr -s ' ' | paste -sd' ' | sed 's/^/   /'
+  tally "$log"
+}
+
+if configure build; then
+  suite native build
+else
+  echo "native build failed"; failed=$((failed + 1))
+fi
+
+if [ "$(uname -m)" != aarch64 ]; then
+  # Meson cross files cannot name their own directory: this one-line file
+  # gives them the checkout's path as the constant `root`.
+  printf "[constants]\nroot = '%s'\n" "$root" > "$root/build-paths.ini"
+  cross=(--cross-file "$root/build-paths.ini")
+  if configure build-arm64 "${cross[@]}" --cross-file cross/aarch64-linux.ini; then
+    for cpu in cortex-a72 cortex-a76 max; do
+      suite "aarch64-$cpu" build-arm64 NB_QEMU_CPU=$cpu
+    done
+  else
+    echo "aarch64 build failed"; failed=$((failed + 1))
+  fi
+  if configure build-arm64-static "${cross[@]}" --cross-file cross/aarch64-linux-static.ini; then
+    suite "aarch64-static-cortex-a76" build-arm64-static NB_QEMU_CPU=cortex-a76
+  else
+    echo "static aarch64 build failed"; failed=$((failed + 1))
+  fi
+fi
+
+echo "logs: $log_dir"
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,42 @@
+/* Small helpers shared by the C tests: checks that report and count,
+ * a seeded generator, temporary paths, a tiny synthetic model. */
+#ifndef NIBBLE_TESTUTIL_H
+#define NIBBLE_TESTUTIL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "../runtime/nibformat.h"
+
+extern int tu_failures;
+
+#define CHECK(cond, ...)                                                                   \
+    do {                                                                                   \
+        if (!(cond)) {                                                                     \
+            tu_failures++;                                                                 \
+            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);       \
+            fprintf(stderr, __VA_ARGS__);                                                  \
+            fputc('\n', stderr);                                                           \
+        }                                                                                  \
+    } while (0)
+
+/* Prints the verdict and returns the exit code. */
+int tu_finish(const char *name);
+
+uint64_t tu_rand(uint64_t *state);
+float tu_randf(uint64_t *state); /* uniform in [-1, 1) */
+
+/* A path in a fresh temporary directory, removed by tu_cleanup. */
+const char *tu_tmp(const char *name);
+void tu_cleanup(void);
+
+void *tu_read(const char *path, size_t *size);
+
+/* Writes a random LLaMA model of the given shape (f32 unless dtype says
+ * otherwise) with vocab bytes taken from vocab_path (may be NULL). */
+int tu_write_model(const char *path, const struct nb_meta *meta, uint32_t dtype,
+                   const char *vocab_path, uint64_t seed);
+
+struct nb_meta tu_tiny_meta(void);
+
+#endif

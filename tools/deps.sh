@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Installs what nibble needs, from Debian's packages only, and nothing twice.
+#   tools/deps.sh           native build + the aarch64 cross toolchain, qemu and sysroots
+#   tools/deps.sh --native  native build only (what a Raspberry Pi needs)
+# The arm64 libsentencepiece cannot be installed beside the amd64 one by
+# multiarch, so its .debs are fetched with a separate apt state whose
+# sources are derived from this machine's own apt configuration, and
+# unpacked into .deps/arm64. The static variant needs a static library,
+# which Debian does not ship: it is built from Debian's source package.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+deps=$root/.deps
+native_pkgs=(gcc g++ meson ninja-build pkg-config libsentencepiece-dev)
+cross_pkgs=(gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+            cmake make dpkg-dev)
+
+say() { printf 'deps: %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+install_missing() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+      missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  say "installing ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# A private apt configuration for arm64, with binary and source entries,
+# copied from the machine's own sources (no registry host is written here).
+arm64_apt_setup() {
+  local etc=$deps/apt/etc
+  mkdir -p "$etc/sources.list.d" "$etc/preferences.d" "$deps/apt/lists/partial" \
+           "$deps/apt/cache/archives/partial"
+  : > "$etc/sources.list"
+  if [ -f /etc/apt/sources.list ]; then
+    grep -E '^deb ' /etc/apt/sources.list | sed 's/^deb /deb-src /' >> "$etc/sources.list" || true
+    grep -E '^deb ' /etc/apt/sources.list >> "$etc/sources.list" || true
+  fi
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -e "$f" ] && sed 's/^Types: *deb *$/Types: deb deb-src/' "$f" > "$etc/sources.list.d/${f##*/}"
+  done
+  for f in /etc/apt/sources.list.d/*.list; do
+    [ -e "$f" ] && { grep -E '^deb ' "$f" | sed 's/^deb /deb-src /'; cat "$f"; } \
+      > "$etc/sources.list.d/${f##*/}"
+  done
+  APT_ARM64=(-o APT::Architecture=arm64 -o APT::Architectures::=arm64
+    -o Dir::State::Lists="$deps/apt/lists" -o Dir::State::status=/dev/null
+    -o Dir::Etc::SourceList="$etc/sources.list" -o Dir::Etc::SourceParts="$etc/sources.list.d"
+    -o Dir::Etc::Preferences=/dev/null -o Dir::Etc::PreferencesParts="$etc/preferences.d"
+    -o Dir::Cache="$deps/apt/cache" -o APT::Sandbox::User=root -qq)
+  # Some third-party sources have no arm64 or source lists: what matters
+  # is only that Debian's are there, which the downloads below check.
+  apt-get "${APT_ARM64[@]}" update >/dev/null 2>&1 || say "apt update reported errors (ignored)"
+}
+
+arm64_sysroot() {
+  [ -f "$deps/arm64/.done" ] && return 0
+  say "fetching the arm64 libsentencepiece into .deps/arm64"
+  mkdir -p "$deps/debs" "$deps/arm64"
+  (cd "$deps/debs" && apt-get "${APT_ARM64[@]}" download libsentencepiece0 libsentencepiece-dev)
+  for d in "$deps"/debs/libsentencepiece*_arm64.deb; do dpkg-deb -x "$d" "$deps/arm64"; done
+  # The -dev symlink points into the same directory; make sure it resolves.
+  test -e "$deps/arm64/usr/lib/aarch64-linux-gnu/libsentencepiece.so"
+  touch "$deps/arm64/.done"
+}
+
+arm64_static() {
+  [ -f "$deps/arm64-static/.done" ] && return 0
+  say "building a static aarch64 libsentencepiece from Debian's source package"
+  rm -rf "$deps/src" && mkdir -p "$deps/src"
+  (cd "$deps/src" && apt-get "${APT_ARM64[@]}" source --download-only sentencepiece >/dev/null)
+  tar -xzf "$deps"/src/sentencepiece_*.orig.tar.gz -C "$deps/src"
+  local src build
+  src=$(find "$deps/src" -maxdepth 1 -type d -name 'sentencepiece-*' | head -n 1)
+  build=$src/build-static
+  cmake -S "$src" -B "$build" -DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=aarch64 \
+    -DCMAKE_C_COMPILER=aarch64-linux-gnu-gcc -DCMAKE_CXX_COMPILER=aarch64-linux-gnu-g++ \
+    -DSPM_ENABLE_SHARED=OFF -DSPM_ENABLE_TCMALLOC=OFF -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_INSTALL_PREFIX="$deps/arm64-static" >/dev/null
+  make -C "$build" -j"$(nproc)" sentencepiece-static >"$deps/spm-build.log" 2>&1 ||
+    { tail -n 20 "$deps/spm-build.log" >&2; exit 1; }
+  mkdir -p "$deps/arm64-static/lib" "$deps/arm64-static/include"
+  cp "$build/src/libsentencepiece.a" "$deps/arm64-static/lib/"
+  cp "$src/src/sentencepiece_processor.h" "$deps/arm64-static/include/"
+  touch "$deps/arm64-static/.done"
+}
+
+install_missing "${native_pkgs[@]}"
+if [ "${1:-}" = --native ] || [ "$(uname -m)" = aarch64 ]; then
+  exit 0
+fi
+install_missing "${cross_pkgs[@]}"
+arm64_apt_setup
+arm64_sysroot
+arm64_static

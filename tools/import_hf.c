@@ -1,0 +1,591 @@
+/* Hugging Face Llama / Mistral folders: config.json for the shapes,
+ * safetensors (single or sharded) for the weights, tokenizer.model stored
+ * as raw bytes. Weights keep Hugging Face's q/k row order, so RoPE rotates
+ * halves (NB_ROPE_HALVES). Everything is validated before the output file
+ * is created; a failure while writing aborts it, leaving nothing behind. */
+#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700 /* realpath */
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../models/llama.h"
+#include "../neon/f16.h"
+#include "convert.h"
+#include "json.h"
+#include "progress.h"
+#include "safetensors.h"
+
+/* Bounds no real model reaches (they match runtime/model.c), so a hostile
+ * config cannot drive the plan or the checks into absurd sizes. */
+#define MAX_DIM (1 << 20)
+#define MAX_LAYERS 4096
+#define MAX_HEADS 1024
+#define MAX_HEAD_DIM 1024
+#define MAX_CTX (1 << 22)
+#define MAX_CONFIG_BYTES (1u << 20)
+#define MAX_TOKENIZER_BYTES (64u << 20)
+#define ARCHS "LlamaForCausalLM, MistralForCausalLM"
+
+struct hf_config {
+    int64_t dim, ffn, n_layers, n_heads, n_kv_heads, head_dim, vocab, max_ctx;
+    int64_t bos, eos, pad, window;
+    double eps, theta;
+    int tied, mistral;
+};
+
+/* One tensor to write: where it comes from and the shape config implies. */
+struct hf_item {
+    char src[96];
+    char dst[NB_NAME_LEN];
+    int n_dims, is_norm;
+    uint64_t shape[2];
+    const nb_st_tensor *t;
+};
+
+struct hf_import {
+    struct hf_config c;
+    struct nb_meta meta;
+    nb_st *st;
+    struct hf_item *items;
+    size_t n_items;
+    void *vocab;
+    size_t vocab_size;
+};
+
+static void notice(const char *fmt, ...) NB_PRINTF(1, 2);
+
+static void notice(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("nibble: note: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static char *join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *s = malloc(n);
+    if (s)
+        snprintf(s, n, "%s/%s", dir, name);
+    return s;
+}
+
+/* ---- config.json ---- */
+
+static int absent(const nb_json_val *v)
+{
+    return !v || nb_json_type(v) == NB_JSON_NULL;
+}
+
+/* An integer field; def < 0 makes it required. */
+static int cfg_int(const nb_json_val *root, const char *key, int64_t def, int64_t *out, nb_err *e)
+{
+    const nb_json_val *v = nb_json_get(root, key);
+    if (absent(v)) {
+        if (def < 0)
+            return nb_fail(e, "config.json: '%s' is missing", key);
+        *out = def;
+        return 0;
+    }
+    if (nb_json_int(v, out))
+        return nb_fail(e, "config.json: '%s' must be an integer, not a %s", key,
+                       nb_json_type_name(nb_json_type(v)));
+    return 0;
+}
+
+static int cfg_num(const nb_json_val *root, const char *key, double def, double *out, nb_err *e)
+{
+    const nb_json_val *v = nb_json_get(root, key);
+    if (absent(v)) {
+        *out = def;
+        return 0;
+    }
+    if (nb_json_number(v, out))
+        return nb_fail(e, "config.json: '%s' must be a number, not a %s", key,
+                       nb_json_type_name(nb_json_type(v)));
+    return 0;
+}
+
+static int cfg_bool(const nb_json_val *root, const char *key, int *out, nb_err *e)
+{
+    const nb_json_val *v = nb_json_get(root, key);
+    *out = 0;
+    if (!absent(v) && nb_json_bool(v, out))
+        return nb_fail(e, "config.json: '%s' must be true or false", key);
+    return 0;
+}
+
+/* A token id: an integer, a list of them (the first counts), or -1. */
+static int cfg_token(const nb_json_val *root, const char *key, int64_t *out, nb_err *e)
+{
+    const nb_json_val *v = nb_json_get(root, key);
+    *out = -1;
+    if (nb_json_type(v) == NB_JSON_ARRAY)
+        v = nb_json_first(v);
+    if (absent(v))
+        return 0;
+    if (nb_json_int(v, out) || *out < 0)
+        return nb_fail(e, "config.json: '%s' is not a token id", key);
+    return 0;
+}
+
+static int check_arch(const nb_json_val *root, int *mistral, nb_err *e)
+{
+    const char *arch = nb_json_string(nb_json_first(nb_json_get(root, "architectures")), NULL);
+    const char *type = nb_json_string(nb_json_get(root, "model_type"), NULL);
+    if (!arch)
+        return nb_fail(e, "config.json names no architecture (supported: " ARCHS ")");
+    if (strcmp(arch, "LlamaForCausalLM") && strcmp(arch, "MistralForCausalLM"))
+        return nb_fail(e, "unsupported architecture '%.64s' in config.json (supported: " ARCHS ")",
+                       arch);
+    if (type && strcmp(type, "llama") && strcmp(type, "mistral"))
+        return nb_fail(e, "unsupported model_type '%.64s' in config.json (supported: llama, "
+                          "mistral)", type);
+    *mistral = !strcmp(arch, "MistralForCausalLM") || (type && !strcmp(type, "mistral"));
+    return 0;
+}
+
+/* Variants the runtime does not implement: refuse rather than run wrong. */
+static int check_features(const nb_json_val *root, nb_err *e)
+{
+    const nb_json_val *act = nb_json_get(root, "hidden_act");
+    int attn_bias, mlp_bias;
+    if (!absent(nb_json_get(root, "rope_scaling")))
+        return nb_fail(e, "config.json: rope_scaling is not supported yet");
+    if (!absent(act) && (!nb_json_string(act, NULL) || strcmp(nb_json_string(act, NULL), "silu")))
+        return nb_fail(e, "config.json: hidden_act must be \"silu\"");
+    if (cfg_bool(root, "attention_bias", &attn_bias, e) || cfg_bool(root, "mlp_bias", &mlp_bias, e))
+        return -1;
+    if (attn_bias)
+        return nb_fail(e, "config.json: attention bias not supported");
+    if (mlp_bias)
+        return nb_fail(e, "config.json: mlp bias not supported");
+    return 0;
+}
+
+static int read_shapes(const nb_json_val *root, struct hf_config *c, nb_err *e)
+{
+    if (cfg_int(root, "hidden_size", -1, &c->dim, e) ||
+        cfg_int(root, "intermediate_size", -1, &c->ffn, e) ||
+        cfg_int(root, "num_hidden_layers", -1, &c->n_layers, e) ||
+        cfg_int(root, "num_attention_heads", -1, &c->n_heads, e) ||
+        cfg_int(root, "vocab_size", -1, &c->vocab, e))
+        return -1;
+    /* The defaults are transformers' LlamaConfig defaults. */
+    if (cfg_int(root, "num_key_value_heads", c->n_heads, &c->n_kv_heads, e) ||
+        cfg_int(root, "max_position_embeddings", 2048, &c->max_ctx, e) ||
+        cfg_num(root, "rms_norm_eps", 1e-6, &c->eps, e) ||
+        cfg_num(root, "rope_theta", 10000.0, &c->theta, e) ||
+        cfg_bool(root, "tie_word_embeddings", &c->tied, e))
+        return -1;
+    if (!absent(nb_json_get(root, "head_dim")))
+        return cfg_int(root, "head_dim", -1, &c->head_dim, e);
+    c->head_dim = 0; /* invalid heads are reported by check_shapes */
+    if (c->n_heads > 0 && c->dim % c->n_heads)
+        return nb_fail(e, "config.json: hidden_size %lld is not a multiple of the %lld heads",
+                       (long long)c->dim, (long long)c->n_heads);
+    if (c->n_heads > 0)
+        c->head_dim = c->dim / c->n_heads;
+    return 0;
+}
+
+static int in_range(int64_t v, int64_t max)
+{
+    return v > 0 && v <= max;
+}
+
+static int check_shapes(const struct hf_config *c, nb_err *e)
+{
+    if (!in_range(c->dim, MAX_DIM) || !in_range(c->ffn, MAX_DIM) ||
+        !in_range(c->vocab, MAX_DIM) || !in_range(c->n_layers, MAX_LAYERS) ||
+        !in_range(c->max_ctx, MAX_CTX))
+        return nb_fail(e, "config.json: sizes out of range (hidden %lld, intermediate %lld, "
+                          "vocab %lld, layers %lld, positions %lld)",
+                       (long long)c->dim, (long long)c->ffn, (long long)c->vocab,
+                       (long long)c->n_layers, (long long)c->max_ctx);
+    if (!in_range(c->n_heads, MAX_HEADS) || !in_range(c->n_kv_heads, c->n_heads) ||
+        c->n_heads % c->n_kv_heads || !in_range(c->head_dim, MAX_HEAD_DIM) || c->head_dim % 2 ||
+        c->n_heads * c->head_dim > MAX_DIM)
+        return nb_fail(e, "config.json: invalid attention shape (heads %lld, kv heads %lld, "
+                          "head dim %lld)",
+                       (long long)c->n_heads, (long long)c->n_kv_heads, (long long)c->head_dim);
+    if (!(c->eps > 0 && c->eps < 1 && (float)c->eps > 0))
+        return nb_fail(e, "config.json: rms_norm_eps %g is not in (0, 1)", c->eps);
+    if (!(c->theta > 0 && (float)c->theta < 1e12f))
+        return nb_fail(e, "config.json: rope_theta %g is not in (0, 1e12)", c->theta);
+    int64_t ids[3] = {c->bos, c->eos, c->pad};
+    for (int i = 0; i < 3; i++)
+        if (ids[i] >= c->vocab)
+            return nb_fail(e, "config.json: token id %lld is outside the vocabulary of %lld",
+                           (long long)ids[i], (long long)c->vocab);
+    return 0;
+}
+
+/* Mistral's sliding window (0: none). How it is used: see fill_meta. */
+static int read_window(const nb_json_val *root, struct hf_config *c, nb_err *e)
+{
+    c->window = 0;
+    if (!c->mistral)
+        return 0;
+    if (cfg_int(root, "sliding_window", 0, &c->window, e))
+        return -1;
+    if (c->window < 0)
+        return nb_fail(e, "config.json: sliding_window %lld is negative", (long long)c->window);
+    return 0;
+}
+
+static int read_config(const char *dir, struct hf_config *c, nb_err *e)
+{
+    char *path = join(dir, "config.json");
+    if (!path)
+        return nb_fail(e, "out of memory");
+    nb_json *doc = nb_json_parse_file(path, MAX_CONFIG_BYTES, e);
+    free(path);
+    if (!doc)
+        return -1;
+    const nb_json_val *root = nb_json_root(doc);
+    int rc = -1;
+    if (nb_json_type(root) != NB_JSON_OBJECT)
+        nb_fail(e, "config.json is not a JSON object");
+    else if (!check_arch(root, &c->mistral, e) && !check_features(root, e) &&
+             !read_shapes(root, c, e) && !cfg_token(root, "bos_token_id", &c->bos, e) &&
+             !cfg_token(root, "eos_token_id", &c->eos, e) &&
+             !cfg_token(root, "pad_token_id", &c->pad, e) && !read_window(root, c, e))
+        rc = check_shapes(c, e);
+    nb_json_free(doc);
+    return rc;
+}
+
+/* ---- metadata ---- */
+
+static void fill_meta(struct nb_meta *m, const struct hf_config *c)
+{
+    memset(m, 0, sizeof *m);
+    m->arch = NB_ARCH_LLAMA;
+    m->dim = (uint32_t)c->dim;
+    m->n_layers = (uint32_t)c->n_layers;
+    m->n_heads = (uint32_t)c->n_heads;
+    m->n_kv_heads = (uint32_t)c->n_kv_heads;
+    m->head_dim = (uint32_t)c->head_dim;
+    m->ffn_dim = (uint32_t)c->ffn;
+    m->vocab_size = (uint32_t)c->vocab;
+    m->max_ctx = (uint32_t)c->max_ctx;
+    /* The runtime attends to the whole context. Within Mistral's sliding
+     * window that is exactly what sliding-window attention computes, so
+     * the context is capped to the window: outputs stay exact instead of
+     * silently drifting once a longer context would need the window. */
+    if (c->window && c->window < c->max_ctx) {
+        m->max_ctx = (uint32_t)c->window;
+        notice("sliding_window %lld is below max_position_embeddings %lld: the context is "
+               "capped to %lld tokens",
+               (long long)c->window, (long long)c->max_ctx, (long long)c->window);
+    }
+    m->rope_pairs = NB_ROPE_HALVES; /* q/k rows stay as Hugging Face stores them */
+    m->rope_theta = (float)c->theta;
+    m->norm_eps = (float)c->eps;
+    m->bos_id = (int32_t)c->bos;
+    m->eos_id = (int32_t)c->eos;
+    m->unk_id = -1;
+    m->pad_id = (int32_t)c->pad;
+}
+
+/* Bytes of s that fit in max without splitting a UTF-8 character. */
+static size_t utf8_prefix(const char *s, size_t len, size_t max)
+{
+    if (len <= max)
+        return len;
+    while (max && ((unsigned char)s[max] & 0xc0) == 0x80)
+        max--;
+    return max;
+}
+
+/* The given name, or the folder's own name (resolved, so "." works). */
+static int set_name(struct nb_meta *m, const char *dir, const char *given, nb_err *e)
+{
+    size_t cap = sizeof m->name - 1;
+    if (given) {
+        if (strlen(given) > cap)
+            return nb_fail(e, "model name '%.80s' is longer than %zu bytes", given, cap);
+        memcpy(m->name, given, strlen(given) + 1);
+        return 0;
+    }
+    char *full = realpath(dir, NULL);
+    const char *path = full ? full : dir;
+    size_t end = strlen(path), start;
+    while (end > 1 && path[end - 1] == '/')
+        end--;
+    for (start = end; start > 0 && path[start - 1] != '/'; start--)
+        ;
+    size_t n = utf8_prefix(path + start, end - start, cap);
+    memcpy(m->name, path + start, n);
+    m->name[n] = 0;
+    free(full);
+    return 0;
+}
+
+static int load_tokenizer(struct hf_import *imp, const char *dir, const char *given, nb_err *e)
+{
+    char *path = given ? NULL : join(dir, "tokenizer.model");
+    if (!given && !path)
+        return nb_fail(e, "out of memory");
+    nb_err why;
+    imp->vocab = nb_read_file(given ? given : path, MAX_TOKENIZER_BYTES, &imp->vocab_size, &why);
+    int rc = 0;
+    if (!imp->vocab)
+        rc = nb_fail(e, "no SentencePiece tokenizer: %s (give one with --tokenizer)", why.msg);
+    else if (!imp->vocab_size)
+        rc = nb_fail(e, "tokenizer '%s' is empty", given ? given : path);
+    free(path);
+    return rc;
+}
+
+/* ---- the tensor plan ---- */
+
+enum kind { K_EMBED, K_NORM, K_Q, K_KV, K_O, K_UP, K_DOWN };
+
+static const struct {
+    const char *src, *dst;
+    int kind;
+} layer_parts[] = {
+    {"input_layernorm", NB_T_ATTN_NORM, K_NORM},
+    {"self_attn.q_proj", NB_T_Q, K_Q},
+    {"self_attn.k_proj", NB_T_K, K_KV},
+    {"self_attn.v_proj", NB_T_V, K_KV},
+    {"self_attn.o_proj", NB_T_O, K_O},
+    {"post_attention_layernorm", NB_T_FFN_NORM, K_NORM},
+    {"mlp.gate_proj", NB_T_GATE, K_UP},
+    {"mlp.up_proj", NB_T_UP, K_UP},
+    {"mlp.down_proj", NB_T_DOWN, K_DOWN},
+};
+#define N_PARTS (sizeof layer_parts / sizeof *layer_parts)
+
+/* Linear weights are [out, in], as Hugging Face stores them. */
+static void set_shape(struct hf_item *it, const struct hf_config *c, int kind)
+{
+    uint64_t d = (uint64_t)c->dim, f = (uint64_t)c->ffn, v = (uint64_t)c->vocab;
+    uint64_t q = (uint64_t)(c->n_heads * c->head_dim), kv = (uint64_t)(c->n_kv_heads * c->head_dim);
+    uint64_t rows[] = {[K_EMBED] = v, [K_NORM] = d, [K_Q] = q, [K_KV] = kv,
+                       [K_O] = d, [K_UP] = f, [K_DOWN] = d};
+    uint64_t cols[] = {[K_EMBED] = d, [K_NORM] = 0, [K_Q] = d, [K_KV] = d,
+                       [K_O] = q, [K_UP] = d, [K_DOWN] = f};
+    it->is_norm = kind == K_NORM;
+    it->n_dims = it->is_norm ? 1 : 2;
+    it->shape[0] = rows[kind];
+    it->shape[1] = cols[kind];
+}
+
+static void add_item(struct hf_import *imp, const char *src, const char *dst, int kind)
+{
+    struct hf_item *it = &imp->items[imp->n_items++];
+    snprintf(it->src, sizeof it->src, "%s", src);
+    snprintf(it->dst, sizeof it->dst, "%s", dst);
+    set_shape(it, &imp->c, kind);
+}
+
+static int build_plan(struct hf_import *imp, nb_err *e)
+{
+    const struct hf_config *c = &imp->c;
+    imp->items = calloc(N_PARTS * (size_t)c->n_layers + 3, sizeof *imp->items);
+    if (!imp->items)
+        return nb_fail(e, "out of memory");
+    add_item(imp, "model.embed_tokens.weight", NB_T_EMBED, K_EMBED);
+    for (int l = 0; l < (int)c->n_layers; l++) {
+        for (size_t p = 0; p < N_PARTS; p++) {
+            char src[96], dst[NB_NAME_LEN];
+            snprintf(src, sizeof src, "model.layers.%d.%s.weight", l, layer_parts[p].src);
+            snprintf(dst, sizeof dst, layer_parts[p].dst, l);
+            add_item(imp, src, dst, layer_parts[p].kind);
+        }
+    }
+    add_item(imp, "model.norm.weight", NB_T_OUT_NORM, K_NORM);
+    int has_head = nb_st_find(imp->st, "lm_head.weight") != NULL;
+    if (!c->tied && !has_head)
+        notice("config.json does not tie the embeddings, but there is no lm_head.weight: "
+               "the output layer reuses token_embd");
+    imp->meta.tied_embeddings = c->tied || !has_head;
+    if (!imp->meta.tied_embeddings)
+        add_item(imp, "lm_head.weight", NB_T_OUTPUT, K_EMBED);
+    return 0;
+}
+
+static void format_shape(char *buf, size_t cap, int n_dims, const uint64_t *shape)
+{
+    size_t at = (size_t)snprintf(buf, cap, "[");
+    for (int d = 0; d < n_dims && at < cap; d++)
+        at += (size_t)snprintf(buf + at, cap - at, "%s%llu", d ? ", " : "",
+                               (unsigned long long)shape[d]);
+    if (at < cap)
+        snprintf(buf + at, cap - at, "]");
+}
+
+static int same_shape(const struct hf_item *it, const nb_st_tensor *t)
+{
+    if (t->n_dims != it->n_dims)
+        return 0;
+    for (int d = 0; d < it->n_dims; d++)
+        if (t->shape[d] != it->shape[d])
+            return 0;
+    return 1;
+}
+
+static int check_item(const struct hf_item *it, const nb_st_tensor *t, nb_err *e)
+{
+    if (!t)
+        return nb_fail(e, "tensor '%s' is missing from the safetensors", it->src);
+    if (t->dtype != NB_ST_F32 && t->dtype != NB_ST_F16 && t->dtype != NB_ST_BF16)
+        return nb_fail(e, "tensor '%s' is %s; only F32, F16 and BF16 can be imported", it->src,
+                       nb_st_dtype_name(t->dtype));
+    if (!same_shape(it, t)) {
+        char got[96], want[64];
+        format_shape(got, sizeof got, t->n_dims, t->shape);
+        format_shape(want, sizeof want, it->n_dims, it->shape);
+        return nb_fail(e, "tensor '%s' has shape %s, but config.json implies %s", it->src, got,
+                       want);
+    }
+    return 0;
+}
+
+static int ends_with(const char *s, const char *tail)
+{
+    size_t n = strlen(s), k = strlen(tail);
+    return n >= k && !strcmp(s + n - k, tail);
+}
+
+/* A tensor no item uses: harmless leftovers are skipped, biases and
+ * anything else refused, since dropping real weights would run wrong. */
+static int check_extra(const struct hf_import *imp, const char *name, nb_err *e)
+{
+    if (ends_with(name, ".bias"))
+        return nb_fail(e, "%s not supported (tensor '%.80s')",
+                       strstr(name, "self_attn.") ? "attention bias" : "bias", name);
+    if (ends_with(name, "rotary_emb.inv_freq"))
+        return 0; /* recomputed from rope_theta by the runtime */
+    if (imp->meta.tied_embeddings && !strcmp(name, "lm_head.weight"))
+        return 0; /* tied: transformers ignores it too */
+    return nb_fail(e, "unexpected tensor '%.80s' for a %lld-layer Llama", name,
+                   (long long)imp->c.n_layers);
+}
+
+static int resolve(struct hf_import *imp, nb_err *e)
+{
+    size_t n = nb_st_count(imp->st);
+    unsigned char *used = calloc(n + 1, 1);
+    if (!used)
+        return nb_fail(e, "out of memory");
+    const nb_st_tensor *first = nb_st_at(imp->st, 0);
+    int rc = 0;
+    for (size_t i = 0; i < imp->n_items && !rc; i++) {
+        struct hf_item *it = &imp->items[i];
+        it->t = nb_st_find(imp->st, it->src);
+        rc = check_item(it, it->t, e);
+        if (!rc)
+            used[it->t - first] = 1;
+    }
+    for (size_t i = 0; i < n && !rc; i++)
+        if (!used[i])
+            rc = check_extra(imp, nb_st_at(imp->st, i)->name, e);
+    free(used);
+    return rc;
+}
+
+/* ---- writing ---- */
+
+static uint32_t nb_dtype_of(int st_dtype)
+{
+    return st_dtype == NB_ST_F16 ? NB_F16 : st_dtype == NB_ST_BF16 ? NB_BF16 : NB_F32;
+}
+
+static float load_elem(const nb_st_tensor *t, uint64_t i)
+{
+    const unsigned char *p = t->data;
+    if (t->dtype == NB_ST_F32) {
+        float f;
+        memcpy(&f, p + 4 * i, 4);
+        return f;
+    }
+    uint16_t h;
+    memcpy(&h, p + 2 * i, 2);
+    return t->dtype == NB_ST_BF16 ? nb_bf16_to_f32(h) : nb_f16_to_f32(h);
+}
+
+/* f16 tops out at 65504: a larger weight would become infinity and turn
+ * every output into NaN, so refuse it and point to bf16 or f32. */
+static int check_f16_range(const struct hf_item *it, nb_err *e)
+{
+    for (uint64_t i = 0; i < it->t->n_elems; i++) {
+        float x = load_elem(it->t, i);
+        if (fabsf(x) >= 65520.0f && isfinite(x))
+            return nb_fail(e, "tensor '%s' holds %g, beyond the f16 range: convert to bf16 or "
+                              "f32 instead", it->src, (double)x);
+    }
+    return 0;
+}
+
+static int write_tensors(const struct hf_import *imp, nb_writer *w, const nb_convert_opts *o,
+                         nb_err *e)
+{
+    uint64_t total = 0, done = 0;
+    for (size_t i = 0; i < imp->n_items; i++)
+        total += imp->items[i].t->size;
+    nb_progress p;
+    nb_progress_start(&p, "converting", total, o->quiet);
+    for (size_t i = 0; i < imp->n_items; i++) {
+        const struct hf_item *it = &imp->items[i];
+        uint32_t src = nb_dtype_of(it->t->dtype);
+        int out = it->is_norm ? NB_F32 : o->out_dtype; /* norms: tiny, precision matters */
+        if (out == NB_F16 && src != NB_F16 && check_f16_range(it, e))
+            return -1;
+        if (nb_convert_tensor(w, it->dst, src, it->t->data, it->n_dims, it->shape, out, e))
+            return -1;
+        done += it->t->size;
+        nb_progress_update(&p, done);
+    }
+    nb_progress_done(&p);
+    return 0;
+}
+
+static int prepare(struct hf_import *imp, const char *dir, const nb_convert_opts *o, nb_err *e)
+{
+    int d = o->out_dtype;
+    if (d != -1 && d != NB_F32 && d != NB_F16 && d != NB_BF16)
+        return nb_fail(e, "the Hugging Face importer writes f32, f16 or bf16, not dtype %d", d);
+    if (read_config(dir, &imp->c, e))
+        return -1;
+    fill_meta(&imp->meta, &imp->c);
+    if (set_name(&imp->meta, dir, o->name, e) ||
+        load_tokenizer(imp, dir, o->tokenizer_path, e))
+        return -1;
+    imp->st = nb_st_open_dir(dir, e);
+    if (!imp->st)
+        return -1;
+    return build_plan(imp, e) || resolve(imp, e) ? -1 : 0;
+}
+
+int nb_import_hf(const char *dir, const char *out, const nb_convert_opts *o, nb_err *e)
+{
+    struct hf_import imp;
+    memset(&imp, 0, sizeof imp);
+    int rc = prepare(&imp, dir, o, e);
+    if (!rc) {
+        nb_writer *w = nb_writer_open(out, &imp.meta, imp.vocab, imp.vocab_size, e);
+        if (!w)
+            rc = -1;
+        else if (write_tensors(&imp, w, o, e)) {
+            nb_writer_abort(w);
+            rc = -1;
+        } else {
+            rc = nb_writer_commit(w, e); /* aborts by itself on failure */
+        }
+    }
+    nb_st_close(imp.st);
+    free(imp.items);
+    free(imp.vocab);
+    return rc;
+}

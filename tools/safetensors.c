@@ -1,0 +1,454 @@
+#define _POSIX_C_SOURCE 200809L
+#include "safetensors.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "json.h"
+
+#define INDEX_NAME "model.safetensors.index.json"
+#define SINGLE_NAME "model.safetensors"
+#define MAX_INDEX_BYTES (64u << 20)
+
+struct shard {
+    char *path;
+    const uint8_t *base;
+    size_t size;
+    int mapped; /* base came from mmap and is ours to unmap */
+    nb_json *header;
+    nb_st_tensor *tensors;
+    size_t n;
+};
+
+struct nb_st {
+    struct shard *shards;
+    size_t n_shards;
+    nb_json *index;
+    nb_st_tensor *tensors; /* sorted by name */
+    size_t n;
+};
+
+static const struct {
+    const char *name;
+    size_t size;
+} dtypes[] = {
+    [NB_ST_F32] = {"F32", 4}, [NB_ST_F16] = {"F16", 2}, [NB_ST_BF16] = {"BF16", 2},
+    [NB_ST_F64] = {"F64", 8}, [NB_ST_I64] = {"I64", 8}, [NB_ST_I32] = {"I32", 4},
+    [NB_ST_I16] = {"I16", 2}, [NB_ST_I8] = {"I8", 1},   [NB_ST_U8] = {"U8", 1},
+    [NB_ST_BOOL] = {"BOOL", 1},
+};
+#define N_DTYPES ((int)(sizeof dtypes / sizeof *dtypes))
+
+const char *nb_st_dtype_name(int dtype)
+{
+    return dtype >= 0 && dtype < N_DTYPES ? dtypes[dtype].name : "unknown";
+}
+
+size_t nb_st_dtype_size(int dtype)
+{
+    return dtype >= 0 && dtype < N_DTYPES ? dtypes[dtype].size : 0;
+}
+
+static int dtype_from_name(const char *s)
+{
+    for (int i = 0; i < N_DTYPES; i++)
+        if (!strcmp(s, dtypes[i].name))
+            return i;
+    return -1;
+}
+
+static int cmp_tensor(const void *a, const void *b)
+{
+    return strcmp(((const nb_st_tensor *)a)->name, ((const nb_st_tensor *)b)->name);
+}
+
+static int get_u64(const nb_json_val *v, uint64_t *out)
+{
+    int64_t i;
+    if (nb_json_int(v, &i) || i < 0)
+        return -1;
+    *out = (uint64_t)i;
+    return 0;
+}
+
+/* Reads "shape" into t; the element count must not overflow. */
+static int read_shape(nb_st_tensor *t, const nb_json_val *shape, const char *file, nb_err *e)
+{
+    size_t rank = nb_json_count(shape);
+    if (nb_json_type(shape) != NB_JSON_ARRAY)
+        return nb_fail(e, "%s: tensor '%.80s': shape is not an array", file, t->name);
+    if (rank > NB_ST_MAX_DIMS)
+        return nb_fail(e, "%s: tensor '%.80s': %zu dimensions (at most %d supported)", file,
+                       t->name, rank, NB_ST_MAX_DIMS);
+    t->n_dims = (int)rank;
+    t->n_elems = 1;
+    const nb_json_val *d = nb_json_first(shape);
+    for (size_t i = 0; i < rank; i++, d = nb_json_next(d)) {
+        uint64_t n;
+        if (get_u64(d, &n))
+            return nb_fail(e, "%s: tensor '%.80s': shape holds a value that is not a size", file,
+                           t->name);
+        if (n && t->n_elems > UINT64_MAX / n)
+            return nb_fail(e, "%s: tensor '%.80s': shape product overflows", file, t->name);
+        t->shape[i] = n;
+        t->n_elems *= n;
+    }
+    return 0;
+}
+
+/* Reads "data_offsets" and checks them against the shape and the data
+ * section [data, data + data_len). */
+static int read_offsets(nb_st_tensor *t, const nb_json_val *offs, const uint8_t *data,
+                        size_t data_len, const char *file, nb_err *e)
+{
+    uint64_t b, end, width = nb_st_dtype_size(t->dtype);
+    const nb_json_val *first = nb_json_first(offs);
+    if (nb_json_type(offs) != NB_JSON_ARRAY || nb_json_count(offs) != 2 || get_u64(first, &b) ||
+        get_u64(nb_json_next(first), &end) || b > end)
+        return nb_fail(e, "%s: tensor '%.80s': data_offsets is not [begin, end]", file, t->name);
+    if (end > data_len)
+        return nb_fail(e, "%s: tensor '%.80s': data_offsets [%llu, %llu] run past the %zu data bytes",
+                       file, t->name, (unsigned long long)b, (unsigned long long)end, data_len);
+    if (t->n_elems > UINT64_MAX / width)
+        return nb_fail(e, "%s: tensor '%.80s': shape too large", file, t->name);
+    if (end - b != t->n_elems * width)
+        return nb_fail(e, "%s: tensor '%.80s': %llu bytes at data_offsets, but shape and %s need %llu",
+                       file, t->name, (unsigned long long)(end - b), nb_st_dtype_name(t->dtype),
+                       (unsigned long long)(t->n_elems * width));
+    t->data = data + b;
+    t->size = (size_t)(end - b);
+    return 0;
+}
+
+static int read_entry(nb_st_tensor *t, const nb_json_val *key, const struct shard *sh,
+                      const uint8_t *data, size_t data_len, nb_err *e)
+{
+    size_t len;
+    t->name = nb_json_string(key, &len);
+    t->file = sh->path;
+    if (strlen(t->name) != len)
+        return nb_fail(e, "%s: a tensor name holds a NUL byte", sh->path);
+    const nb_json_val *v = nb_json_value(key);
+    if (nb_json_type(v) != NB_JSON_OBJECT)
+        return nb_fail(e, "%s: tensor '%.80s': entry is not an object", sh->path, t->name);
+    const char *dtype = nb_json_string(nb_json_get(v, "dtype"), NULL);
+    if (!dtype)
+        return nb_fail(e, "%s: tensor '%.80s': no dtype", sh->path, t->name);
+    t->dtype = dtype_from_name(dtype);
+    if (t->dtype < 0)
+        return nb_fail(e, "%s: tensor '%.80s': unknown dtype '%.32s'", sh->path, t->name, dtype);
+    if (read_shape(t, nb_json_get(v, "shape"), sh->path, e))
+        return -1;
+    return read_offsets(t, nb_json_get(v, "data_offsets"), data, data_len, sh->path, e);
+}
+
+static int check_metadata(const nb_json_val *v, const char *file, nb_err *e)
+{
+    if (nb_json_type(v) != NB_JSON_OBJECT)
+        return nb_fail(e, "%s: __metadata__ is not an object", file);
+    for (const nb_json_val *k = nb_json_first(v); k; k = nb_json_next(k))
+        if (nb_json_type(nb_json_value(k)) != NB_JSON_STRING)
+            return nb_fail(e, "%s: __metadata__ value '%.80s' is not a string", file,
+                           nb_json_string(k, NULL));
+    return 0;
+}
+
+static int parse_header(struct shard *sh, nb_err *e)
+{
+    if (sh->size < 8)
+        return nb_fail(e, "%s: %zu bytes is too short for a safetensors file", sh->path, sh->size);
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--)
+        n = n << 8 | sh->base[i];
+    if (n < 2 || n > NB_ST_MAX_HEADER)
+        return nb_fail(e, "%s: header length %llu is not within [2, %u]", sh->path,
+                       (unsigned long long)n, NB_ST_MAX_HEADER);
+    if (n > sh->size - 8)
+        return nb_fail(e, "%s: header length %llu runs past the end of the file (%zu bytes)",
+                       sh->path, (unsigned long long)n, sh->size);
+    nb_err why;
+    sh->header = nb_json_parse((const char *)sh->base + 8, (size_t)n, &why);
+    if (!sh->header)
+        return nb_fail(e, "%s: header is not valid JSON: %s", sh->path, why.msg);
+    const nb_json_val *root = nb_json_root(sh->header);
+    if (nb_json_type(root) != NB_JSON_OBJECT)
+        return nb_fail(e, "%s: header is not a JSON object", sh->path);
+    sh->tensors = calloc(nb_json_count(root) + 1, sizeof *sh->tensors);
+    if (!sh->tensors)
+        return nb_fail(e, "out of memory");
+    const uint8_t *data = sh->base + 8 + n;
+    size_t data_len = sh->size - 8 - (size_t)n;
+    for (const nb_json_val *k = nb_json_first(root); k; k = nb_json_next(k)) {
+        if (!strcmp(nb_json_string(k, NULL), "__metadata__")) {
+            if (check_metadata(nb_json_value(k), sh->path, e))
+                return -1;
+        } else if (read_entry(&sh->tensors[sh->n++], k, sh, data, data_len, e)) {
+            return -1;
+        }
+    }
+    qsort(sh->tensors, sh->n, sizeof *sh->tensors, cmp_tensor);
+    return 0;
+}
+
+static int map_shard(struct shard *sh, nb_err *e)
+{
+    int fd = open(sh->path, O_RDONLY);
+    if (fd < 0)
+        return nb_fail(e, "cannot open '%s': %s", sh->path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size < 8 ||
+        (uint64_t)st.st_size > SIZE_MAX) {
+        close(fd);
+        return nb_fail(e, "'%s' is not a safetensors file (not a regular file, or too short)",
+                       sh->path);
+    }
+    void *base = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (base == MAP_FAILED)
+        return nb_fail(e, "cannot map '%s': %s", sh->path, strerror(errno));
+    sh->base = base;
+    sh->size = (size_t)st.st_size;
+    sh->mapped = 1;
+    return parse_header(sh, e);
+}
+
+static void free_shard(struct shard *sh)
+{
+    if (sh->mapped)
+        munmap((void *)sh->base, sh->size);
+    nb_json_free(sh->header);
+    free(sh->tensors);
+    free(sh->path);
+}
+
+void nb_st_close(nb_st *st)
+{
+    if (!st)
+        return;
+    for (size_t i = 0; i < st->n_shards; i++)
+        free_shard(&st->shards[i]);
+    free(st->shards);
+    nb_json_free(st->index);
+    free(st->tensors);
+    free(st);
+}
+
+static nb_st *new_st(size_t n_shards, nb_err *e)
+{
+    nb_st *st = calloc(1, sizeof *st);
+    if (st)
+        st->shards = calloc(n_shards ? n_shards : 1, sizeof *st->shards);
+    if (!st || !st->shards) {
+        free(st);
+        nb_fail(e, "out of memory");
+        return NULL;
+    }
+    return st;
+}
+
+/* A single file: its own tensors are the model's. */
+static nb_st *single(nb_st *st, nb_err *e)
+{
+    struct shard *sh = &st->shards[0];
+    st->tensors = malloc((sh->n + 1) * sizeof *st->tensors);
+    if (!st->tensors) {
+        nb_fail(e, "out of memory");
+        nb_st_close(st);
+        return NULL;
+    }
+    memcpy(st->tensors, sh->tensors, sh->n * sizeof *st->tensors);
+    st->n = sh->n;
+    return st;
+}
+
+nb_st *nb_st_open_file(const char *path, nb_err *e)
+{
+    nb_st *st = new_st(1, e);
+    if (!st)
+        return NULL;
+    st->n_shards = 1;
+    st->shards[0].path = strdup(path);
+    if (!st->shards[0].path ? nb_fail(e, "out of memory") : map_shard(&st->shards[0], e)) {
+        nb_st_close(st);
+        return NULL;
+    }
+    return single(st, e);
+}
+
+nb_st *nb_st_open_mem(const void *base, size_t size, const char *label, nb_err *e)
+{
+    nb_st *st = new_st(1, e);
+    if (!st)
+        return NULL;
+    struct shard *sh = &st->shards[0];
+    st->n_shards = 1;
+    sh->base = base;
+    sh->size = size;
+    sh->path = strdup(label);
+    if (!sh->path ? nb_fail(e, "out of memory") : parse_header(sh, e)) {
+        nb_st_close(st);
+        return NULL;
+    }
+    return single(st, e);
+}
+
+static char *join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *s = malloc(n);
+    if (s)
+        snprintf(s, n, "%s/%s", dir, name);
+    return s;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* A shard must be a plain file name beside the index: a hostile index
+ * must not reach files elsewhere. */
+static int plain_name(const char *s, size_t len)
+{
+    return len && strlen(s) == len && !strchr(s, '/') && strcmp(s, ".") && strcmp(s, "..");
+}
+
+/* The distinct shard names of the weight map, sorted. */
+static const char **shard_names(const nb_json_val *map, size_t *n, const char *index, nb_err *e)
+{
+    const char **names = malloc((nb_json_count(map) + 1) * sizeof *names);
+    size_t k = 0;
+    if (!names) {
+        nb_fail(e, "out of memory");
+        return NULL;
+    }
+    for (const nb_json_val *t = nb_json_first(map); t; t = nb_json_next(t)) {
+        size_t len;
+        const char *s = nb_json_string(nb_json_value(t), &len);
+        if (!s || !plain_name(s, len)) {
+            free(names);
+            nb_fail(e, "%s: tensor '%.80s' names no plain shard file", index,
+                    nb_json_string(t, NULL));
+            return NULL;
+        }
+        names[k++] = s;
+    }
+    qsort(names, k, sizeof *names, cmp_str);
+    *n = 0;
+    for (size_t i = 0; i < k; i++)
+        if (!*n || strcmp(names[*n - 1], names[i]))
+            names[(*n)++] = names[i];
+    return names;
+}
+
+static int open_shards(nb_st *st, const char *dir, const char **names, size_t n, nb_err *e)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct shard *sh = &st->shards[i];
+        st->n_shards = i + 1;
+        sh->path = join(dir, names[i]);
+        if (!sh->path)
+            return nb_fail(e, "out of memory");
+        nb_err why;
+        if (map_shard(sh, &why))
+            return nb_fail(e, "%s (a shard listed in %s)", why.msg, INDEX_NAME);
+    }
+    return 0;
+}
+
+static const nb_st_tensor *find_in(const nb_st_tensor *t, size_t n, const char *name)
+{
+    nb_st_tensor key = {.name = name};
+    return bsearch(&key, t, n, sizeof *t, cmp_tensor);
+}
+
+/* Each weight-map entry must be found in the shard it names. */
+static int collect(nb_st *st, const nb_json_val *map, const char **names, nb_err *e)
+{
+    st->tensors = malloc((nb_json_count(map) + 1) * sizeof *st->tensors);
+    if (!st->tensors)
+        return nb_fail(e, "out of memory");
+    for (const nb_json_val *k = nb_json_first(map); k; k = nb_json_next(k)) {
+        const char *name = nb_json_string(k, NULL);
+        const char *file = nb_json_string(nb_json_value(k), NULL);
+        const char **at = bsearch(&file, names, st->n_shards, sizeof *names, cmp_str);
+        const struct shard *sh = &st->shards[at - names];
+        const nb_st_tensor *t = find_in(sh->tensors, sh->n, name);
+        if (!t)
+            return nb_fail(e, "%s: tensor '%.80s' is listed in %s but missing there", INDEX_NAME,
+                           name, file);
+        st->tensors[st->n++] = *t;
+    }
+    qsort(st->tensors, st->n, sizeof *st->tensors, cmp_tensor);
+    return 0;
+}
+
+static nb_st *open_index(const char *dir, const char *index_path, nb_err *e)
+{
+    nb_json *index = nb_json_parse_file(index_path, MAX_INDEX_BYTES, e);
+    if (!index)
+        return NULL;
+    const nb_json_val *map = nb_json_get(nb_json_root(index), "weight_map");
+    size_t n = 0;
+    const char **names = NULL;
+    nb_st *st = NULL;
+    if (nb_json_type(map) != NB_JSON_OBJECT)
+        nb_fail(e, "%s: no \"weight_map\" object", index_path);
+    else if ((names = shard_names(map, &n, index_path, e)) && (st = new_st(n, e)))
+        st->index = index;
+    if (!st) {
+        free(names);
+        nb_json_free(index);
+        return NULL;
+    }
+    if (open_shards(st, dir, names, n, e) || collect(st, map, names, e)) {
+        nb_st_close(st);
+        st = NULL;
+    }
+    free(names);
+    return st;
+}
+
+static int exists(const char *path)
+{
+    struct stat st;
+    return !stat(path, &st);
+}
+
+nb_st *nb_st_open_dir(const char *dir, nb_err *e)
+{
+    char *single_path = join(dir, SINGLE_NAME), *index_path = join(dir, INDEX_NAME);
+    nb_st *st = NULL;
+    if (!single_path || !index_path)
+        nb_fail(e, "out of memory");
+    else if (exists(single_path))
+        st = nb_st_open_file(single_path, e);
+    else if (exists(index_path))
+        st = open_index(dir, index_path, e);
+    else
+        nb_fail(e, "'%s' holds neither %s nor %s", dir, SINGLE_NAME, INDEX_NAME);
+    free(single_path);
+    free(index_path);
+    return st;
+}
+
+size_t nb_st_count(const nb_st *st)
+{
+    return st ? st->n : 0;
+}
+
+const nb_st_tensor *nb_st_at(const nb_st *st, size_t i)
+{
+    return st && i < st->n ? &st->tensors[i] : NULL;
+}
+
+const nb_st_tensor *nb_st_find(const nb_st *st, const char *name)
+{
+    return st ? find_in(st->tensors, st->n, name) : NULL;
+}
