@@ -238,9 +238,9 @@ static void test_refused(void)
     };
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
         refuse(cases[c].text, cases[c].expect);
-    refuse_n("[1,\0]", 5, "unexpected character at byte 3");
+    refuse_n("[1,\0]", 5, "unexpected byte 0x00 at byte 3");
     refuse_n("\"a\0\"", 4, "control character in string at byte 2");
-    refuse("[1,]", "at byte 3");
+    refuse("[1,]", "unexpected character ']' at byte 3");
     refuse("{\"a\":1, \"b\":2, \"b\":3}", "ending at byte 20");
     /* The same key in different objects is fine. */
     nb_err e;

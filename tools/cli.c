@@ -67,9 +67,10 @@ int nb_session_open(nb_session *s, const char *path, int ctx, nb_err *e)
         nb_session_close(s);
         return -1;
     }
-    if ((uint32_t)nb_tok_vocab_size(s->tok) != s->model.meta.vocab_size) {
+    /* Models may pad their vocabulary past the tokenizer's pieces. */
+    if ((uint32_t)nb_tok_vocab_size(s->tok) > s->model.meta.vocab_size) {
         nb_session_close(s);
-        return nb_fail(e, "%s: the embedded tokenizer does not match the model's vocabulary",
+        return nb_fail(e, "%s: the embedded tokenizer has more pieces than the model's vocabulary",
                        path);
     }
     return 0;

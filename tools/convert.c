@@ -10,17 +10,15 @@
 #include "../neon/f16.h"
 #include "../tokenizer/tokenizer.h"
 
+/* Sources may be unaligned (safetensors headers have any length). */
 static float load_elem(uint32_t dtype, const void *src, size_t i)
 {
-    const uint16_t *h = src;
+    uint16_t h;
+    float f;
     switch (dtype) {
-    case NB_F16: return nb_f16_to_f32(h[i]);
-    case NB_BF16: return nb_bf16_to_f32(h[i]);
-    default: {
-        float f;
-        memcpy(&f, (const char *)src + 4 * i, 4); /* sources may be unaligned */
-        return f;
-    }
+    case NB_F16: memcpy(&h, (const char *)src + 2 * i, 2); return nb_f16_to_f32(h);
+    case NB_BF16: memcpy(&h, (const char *)src + 2 * i, 2); return nb_bf16_to_f32(h);
+    default: memcpy(&f, (const char *)src + 4 * i, 4); return f;
     }
 }
 

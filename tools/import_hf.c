@@ -1,11 +1,11 @@
 /* Hugging Face Llama / Mistral folders: config.json for the shapes,
  * safetensors (single or sharded) for the weights, tokenizer.model stored
  * as raw bytes. Weights keep Hugging Face's q/k row order, so RoPE rotates
- * halves (NB_ROPE_HALVES). Everything is validated before the output file
- * is created; a failure while writing aborts it, leaving nothing behind. */
+ * halves (NB_ROPE_HALVES). Config, names, shapes and dtypes are all checked
+ * before the output file is created; a failure while writing (an f16
+ * overflow, a full disk) aborts it, leaving nothing behind. */
 #define _POSIX_C_SOURCE 200809L
 #define _XOPEN_SOURCE 700 /* realpath */
-#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -84,20 +84,22 @@ static int absent(const nb_json_val *v)
     return !v || nb_json_type(v) == NB_JSON_NULL;
 }
 
-/* An integer field; def < 0 makes it required. */
+/* An optional integer field. */
 static int cfg_int(const nb_json_val *root, const char *key, int64_t def, int64_t *out, nb_err *e)
 {
     const nb_json_val *v = nb_json_get(root, key);
-    if (absent(v)) {
-        if (def < 0)
-            return nb_fail(e, "config.json: '%s' is missing", key);
-        *out = def;
-        return 0;
-    }
-    if (nb_json_int(v, out))
+    *out = def;
+    if (!absent(v) && nb_json_int(v, out))
         return nb_fail(e, "config.json: '%s' must be an integer, not a %s", key,
                        nb_json_type_name(nb_json_type(v)));
     return 0;
+}
+
+static int cfg_need(const nb_json_val *root, const char *key, int64_t *out, nb_err *e)
+{
+    if (absent(nb_json_get(root, key)))
+        return nb_fail(e, "config.json: '%s' is missing", key);
+    return cfg_int(root, key, 0, out, e);
 }
 
 static int cfg_num(const nb_json_val *root, const char *key, double def, double *out, nb_err *e)
@@ -156,11 +158,13 @@ static int check_arch(const nb_json_val *root, int *mistral, nb_err *e)
 static int check_features(const nb_json_val *root, nb_err *e)
 {
     const nb_json_val *act = nb_json_get(root, "hidden_act");
+    const char *act_name = nb_json_string(act, NULL);
     int attn_bias, mlp_bias;
     if (!absent(nb_json_get(root, "rope_scaling")))
         return nb_fail(e, "config.json: rope_scaling is not supported yet");
-    if (!absent(act) && (!nb_json_string(act, NULL) || strcmp(nb_json_string(act, NULL), "silu")))
-        return nb_fail(e, "config.json: hidden_act must be \"silu\"");
+    if (!absent(act) && (!act_name || strcmp(act_name, "silu")))
+        return nb_fail(e, "config.json: hidden_act '%.32s' is not supported (only silu)",
+                       act_name ? act_name : "?");
     if (cfg_bool(root, "attention_bias", &attn_bias, e) || cfg_bool(root, "mlp_bias", &mlp_bias, e))
         return -1;
     if (attn_bias)
@@ -172,11 +176,11 @@ static int check_features(const nb_json_val *root, nb_err *e)
 
 static int read_shapes(const nb_json_val *root, struct hf_config *c, nb_err *e)
 {
-    if (cfg_int(root, "hidden_size", -1, &c->dim, e) ||
-        cfg_int(root, "intermediate_size", -1, &c->ffn, e) ||
-        cfg_int(root, "num_hidden_layers", -1, &c->n_layers, e) ||
-        cfg_int(root, "num_attention_heads", -1, &c->n_heads, e) ||
-        cfg_int(root, "vocab_size", -1, &c->vocab, e))
+    if (cfg_need(root, "hidden_size", &c->dim, e) ||
+        cfg_need(root, "intermediate_size", &c->ffn, e) ||
+        cfg_need(root, "num_hidden_layers", &c->n_layers, e) ||
+        cfg_need(root, "num_attention_heads", &c->n_heads, e) ||
+        cfg_need(root, "vocab_size", &c->vocab, e))
         return -1;
     /* The defaults are transformers' LlamaConfig defaults. */
     if (cfg_int(root, "num_key_value_heads", c->n_heads, &c->n_kv_heads, e) ||
@@ -186,7 +190,7 @@ static int read_shapes(const nb_json_val *root, struct hf_config *c, nb_err *e)
         cfg_bool(root, "tie_word_embeddings", &c->tied, e))
         return -1;
     if (!absent(nb_json_get(root, "head_dim")))
-        return cfg_int(root, "head_dim", -1, &c->head_dim, e);
+        return cfg_int(root, "head_dim", 0, &c->head_dim, e);
     c->head_dim = 0; /* invalid heads are reported by check_shapes */
     if (c->n_heads > 0 && c->dim % c->n_heads)
         return nb_fail(e, "config.json: hidden_size %lld is not a multiple of the %lld heads",

@@ -403,7 +403,9 @@ static int begin_value(struct parser *p)
         return parse_number(p);
     if (c == 't' || c == 'f' || c == 'n')
         return parse_literal(p);
-    return fail(p, "unexpected character");
+    if (c > 0x20 && c < 0x7f)
+        return nb_fail(p->e, "unexpected character '%c' at byte %zu", c, p->pos);
+    return nb_fail(p->e, "unexpected byte 0x%02x at byte %zu", c, p->pos);
 }
 
 static int cmp_key(const void *a, const void *b)
