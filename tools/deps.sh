@@ -76,11 +76,17 @@ arm64_static() {
   say "building a static aarch64 libsentencepiece from Debian's source package"
   rm -rf "$deps/src" && mkdir -p "$deps/src"
   (cd "$deps/src" && apt-get "${APT_ARM64[@]}" source --download-only sentencepiece >/dev/null)
-  tar -xzf "$deps"/src/sentencepiece_*.orig.tar.gz -C "$deps/src"
+  # Debian's patches make the header use std::string_view, as the shared
+  # library's does; one of them drops the static target, which is undone.
+  # (apt checked the files against the signed Sources index, so the .dsc's
+  # own signature, which needs Debian's keyring, is not checked again.)
+  (cd "$deps/src" && dpkg-source -x sentencepiece_*.dsc >/dev/null 2>&1)
   local src build
   src=$(find "$deps/src" -maxdepth 1 -type d -name 'sentencepiece-*' | head -n 1)
+  patch -R -p1 -s -d "$src" < "$src/debian/patches/disable-static-library.patch"
   build=$src/build-static
   cmake -S "$src" -B "$build" -DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=aarch64 \
+    -DSPM_USE_BUILTIN_PROTOBUF=ON \
     -DCMAKE_C_COMPILER=aarch64-linux-gnu-gcc -DCMAKE_CXX_COMPILER=aarch64-linux-gnu-g++ \
     -DSPM_ENABLE_SHARED=OFF -DSPM_ENABLE_TCMALLOC=OFF -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_INSTALL_PREFIX="$deps/arm64-static" >/dev/null
