@@ -13,19 +13,36 @@
 #include <string.h>
 
 #include "../neon/gemv.h"
+#include "../runtime/qtensor.h"
 
-static int bind(const nb_model *model, nb_tensor *t, const char *fmt, int layer, uint64_t rows,
+/* Looks a tensor up by name and checks its shape (cols 0: a vector). */
+static int find(const nb_model *model, nb_tensor *t, const char *fmt, int layer, uint64_t rows,
                 uint64_t cols, nb_err *e)
 {
     char name[NB_NAME_LEN];
     snprintf(name, sizeof name, fmt, layer);
     uint64_t shape[2] = {rows, cols};
-    if (nb_model_expect(model, name, cols ? 2 : 1, shape, t, e))
+    return nb_model_expect(model, name, cols ? 2 : 1, shape, t, e);
+}
+
+/* Norms and the embedding stay plain: rows of the embedding are read one
+ * token at a time and the norms are tiny, so packing them buys nothing. */
+static int bind(const nb_model *model, nb_tensor *t, const char *fmt, int layer, uint64_t rows,
+                uint64_t cols, nb_err *e)
+{
+    if (find(model, t, fmt, layer, rows, cols, e))
         return -1;
     if (!nb_dtype_width(t->entry->dtype))
-        return nb_fail(e, "tensor '%s' has dtype %s, which this build cannot run yet", name,
-                       nb_dtype_name(t->entry->dtype));
+        return nb_fail(e, "tensor '%s' has dtype %s; only linear weights may be packed",
+                       t->entry->name, nb_dtype_name(t->entry->dtype));
     return 0;
+}
+
+/* Linear weights may be plain or packed: any dtype the loader accepted. */
+static int bind_linear(const nb_model *model, nb_tensor *t, const char *fmt, int layer,
+                       uint64_t rows, uint64_t cols, nb_err *e)
+{
+    return find(model, t, fmt, layer, rows, cols, e);
 }
 
 static int bind_layer(const nb_model *model, nb_llama_layer *L, int l, const struct nb_meta *c,
@@ -34,12 +51,14 @@ static int bind_layer(const nb_model *model, nb_llama_layer *L, int l, const str
     uint64_t d = c->dim, q = (uint64_t)c->n_heads * c->head_dim;
     uint64_t kv = (uint64_t)c->n_kv_heads * c->head_dim, f = c->ffn_dim;
     return bind(model, &L->attn_norm, NB_T_ATTN_NORM, l, d, 0, e) ||
-           bind(model, &L->q, NB_T_Q, l, q, d, e) || bind(model, &L->k, NB_T_K, l, kv, d, e) ||
-           bind(model, &L->v, NB_T_V, l, kv, d, e) || bind(model, &L->o, NB_T_O, l, d, q, e) ||
+           bind_linear(model, &L->q, NB_T_Q, l, q, d, e) ||
+           bind_linear(model, &L->k, NB_T_K, l, kv, d, e) ||
+           bind_linear(model, &L->v, NB_T_V, l, kv, d, e) ||
+           bind_linear(model, &L->o, NB_T_O, l, d, q, e) ||
            bind(model, &L->ffn_norm, NB_T_FFN_NORM, l, d, 0, e) ||
-           bind(model, &L->gate, NB_T_GATE, l, f, d, e) ||
-           bind(model, &L->up, NB_T_UP, l, f, d, e) ||
-           bind(model, &L->down, NB_T_DOWN, l, d, f, e);
+           bind_linear(model, &L->gate, NB_T_GATE, l, f, d, e) ||
+           bind_linear(model, &L->up, NB_T_UP, l, f, d, e) ||
+           bind_linear(model, &L->down, NB_T_DOWN, l, d, f, e);
 }
 
 static int bind_all(nb_llama *m, const nb_model *model, nb_err *e)
@@ -53,7 +72,7 @@ static int bind_all(nb_llama *m, const nb_model *model, nb_err *e)
         return -1;
     if (c->tied_embeddings)
         m->output = m->embed;
-    else if (bind(model, &m->output, NB_T_OUTPUT, 0, c->vocab_size, c->dim, e))
+    else if (bind_linear(model, &m->output, NB_T_OUTPUT, 0, c->vocab_size, c->dim, e))
         return -1;
     for (uint32_t l = 0; l < c->n_layers; l++)
         if (bind_layer(model, &m->layers[l], (int)l, c, e))
@@ -122,10 +141,18 @@ void nb_llama_free(nb_llama *m)
     memset(m, 0, sizeof *m);
 }
 
+/* y = W x. Packed weights are dequantized on the fly; their layout is
+ * rebuilt from the entry on each call, which is cheap next to the product. */
 static void linear(float *y, const nb_tensor *w, const float *x)
 {
     const struct nb_tensor_entry *t = w->entry;
-    nb_gemv_ref(y, w->data, (int)t->dtype, x, 0, t->shape[0], t->shape[1]);
+    if (!nb_dtype_packed(t->dtype)) {
+        nb_gemv_ref(y, w->data, (int)t->dtype, x, 0, t->shape[0], t->shape[1]);
+        return;
+    }
+    nb_qlayout l;
+    nb_qentry_layout(t, &l, NULL); /* cannot fail: the loader checked the entry */
+    nb_qgemv_ref(&l, w->data, x, y, 0, l.rows);
 }
 
 static void norm(float *out, const float *x, const nb_tensor *g, float eps)

@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "qtensor.h"
+
 /* Upper bounds that no real model reaches; a hostile file cannot make
  * the runtime allocate past them. */
 #define MAX_TENSORS 65536
@@ -121,9 +123,14 @@ static int check_meta(const struct nb_meta *m, nb_err *e)
     return 0;
 }
 
-/* Bytes the entry's data must occupy, or 0 with a message on overflow. */
+/* Bytes the entry's data must occupy (packed types: the qpack.h size
+ * rule), or 0 with a message when the entry is invalid or overflows. */
 static uint64_t tensor_bytes(const struct nb_tensor_entry *t, nb_err *e)
 {
+    if (nb_dtype_packed(t->dtype)) {
+        nb_qlayout l;
+        return nb_qentry_layout(t, &l, e) ? 0 : (uint64_t)l.total_bytes;
+    }
     size_t width = nb_dtype_width(t->dtype);
     if (!width) {
         nb_fail(e, "tensor '%s' has unsupported dtype %u (%s)", t->name, t->dtype,
