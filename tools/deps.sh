@@ -8,7 +8,7 @@
 # unpacked into .deps/arm64. The static variant needs a static library,
 # which Debian does not ship: it is built from Debian's source package.
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 deps=$root/.deps
 native_pkgs=(gcc g++ meson ninja-build pkg-config libsentencepiece-dev)
 cross_pkgs=(gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
@@ -98,11 +98,18 @@ arm64_static() {
   touch "$deps/arm64-static/.done"
 }
 
-install_missing "${native_pkgs[@]}"
-if [ "${1:-}" = --native ] || [ "$(uname -m)" = aarch64 ]; then
-  exit 0
+main() {
+  install_missing "${native_pkgs[@]}"
+  if [ "${1:-}" = --native ] || [ "$(uname -m)" = aarch64 ]; then
+    return 0
+  fi
+  install_missing "${cross_pkgs[@]}"
+  arm64_apt_setup
+  arm64_sysroot
+  arm64_static
+}
+
+# Sourced (tests/bench/icount.sh reuses the private apt state): functions only.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  main "$@"
 fi
-install_missing "${cross_pkgs[@]}"
-arm64_apt_setup
-arm64_sysroot
-arm64_static

@@ -1,0 +1,428 @@
+/* Internal to the aarch64 kernels (qkern_*.c): the variant entry points,
+ * and the parts every variant shares: unpacking a tile to int8 codes,
+ * per-group parameters, the tile loop of the int8 kernels, tail stores.
+ * Each variant file is compiled with its own -march, so what is shared
+ * lives here as static inline code, instantiated once per file. */
+#ifndef NIBBLE_QKERN_NEON_H
+#define NIBBLE_QKERN_NEON_H
+
+#include <arm_neon.h>
+#include <assert.h>
+#include <string.h>
+
+#include "qkern.h"
+
+void nb_qgemv_q8_neon(const nb_qlayout *l, const void *w, const nb_qact *a, float *y, size_t r0,
+                      size_t r1);
+void nb_qgemm_q8_neon(const nb_qlayout *l, const void *w, const nb_qact *a, float *y, size_t ldy,
+                      size_t r0, size_t r1);
+void nb_qgemv_f32_neon(const nb_qlayout *l, const void *w, const float *x, float *y, size_t r0,
+                       size_t r1);
+void nb_qgemv_q8_dotprod(const nb_qlayout *l, const void *w, const nb_qact *a, float *y,
+                         size_t r0, size_t r1);
+void nb_qgemm_q8_dotprod(const nb_qlayout *l, const void *w, const nb_qact *a, float *y,
+                         size_t ldy, size_t r0, size_t r1);
+void nb_qgemm_q8_i8mm(const nb_qlayout *l, const void *w, const nb_qact *a, float *y, size_t ldy,
+                      size_t r0, size_t r1);
+
+#define NB_INLINE static inline __attribute__((always_inline))
+
+/* GCC's first scheduling pass hoists the next tiles' loads and unpacking
+ * far ahead of their use and spills the codes: about 20% more
+ * instructions in the decode loop. The pass is off in these files only. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-schedule-insns")
+#endif
+
+/* A tile's 128 codes as 8 vectors: c[k] holds columns 4k .. 4k+3 of the
+ * tile for rows 0-3, row r in bytes 4r .. 4r+3 (one 32-bit lane per row). */
+typedef struct nb_codes {
+    int8x16_t c[8];
+} nb_codes;
+
+NB_INLINE nb_codes nb_unpack4(const uint8_t *p)
+{
+    const uint8x16_t lo = vdupq_n_u8(0x0F);
+    uint8x16x4_t v = vld1q_u8_x4(p);
+    nb_codes r;
+    for (int i = 0; i < 4; i++) {
+        r.c[2 * i] = vreinterpretq_s8_u8(vandq_u8(v.val[i], lo));
+        r.c[2 * i + 1] = vreinterpretq_s8_u8(vshrq_n_u8(v.val[i], 4));
+    }
+    return r;
+}
+
+/* INT3 planes back to codes in registers: low 2 bits of code k are bits
+ * 2(k % 4) of plane k / 4, the high bit is bit k of the third plane (see
+ * qpack.h). SLI puts that bit at bit 2 over the low bits, AND drops what
+ * the shifts brought along. Shift counts must be literals, hence spelled out. */
+NB_INLINE nb_codes nb_unpack3(const uint8_t *p)
+{
+    const uint8x16_t m = vdupq_n_u8(7);
+    uint8x16x3_t v = vld1q_u8_x3(p);
+    uint8x16_t p0 = v.val[0], p1 = v.val[1], h = v.val[2];
+    uint8x16_t u[8];
+    u[0] = vandq_u8(vsliq_n_u8(p0, h, 2), m);
+    u[1] = vandq_u8(vsliq_n_u8(vshrq_n_u8(p0, 2), vshrq_n_u8(h, 1), 2), m);
+    u[2] = vandq_u8(vsliq_n_u8(vshrq_n_u8(p0, 4), vshrq_n_u8(h, 2), 2), m);
+    u[3] = vandq_u8(vsliq_n_u8(vshrq_n_u8(p0, 6), vshrq_n_u8(h, 3), 2), m);
+    u[4] = vandq_u8(vsliq_n_u8(p1, vshrq_n_u8(h, 4), 2), m);
+    u[5] = vandq_u8(vsliq_n_u8(vshrq_n_u8(p1, 2), vshrq_n_u8(h, 5), 2), m);
+    u[6] = vandq_u8(vsliq_n_u8(vshrq_n_u8(p1, 4), vshrq_n_u8(h, 6), 2), m);
+    u[7] = vsliq_n_u8(vshrq_n_u8(p1, 6), vshrq_n_u8(h, 7), 2); /* nothing to drop */
+    nb_codes r;
+    for (int i = 0; i < 8; i++)
+        r.c[i] = vreinterpretq_s8_u8(u[i]);
+    return r;
+}
+
+NB_INLINE nb_codes nb_unpack(const int bits, const uint8_t *p)
+{
+    return bits == 4 ? nb_unpack4(p) : nb_unpack3(p);
+}
+
+/* The 4 rows' fp16 scales of one group, one 64-bit load. */
+NB_INLINE float32x4_t nb_group_scales(const uint8_t *p)
+{
+    return vcvt_f32_f16(vreinterpret_f16_u8(vld1_u8(p)));
+}
+
+/* The 4 rows' zero points of one group as int32 lanes (a lane insert
+ * rather than a dup: one LDR with any addressing mode). */
+NB_INLINE int32x4_t nb_group_zeros(const uint8_t *p)
+{
+    uint32_t u;
+    memcpy(&u, p, 4);
+    uint16x8_t h = vmovl_u8(vreinterpret_u8_u32(vset_lane_u32(u, vdup_n_u32(0), 0)));
+    return vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(h)));
+}
+
+/* The last row block may have fewer than 4 real rows: y stops at them. */
+NB_INLINE void nb_store_rows(float *y, float32x4_t v, size_t n)
+{
+    switch (n) {
+    case 1: vst1q_lane_f32(y, v, 0); break;
+    case 2: vst1_f32(y, vget_low_f32(v)); break;
+    case 3:
+        vst1_f32(y, vget_low_f32(v));
+        vst1q_lane_f32(y + 2, v, 2);
+        break;
+    default: vst1q_f32(y, v);
+    }
+}
+
+/* What one call of a kernel works on, with the strides spelled out. */
+struct nb_qjob {
+    const uint8_t *w, *scales, *zeros;
+    size_t ntiles, gtiles, n_groups, tile_bytes;
+    const int8_t *aq;    /* activation codes */
+    const int32_t *ablk; /* activation blocks {scale, nsum} */
+    size_t a_step, b_step; /* per tile, all tokens: bytes of aq, entries of ablk */
+    size_t ntok;
+    float *y;
+    size_t ldy, rows_end;
+};
+
+/* a_tok: activation bytes per token (or token pair) and tile; b_tok the
+ * same in int32 block entries. */
+NB_INLINE struct nb_qjob nb_qjob_make(const nb_qlayout *l, const void *w, const nb_qact *a,
+                                      float *y, size_t ldy, size_t r1, size_t a_tok,
+                                      size_t b_tok, size_t units)
+{
+    struct nb_qjob j;
+    j.w = w;
+    j.scales = j.w + l->scale_offset;
+    j.zeros = j.w + l->zero_offset;
+    j.ntiles = l->cols_p / NB_QTILE_COLS;
+    j.gtiles = l->group ? (size_t)l->group / NB_QTILE_COLS : j.ntiles;
+    j.n_groups = l->n_groups;
+    j.tile_bytes = l->tile_bytes;
+    j.aq = a->q;
+    j.ablk = a->blk;
+    j.a_step = units * a_tok;
+    j.b_step = units * b_tok;
+    j.ntok = a->ntok;
+    j.y = y;
+    j.ldy = ldy;
+    j.rows_end = r1;
+    return j;
+}
+
+/* Tiles in group g (the last one may be short). */
+NB_INLINE size_t nb_group_len(const struct nb_qjob *j, size_t g)
+{
+    size_t left = j->ntiles - g * j->gtiles;
+    return left < j->gtiles ? left : j->gtiles;
+}
+
+NB_INLINE const uint8_t *nb_rb_tiles(const struct nb_qjob *j, size_t rb)
+{
+    return j->w + rb * j->ntiles * j->tile_bytes;
+}
+
+NB_INLINE size_t nb_rb_rows(const struct nb_qjob *j, size_t rb)
+{
+    size_t left = j->rows_end - 4 * rb;
+    return left < 4 ? left : 4;
+}
+
+enum { NB_K_SMULL, NB_K_SDOT };
+
+#define NB_ACT_TILE(kind) ((kind) == NB_K_SDOT ? (size_t)32 : (size_t)128)
+
+/* acc[r] += sum over the tile's 32 columns of code[r][c] * a[c].
+ * SDOT: a is 32 plain codes; each 4-column vector of codes meets one
+ * 32-bit lane of a, rows stay in their lanes.
+ * SMULL (no dotprod): a is the WIDE form, each 4 columns repeated for the
+ * 4 rows, so a plain lane-wise multiply lines up. The 8 products of a lane
+ * fit int16 (8 * 15 * 127), and so does the sum of two lanes: one pairwise
+ * add, then one widening pairwise add into acc. */
+NB_INLINE int32x4_t nb_dot_tile(const int kind, int32x4_t acc, const nb_codes *c, const int8_t *a)
+{
+#if defined(__ARM_FEATURE_DOTPROD)
+    if (kind == NB_K_SDOT) {
+        int8x16_t a0 = vld1q_s8(a), a1 = vld1q_s8(a + 16);
+        acc = vdotq_laneq_s32(acc, c->c[0], a0, 0);
+        acc = vdotq_laneq_s32(acc, c->c[1], a0, 1);
+        acc = vdotq_laneq_s32(acc, c->c[2], a0, 2);
+        acc = vdotq_laneq_s32(acc, c->c[3], a0, 3);
+        acc = vdotq_laneq_s32(acc, c->c[4], a1, 0);
+        acc = vdotq_laneq_s32(acc, c->c[5], a1, 1);
+        acc = vdotq_laneq_s32(acc, c->c[6], a1, 2);
+        return vdotq_laneq_s32(acc, c->c[7], a1, 3);
+    }
+#endif
+    (void)kind;
+    int8x16_t x = vld1q_s8(a);
+    int16x8_t lo = vmull_s8(vget_low_s8(c->c[0]), vget_low_s8(x));
+    int16x8_t hi = vmull_high_s8(c->c[0], x);
+#pragma GCC unroll 8
+    for (int k = 1; k < 8; k++) {
+        x = vld1q_s8(a + 16 * k);
+        lo = vmlal_s8(lo, vget_low_s8(c->c[k]), vget_low_s8(x));
+        hi = vmlal_high_s8(hi, c->c[k], x);
+    }
+    return vpadalq_s16(acc, vpaddq_s16(lo, hi));
+}
+
+/* Empty asm statements that make a value opaque to the optimizer. A
+ * streamed pointer: otherwise it is rebuilt as base + offset, an add per
+ * load since LD1 (multiple structures) has no offset form. A loaded vector:
+ * otherwise the load is split into one scalar load per lane used. */
+#define NB_OPAQUE_PTR(p) __asm__("" : "+r"(p))
+#define NB_OPAQUE_VEC(v) __asm__("" : "+w"(v))
+
+/* Two activation block entries {scale bits, nsum}, or one (two = 0). */
+NB_INLINE int32x4_t nb_load_blk(const int32_t *b, const int two)
+{
+    int32x4_t v = two ? vld1q_s32(b) : vcombine_s32(vld1_s32(b), vdup_n_s32(0));
+    NB_OPAQUE_VEC(v);
+    return v;
+}
+
+/* One tile of one row block for one token: the int32 sum starts at the
+ * zero-point term z * nsum, so no separate correction is needed. blk
+ * holds two activation block entries; hi picks the second.
+ * The first tile of a group multiplies instead of adding to f = 0: the
+ * same value (a zero product is +0 here: a block with scale 0 is all
+ * zero codes), one instruction and one register copy less. */
+NB_INLINE float32x4_t nb_q8_tile(const int kind, float32x4_t f, int32x4_t z, const nb_codes *c,
+                                 const int8_t *a, int32x4_t blk, const int hi, const int first)
+{
+    int32x4_t acc = hi ? vmulq_laneq_s32(z, blk, 3) : vmulq_laneq_s32(z, blk, 1);
+    float32x4_t v = vcvtq_f32_s32(nb_dot_tile(kind, acc, c, a));
+    float32x4_t sc = vreinterpretq_f32_s32(blk);
+    if (first)
+        return hi ? vmulq_laneq_f32(v, sc, 2) : vmulq_laneq_f32(v, sc, 0);
+    return hi ? vfmaq_laneq_f32(f, v, sc, 2) : vfmaq_laneq_f32(f, v, sc, 0);
+}
+
+/* The running state of nb_q8_rows: nb row blocks x nt tokens. */
+struct nb_q8state {
+    const uint8_t *w[2];
+    const int8_t *a;
+    const int32_t *b;
+    int32x4_t z[2];
+    float32x4_t f[2][4];
+};
+
+/* One tile for nb row blocks x nt tokens. Token k's block entry is entry
+ * e0 + k of bv (two per vector). Weights are streamed; st->a is left to
+ * the caller to advance. */
+NB_INLINE void nb_q8_tile_all(struct nb_q8state *st, const int32x4_t *bv, const int e0,
+                              const int first, const int nb, const int nt, const int bits,
+                              const int kind)
+{
+#pragma GCC unroll 2
+    for (int i = 0; i < nb; i++) {
+        nb_codes c = nb_unpack(bits, st->w[i]);
+        st->w[i] += bits == 4 ? 64 : 48;
+        NB_OPAQUE_PTR(st->w[i]);
+#pragma GCC unroll 4
+        for (int k = 0; k < nt; k++)
+            st->f[i][k] = nb_q8_tile(kind, st->f[i][k], st->z[i], &c,
+                                     st->a + (size_t)k * NB_ACT_TILE(kind), bv[(e0 + k) / 2],
+                                     (e0 + k) % 2, first);
+    }
+}
+
+/* One group of len tiles (a constant for the common group sizes, so the
+ * tiles are straight-line code) for nb row blocks x nt tokens. Decode
+ * (one token) reads two tiles' block entries with one load; several
+ * tokens read all theirs for a tile with one or two. */
+NB_INLINE void nb_q8_group(const struct nb_qjob *j, struct nb_q8state *st, float32x4_t y[2][4],
+                           size_t rb, size_t g, size_t len, const int nb, const int nt,
+                           const int decode, const int bits, const int kind)
+{
+#pragma GCC unroll 2
+    for (int i = 0; i < nb; i++)
+        st->z[i] = nb_group_zeros(j->zeros + 4 * ((rb + i) * j->n_groups + g));
+    /* f starts at the group's first tile: known here only when len is */
+    const int known = __builtin_constant_p(len);
+    if (!known)
+#pragma GCC unroll 2
+        for (int i = 0; i < nb; i++)
+#pragma GCC unroll 4
+            for (int k = 0; k < nt; k++)
+                st->f[i][k] = vdupq_n_f32(0.0f);
+    size_t n = len;
+    int32x4_t bv[2];
+    if (decode) {
+        const size_t at = NB_ACT_TILE(kind);
+#pragma GCC unroll 2
+        for (; n >= 2; n -= 2) {
+            bv[0] = nb_load_blk(st->b, 1);
+            nb_q8_tile_all(st, bv, 0, known && n == len, nb, 1, bits, kind);
+            st->a += at;
+            nb_q8_tile_all(st, bv, 1, 0, nb, 1, bits, kind);
+            st->a += at;
+            st->b += 4;
+        }
+        if (n) {
+            bv[0] = nb_load_blk(st->b, 0);
+            nb_q8_tile_all(st, bv, 0, known && n == len, nb, 1, bits, kind);
+            st->a += at;
+            st->b += 2;
+        }
+    } else {
+#pragma GCC unroll 4
+        for (size_t q = 0; q < n; q++) {
+#pragma GCC unroll 2
+            for (int m = 0; m < (nt + 1) / 2; m++)
+                bv[m] = nb_load_blk(st->b + 4 * m, 2 * m + 1 < nt);
+            nb_q8_tile_all(st, bv, 0, known && q == 0, nb, nt, bits, kind);
+            st->a += j->a_step;
+            st->b += j->b_step;
+        }
+    }
+    /* scales are needed only now: loading them late keeps registers free */
+#pragma GCC unroll 2
+    for (int i = 0; i < nb; i++) {
+        float32x4_t s = nb_group_scales(j->scales + 8 * ((rb + i) * j->n_groups + g));
+#pragma GCC unroll 4
+        for (int k = 0; k < nt; k++)
+            y[i][k] = vfmaq_f32(y[i][k], st->f[i][k], s);
+    }
+}
+
+/* nb row blocks from rb times nt tokens from tok (all compile-time small):
+ * each tile is unpacked once for the nt tokens, each token's activations
+ * loaded once for the nb row blocks. gt is the tiles per group when it is
+ * one of the common sizes, else 0; the last group may be short. */
+NB_INLINE void nb_q8_rows(const struct nb_qjob *j, size_t rb, size_t tok, const int nb,
+                          const int nt, const int decode, const int bits, const int kind,
+                          const size_t gt)
+{
+    struct nb_q8state st;
+    float32x4_t y[2][4];
+#pragma GCC unroll 2
+    for (int i = 0; i < nb; i++) {
+        st.w[i] = nb_rb_tiles(j, rb + i);
+#pragma GCC unroll 4
+        for (int k = 0; k < nt; k++)
+            y[i][k] = vdupq_n_f32(0.0f);
+    }
+    st.a = j->aq + tok * NB_ACT_TILE(kind);
+    st.b = j->ablk + 2 * tok;
+    size_t g = 0;
+    if (gt)
+        for (size_t full = j->ntiles / gt; g < full; g++)
+            nb_q8_group(j, &st, y, rb, g, gt, nb, nt, decode, bits, kind);
+    for (; g < j->n_groups; g++)
+        nb_q8_group(j, &st, y, rb, g, nb_group_len(j, g), nb, nt, decode, bits, kind);
+#pragma GCC unroll 2
+    for (int i = 0; i < nb; i++)
+#pragma GCC unroll 4
+        for (int k = 0; k < nt; k++)
+            nb_store_rows(j->y + (tok + k) * j->ldy + 4 * (rb + i), y[i][k],
+                          nb_rb_rows(j, rb + i));
+}
+
+/* Calls call(..., gt) with gt a constant for groups of 32, 64 and 128. */
+#define NB_WITH_GT(j, call, ...)                                                               \
+    do {                                                                                       \
+        switch ((j)->gtiles) {                                                                 \
+        case 1: call(__VA_ARGS__, 1); break;                                                   \
+        case 2: call(__VA_ARGS__, 2); break;                                                   \
+        case 4: call(__VA_ARGS__, 4); break;                                                   \
+        default: call(__VA_ARGS__, 0);                                                         \
+        }                                                                                      \
+    } while (0)
+
+/* Decode: two row blocks at a time share each activation load. */
+NB_INLINE void nb_q8_gemv_rb(const struct nb_qjob *j, size_t rb, size_t re, const int bits,
+                             const int kind, const size_t gt)
+{
+    for (; rb + 1 < re; rb += 2)
+        nb_q8_rows(j, rb, 0, 2, 1, 1, bits, kind, gt);
+    if (rb < re)
+        nb_q8_rows(j, rb, 0, 1, 1, 1, bits, kind, gt);
+}
+
+/* Prefill: four tokens at a time share each unpacked tile; a row block's
+ * tiles stay in cache while the token groups go past. */
+NB_INLINE void nb_q8_gemm_rb(const struct nb_qjob *j, size_t rb, size_t re, const int bits,
+                             const int kind, const size_t gt)
+{
+    for (; rb < re; rb++) {
+        size_t t = 0;
+        for (; t + 4 <= j->ntok; t += 4)
+            nb_q8_rows(j, rb, t, 1, 4, 0, bits, kind, gt);
+        for (; t < j->ntok; t++)
+            nb_q8_rows(j, rb, t, 1, 1, 0, bits, kind, gt);
+    }
+}
+
+/* What every kernel entry assumes of its arguments (qkern.h). */
+NB_INLINE void nb_check_args(const nb_qlayout *l, const nb_qact *a, int form, size_t r0,
+                             size_t r1)
+{
+    assert(r0 % 4 == 0 && r0 <= r1 && r1 <= l->rows);
+    assert(!a || (a->form == form && a->cols_p == l->cols_p));
+    (void)l, (void)a, (void)form, (void)r0, (void)r1;
+}
+
+NB_INLINE void nb_q8_gemv(const int kind, const nb_qlayout *l, const void *w, const nb_qact *a,
+                          float *y, size_t r0, size_t r1)
+{
+    nb_check_args(l, a, kind == NB_K_SDOT ? NB_ACT_PLAIN : NB_ACT_WIDE, r0, r1);
+    assert(a->ntok == 1);
+    struct nb_qjob j = nb_qjob_make(l, w, a, y, 0, r1, NB_ACT_TILE(kind), 2, 1);
+    if (l->bits == 4)
+        NB_WITH_GT(&j, nb_q8_gemv_rb, &j, r0 / 4, (r1 + 3) / 4, 4, kind);
+    else
+        NB_WITH_GT(&j, nb_q8_gemv_rb, &j, r0 / 4, (r1 + 3) / 4, 3, kind);
+}
+
+NB_INLINE void nb_q8_gemm(const int kind, const nb_qlayout *l, const void *w, const nb_qact *a,
+                          float *y, size_t ldy, size_t r0, size_t r1)
+{
+    nb_check_args(l, a, kind == NB_K_SDOT ? NB_ACT_PLAIN : NB_ACT_WIDE, r0, r1);
+    struct nb_qjob j = nb_qjob_make(l, w, a, y, ldy, r1, NB_ACT_TILE(kind), 2, a->ntok);
+    if (l->bits == 4)
+        NB_WITH_GT(&j, nb_q8_gemm_rb, &j, r0 / 4, (r1 + 3) / 4, 4, kind);
+    else
+        NB_WITH_GT(&j, nb_q8_gemm_rb, &j, r0 / 4, (r1 + 3) / 4, 3, kind);
+}
+
+#endif
