@@ -23,6 +23,7 @@
  *    treat_whitespace_as_suffix (neither tok512 nor Llama's model use them);
  *  - text that does not fit in out_cap is lost (see NB_DETOK_MAX). */
 #include "tokenizer.h"
+#include "utf8.h"
 
 #include <string.h>
 
@@ -66,48 +67,12 @@ static size_t finish(sink *s)
     return s->len;
 }
 
-/* Length of the character at p if it is complete and valid; 0 if p cannot
- * start a valid character; -1 if it may still become one with more bytes.
- * The limits are those of SentencePiece's DecodeUTF8 (strict UTF-8). */
-static int utf8_char(const unsigned char *p, size_t n)
-{
-    unsigned char b = p[0], lo = 0x80, hi = 0xBF;
-    int need;
-    if (b < 0x80)
-        return 1;
-    if (b >= 0xC2 && b <= 0xDF)
-        need = 2;
-    else if (b >= 0xE0 && b <= 0xEF)
-        need = 3;
-    else if (b >= 0xF0 && b <= 0xF4)
-        need = 4;
-    else
-        return 0;
-    if (b == 0xE0)
-        lo = 0xA0; /* overlong */
-    else if (b == 0xED)
-        hi = 0x9F; /* surrogates */
-    else if (b == 0xF0)
-        lo = 0x90; /* overlong */
-    else if (b == 0xF4)
-        hi = 0x8F; /* past U+10FFFF */
-    for (int i = 1; i < need; i++) {
-        if ((size_t)i >= n)
-            return -1;
-        if (p[i] < lo || p[i] > hi)
-            return 0;
-        lo = 0x80;
-        hi = 0xBF;
-    }
-    return need;
-}
-
 /* Writes what the held bytes settle to; at the end of a byte run (final)
  * an unfinished character is settled too, as U+FFFD per byte. */
 static void drain(nb_detok *d, sink *s, int final)
 {
     while (d->n_pending > 0) {
-        int k = utf8_char(d->pending, (size_t)d->n_pending);
+        int k = nb_utf8_char(d->pending, (size_t)d->n_pending);
         if (k < 0 && !final)
             return;
         if (k > 0) {
@@ -126,7 +91,7 @@ static void put_text(sink *s, const char *text, size_t n, int spaces)
     const unsigned char *u = (const unsigned char *)text;
     size_t i = 0;
     while (i < n) {
-        int k = utf8_char(u + i, n - i);
+        int k = nb_utf8_char(u + i, n - i);
         if (k <= 0) {
             put(s, kReplacement, 3);
             i++;

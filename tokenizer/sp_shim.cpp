@@ -6,6 +6,7 @@ extern "C" {
 #include "../runtime/err.h"
 }
 #include "tokenizer.h"
+#include "utf8.h"
 
 #include <sentencepiece_processor.h>
 
@@ -80,47 +81,6 @@ template <typename F, typename R> R guard(F f, R fallback) noexcept
 bool in_range(const nb_tokenizer *t, int id)
 {
     return t && id >= 0 && id < t->n_pieces;
-}
-
-// Strict UTF-8 (no overlongs, no surrogates, nothing past U+10FFFF).
-// Returns the offset of the first bad sequence, or len when all is valid.
-size_t utf8_bad_offset(const unsigned char *s, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        unsigned char b = s[i];
-        size_t need;
-        unsigned char lo = 0x80, hi = 0xBF; // range of the second byte
-        if (b < 0x80) {
-            i++;
-            continue;
-        }
-        if (b >= 0xC2 && b <= 0xDF)
-            need = 2;
-        else if (b >= 0xE0 && b <= 0xEF)
-            need = 3;
-        else if (b >= 0xF0 && b <= 0xF4)
-            need = 4;
-        else
-            return i;
-        if (b == 0xE0)
-            lo = 0xA0; // overlong
-        else if (b == 0xED)
-            hi = 0x9F; // surrogates
-        else if (b == 0xF0)
-            lo = 0x90; // overlong
-        else if (b == 0xF4)
-            hi = 0x8F; // past U+10FFFF
-        if (len - i < need)
-            return i;
-        if (s[i + 1] < lo || s[i + 1] > hi)
-            return i;
-        for (size_t k = 2; k < need; k++)
-            if (s[i + k] < 0x80 || s[i + k] > 0xBF)
-                return i;
-        i += need;
-    }
-    return len;
 }
 
 bool is_plain(const nb_tokenizer *t, int id)
@@ -285,7 +245,7 @@ int nb_tok_encode(const nb_tokenizer *t, const char *text, size_t len, int bos, 
     if (!t || !ids || !n || (!text && len))
         return nb_fail(e, "nb_tok_encode: bad arguments");
     // SentencePiece would quietly map bad bytes to something; we refuse them.
-    size_t bad = utf8_bad_offset(reinterpret_cast<const unsigned char *>(text), len);
+    size_t bad = nb_utf8_bad_offset(reinterpret_cast<const unsigned char *>(text), len);
     if (bad < len)
         return nb_fail(e, "tokenizer: invalid UTF-8 at byte offset %zu (byte 0x%02X)", bad,
                        static_cast<unsigned char>(text[bad]));

@@ -1,6 +1,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "json.h"
 
+#include "../tokenizer/utf8.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -117,29 +119,6 @@ static nb_json_val *add_val(struct parser *p, int type, int is_key)
     return v;
 }
 
-/* Length of the valid UTF-8 sequence at s (RFC 3629: no overlongs, no
- * surrogates, nothing past U+10FFFF), 0 if invalid or cut short. */
-static size_t utf8_len(const unsigned char *s, size_t avail)
-{
-    unsigned char c = s[0];
-    size_t n;
-    unsigned char lo = 0x80, hi = 0xbf;
-    if (c >= 0xc2 && c <= 0xdf)
-        n = 2;
-    else if (c >= 0xe0 && c <= 0xef)
-        n = 3, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-    else if (c >= 0xf0 && c <= 0xf4)
-        n = 4, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-    else
-        return 0;
-    if (avail < n || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (s[i] < 0x80 || s[i] > 0xbf)
-            return 0;
-    return n;
-}
-
 static char *put_utf8(char *out, uint32_t cp)
 {
     if (cp < 0x80) {
@@ -234,12 +213,12 @@ static int parse_string(struct parser *p, int is_key)
             *out++ = (char)c;
             p->pos++;
         } else {
-            size_t n = utf8_len(p->s + p->pos, p->len - p->pos);
-            if (!n)
+            int n = nb_utf8_char(p->s + p->pos, p->len - p->pos);
+            if (n <= 0)
                 return fail(p, "invalid UTF-8 in string");
-            memcpy(out, p->s + p->pos, n);
+            memcpy(out, p->s + p->pos, (size_t)n);
             out += n;
-            p->pos += n;
+            p->pos += (size_t)n;
         }
     }
     p->pos++;
