@@ -14,6 +14,7 @@
 
 #include "../neon/gemv.h"
 #include "../runtime/qtensor.h"
+#include "llama_impl.h"
 
 /* Looks a tensor up by name and checks its shape (cols 0: a vector). */
 static int find(const nb_model *model, nb_tensor *t, const char *fmt, int layer, uint64_t rows,
@@ -105,16 +106,15 @@ static int alloc_state(nb_llama *m, nb_err *e)
     m->hb2 = alloc_floats(c->ffn_dim, &failed);
     m->att = alloc_floats((size_t)m->ctx, &failed);
     m->logits = alloc_floats(c->vocab_size, &failed);
-    m->inv_freq = alloc_floats(c->head_dim / 2, &failed);
     if (failed)
         return nb_fail(e, "out of memory for a %d-token context (KV cache %.1f MB)", m->ctx,
                        2.0 * (double)cache * 4 / 1e6);
-    for (uint32_t i = 0; i < c->head_dim / 2; i++)
-        m->inv_freq[i] = (float)pow(c->rope_theta, -2.0 * i / c->head_dim);
     return 0;
 }
 
-int nb_llama_init(nb_llama *m, const nb_model *model, int ctx, nb_err *e)
+/* What both paths need: the shape checked, the tensors bound, the RoPE
+ * frequencies. On failure m holds nothing to free. */
+int nb_llama_bind(nb_llama *m, const nb_model *model, int ctx, nb_err *e)
 {
     memset(m, 0, sizeof *m);
     m->cfg = model->meta;
@@ -124,7 +124,24 @@ int nb_llama_init(nb_llama *m, const nb_model *model, int ctx, nb_err *e)
     m->ctx = ctx ? ctx : (int)m->cfg.max_ctx;
     if (m->cfg.arch != NB_ARCH_LLAMA)
         return nb_fail(e, "model architecture %u is not LLaMA", m->cfg.arch);
-    if (bind_all(m, model, e) || alloc_state(m, e)) {
+    int failed = 0;
+    m->inv_freq = alloc_floats(m->cfg.head_dim / 2, &failed);
+    if (failed || bind_all(m, model, e)) {
+        if (failed)
+            nb_fail(e, "out of memory");
+        nb_llama_free(m);
+        return -1;
+    }
+    for (uint32_t i = 0; i < m->cfg.head_dim / 2; i++)
+        m->inv_freq[i] = (float)pow(m->cfg.rope_theta, -2.0 * i / m->cfg.head_dim);
+    return 0;
+}
+
+int nb_llama_init(nb_llama *m, const nb_model *model, int ctx, nb_err *e)
+{
+    if (nb_llama_bind(m, model, ctx, e))
+        return -1;
+    if (alloc_state(m, e)) {
         nb_llama_free(m);
         return -1;
     }
@@ -138,6 +155,7 @@ void nb_llama_free(nb_llama *m)
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         free(bufs[i]);
     free(m->layers);
+    nb_fast_free(m->fast);
     memset(m, 0, sizeof *m);
 }
 
@@ -160,6 +178,13 @@ static void norm(float *out, const float *x, const nb_tensor *g, float eps)
     nb_rmsnorm_ref(out, x, g->data, (int)g->entry->dtype, g->entry->shape[0], eps);
 }
 
+void nb_llama_rope_angle(const nb_llama *m, int pos, int i, float *c, float *s)
+{
+    double angle = (double)pos * m->inv_freq[i];
+    *c = (float)cos(angle);
+    *s = (float)sin(angle);
+}
+
 /* Rotates each head's pairs by pos * inv_freq[i]; llama2.c pairs are
  * (2i, 2i+1), Hugging Face's (i, i + hd/2) over permuted rows: the same
  * rotation, so both forms of one model give the same logits. */
@@ -167,15 +192,10 @@ static void rope(const nb_llama *m, float *v, int n_heads, int pos)
 {
     int hd = (int)m->cfg.head_dim, half = hd / 2, halves = m->cfg.rope_pairs == NB_ROPE_HALVES;
     for (int i = 0; i < half; i++) {
-        double angle = (double)pos * m->inv_freq[i];
-        float c = (float)cos(angle), s = (float)sin(angle);
-        for (int h = 0; h < n_heads; h++) {
-            float *p = v + h * hd;
-            int a = halves ? i : 2 * i, b = halves ? i + half : 2 * i + 1;
-            float x0 = p[a], x1 = p[b];
-            p[a] = x0 * c - x1 * s;
-            p[b] = x0 * s + x1 * c;
-        }
+        float c, s;
+        nb_llama_rope_angle(m, pos, i, &c, &s);
+        for (int h = 0; h < n_heads; h++)
+            nb_rope_pair(v + h * hd, halves ? i : 2 * i, halves ? i + half : 2 * i + 1, c, s);
     }
 }
 
@@ -242,10 +262,8 @@ static void mlp(nb_llama *m, int l)
     norm(m->xb, m->x, &L->ffn_norm, c->norm_eps);
     linear(m->hb, &L->gate, m->xb);
     linear(m->hb2, &L->up, m->xb);
-    for (uint32_t i = 0; i < c->ffn_dim; i++) {
-        float g = m->hb[i];
-        m->hb[i] = g / (1.0f + expf(-g)) * m->hb2[i];
-    }
+    for (uint32_t i = 0; i < c->ffn_dim; i++)
+        m->hb[i] = nb_silu_mul(m->hb[i], m->hb2[i]);
     linear(m->xb2, &L->down, m->hb);
     for (uint32_t i = 0; i < c->dim; i++)
         m->x[i] += m->xb2[i];
@@ -253,6 +271,8 @@ static void mlp(nb_llama *m, int l)
 
 float *nb_llama_forward(nb_llama *m, int token, int pos)
 {
+    if (m->fast)
+        return nb_fast_forward(m, token, pos);
     const struct nb_meta *c = &m->cfg;
     nb_row_ref(m->x, m->embed.data, (int)m->embed.entry->dtype, (size_t)token, c->dim);
     for (uint32_t l = 0; l < c->n_layers; l++) {

@@ -6,25 +6,60 @@
 int nb_sampler_init(nb_sampler *s, int vocab, const nb_sampler_opts *o, nb_err *e)
 {
     s->cand = NULL;
+    s->seen = NULL;
     if (!(o->temp >= 0 && o->temp <= 100))
         return nb_fail(e, "temperature must be between 0 and 100, got %g", o->temp);
     if (o->top_k < 0)
         return nb_fail(e, "top-k must be 0 (off) or positive, got %d", o->top_k);
     if (!(o->top_p > 0 && o->top_p <= 1))
         return nb_fail(e, "top-p must be in (0, 1], got %g", o->top_p);
+    if (!(o->min_p >= 0 && o->min_p <= 1))
+        return nb_fail(e, "min-p must be in [0, 1], got %g", o->min_p);
+    if (!(o->repeat_penalty >= 0 && o->repeat_penalty <= 100))
+        return nb_fail(e, "repeat penalty must be between 0 (off) and 100, got %g",
+                       o->repeat_penalty);
+    if (o->repeat_last_n < 0)
+        return nb_fail(e, "repeat-last-n must be 0 or positive, got %d", o->repeat_last_n);
     s->o = *o;
     s->vocab = vocab;
     s->rng = o->seed ^ 0x9e3779b97f4a7c15ull;
     s->cand = malloc((size_t)vocab * sizeof *s->cand);
-    if (!s->cand)
+    s->seen = calloc((size_t)vocab, 1);
+    if (!s->cand || !s->seen) {
+        nb_sampler_free(s);
         return nb_fail(e, "out of memory");
+    }
     return 0;
 }
 
 void nb_sampler_free(nb_sampler *s)
 {
     free(s->cand);
+    free(s->seen);
     s->cand = NULL;
+    s->seen = NULL;
+}
+
+int nb_sampler_penalizes(const nb_sampler *s)
+{
+    return s->o.repeat_penalty > 0 && s->o.repeat_penalty != 1;
+}
+
+void nb_sampler_penalize(nb_sampler *s, float *logits, const int32_t *recent, int n)
+{
+    if (!nb_sampler_penalizes(s))
+        return;
+    float p = s->o.repeat_penalty;
+    for (int i = 0; i < n; i++) {
+        int id = recent[i];
+        if (id < 0 || id >= s->vocab || s->seen[id])
+            continue; /* once per distinct id, however often it repeats */
+        s->seen[id] = 1;
+        logits[id] = logits[id] > 0 ? logits[id] / p : logits[id] * p;
+    }
+    for (int i = 0; i < n; i++)
+        if (recent[i] >= 0 && recent[i] < s->vocab)
+            s->seen[recent[i]] = 0;
 }
 
 int nb_argmax(const float *x, int n)
@@ -70,7 +105,8 @@ static int ranked(nb_sampler *s, const float *logits)
     return s->vocab;
 }
 
-/* How many top candidates survive top-k and top-p. */
+/* How many top candidates survive top-k, top-p and min-p (probabilities
+ * at the temperature, so min-p is relative to the same distribution). */
 static int kept(const nb_sampler *s, int n)
 {
     if (s->o.top_k > 0 && s->o.top_k < n)
@@ -78,9 +114,14 @@ static int kept(const nb_sampler *s, int n)
     double cum = 0;
     for (int i = 0; i < n; i++) {
         cum += s->cand[i].p;
-        if (cum >= s->o.top_p)
-            return i + 1;
+        if (cum >= s->o.top_p) {
+            n = i + 1;
+            break;
+        }
     }
+    float floor = s->o.min_p * s->cand[0].p;
+    while (n > 1 && s->cand[n - 1].p < floor)
+        n--;
     return n;
 }
 

@@ -1,5 +1,6 @@
 /* Picking the next token from logits: greedy, temperature, top-k, top-p,
- * with a seeded generator so a run can be repeated exactly. */
+ * min-p and a repetition penalty, with a seeded generator so a run can be
+ * repeated exactly. */
 #ifndef NIBBLE_SAMPLER_H
 #define NIBBLE_SAMPLER_H
 
@@ -12,6 +13,9 @@ typedef struct nb_sampler_opts {
     int top_k;   /* 0 = off */
     float top_p; /* 1 = off */
     uint64_t seed;
+    float min_p;          /* 0 = off: drop tokens below min_p * p(likeliest) */
+    float repeat_penalty; /* 0 or 1 = off; see nb_sampler_penalize */
+    int repeat_last_n;    /* how far back the caller looks for repeats */
 } nb_sampler_opts;
 
 typedef struct nb_sampler {
@@ -22,6 +26,7 @@ typedef struct nb_sampler {
         float p;
         int id;
     } *cand;
+    uint8_t *seen; /* [vocab], for the penalty; all zero between calls */
 } nb_sampler;
 
 /* Checks the options (a one-line message names the bad one). */
@@ -30,6 +35,13 @@ void nb_sampler_free(nb_sampler *s);
 
 /* Picks a token; may modify logits. Greedy ties go to the lowest id. */
 int nb_sample(nb_sampler *s, float *logits);
+
+/* The repetition penalty as in CTRL (Keskar et al., 2019) and llama.cpp:
+ * each distinct id in recent[n] has its logit divided by the penalty when
+ * positive, multiplied when negative. Call before nb_sample; nothing
+ * happens when the penalty is off. */
+void nb_sampler_penalize(nb_sampler *s, float *logits, const int32_t *recent, int n);
+int nb_sampler_penalizes(const nb_sampler *s);
 
 int nb_argmax(const float *x, int n);
 

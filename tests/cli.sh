@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end checks of the nibble program on real weights, one section per
-# meson test:  cli.sh convert|greedy|ppl|bad-input|hostile-files
+# meson test:  cli.sh convert|greedy|ppl|bad-input|hostile-files|quantize|
+# quality-int4|quality-int3|fast
 # Environment (set by tests/meson.build): NIBBLE, TEST_FORMAT, TEST_LLAMA,
 # DATA (tests/data), NB_WRAP (qemu wrapper for cross builds, or empty).
 set -u
@@ -125,6 +126,161 @@ section_hostile_files() {
     n=$((n + 1))
   done
   [ $n -ge 20 ] || fail "only $n hostile files"
+}
+
+# nibble quantize. Bad input: one line, exit 1, no file left behind. Then a
+# small AWQ run whose packed output verifies, loads and runs, and RTN INT3
+# per row. The quality claims are in the quality-int4 / quality-int3
+# sections.
+section_quantize() {
+  local m=$tmp/s.nib q=$tmp/q.nib kjv=$DATA/kjv_head.txt out
+  run convert -q --from llama2c "$s260k/stories260K.bin" --tokenizer "$s260k/tok512.model" \
+    -o "$m" || fail "convert"
+  : >"$tmp/empty.txt"
+  printf 'In the beginning \xff was the word\n' >"$tmp/latin1.txt"
+  head -c 400 "$kjv" >"$tmp/short.txt"
+  expect_error "calibration file missing" "cannot open" -- \
+    quantize -m "$m" --calib "$tmp/none.txt" -o "$q"
+  expect_error "calibration file empty" "empty" -- quantize -m "$m" --calib "$tmp/empty.txt" -o "$q"
+  expect_error "calibration not UTF-8" "UTF-8" -- quantize -m "$m" --calib "$tmp/latin1.txt" -o "$q"
+  expect_error "calibration shorter than a block" "fewer than one block" -- \
+    quantize -m "$m" --calib "$tmp/short.txt" -o "$q"
+  expect_error "AWQ without calibration" "--calib" -- quantize -m "$m" -o "$q"
+  expect_error "--bits 5" "--bits must be 4 or 3" -- quantize -m "$m" --method rtn --bits 5 -o "$q"
+  expect_error "--bits 8" "--bits must be 4 or 3" -- quantize -m "$m" --method rtn --bits 8 -o "$q"
+  expect_error "--group 48" "--group must be" -- quantize -m "$m" --method rtn --group 48 -o "$q"
+  expect_error "--group -1" "--group must be" -- quantize -m "$m" --method rtn --group -1 -o "$q"
+  expect_error "--calib-tokens under a block" "less than one block" -- \
+    quantize -m "$m" --calib "$kjv" --calib-tokens 100 -o "$q"
+  expect_error "unknown method" "--method must be" -- quantize -m "$m" --method gptq -o "$q"
+  expect_error "unknown scale statistic" "--scale must be" -- \
+    quantize -m "$m" --calib "$kjv" --scale y -o "$q"
+  expect_error "model missing" "no such file" -- quantize -m "$tmp/none.nib" --method rtn -o "$q"
+  [ -z "$(ls "$tmp" | grep -E '^q\.nib|\.tmp')" ] || fail "a failed quantize left a file: $(ls "$tmp")"
+
+  # The AWQ run works on a Hugging Face copy whose context is cut to 64
+  # tokens: calibration blocks of 64 keep it quick under qemu, and the
+  # folder goes through the converter on the way.
+  mkdir -p "$tmp/hf64" && cp "$s260k/hf/"* "$tmp/hf64/"
+  sed -i 's/"max_position_embeddings": 512/"max_position_embeddings": 64/' "$tmp/hf64/config.json"
+  run quantize -q -m "$tmp/hf64" --calib "$kjv" --calib-tokens 256 --bits 4 --group 32 -o "$q" \
+    >"$tmp/report" 2>"$tmp/err" || fail "quantize AWQ: $(cat "$tmp/err")"
+  grep -q "calibration blocks of 64" "$tmp/err" || fail "no note on the short context: $(cat "$tmp/err")"
+  grep -q "4 blocks of 64" "$tmp/report" || fail "calibration not in blocks of 64"
+  grep -q "attn_norm -> q,k,v *alpha" "$tmp/report" && grep -q "clip m\*/m0" "$tmp/report" ||
+    fail "no per-layer report: $(head -c 300 "$tmp/report")"
+  run info --verify "$q" | grep -q "all 47 tensors verified" || fail "quantized file does not verify"
+  run info --tensors "$q" | grep -q "blk.4.ffn_down .*q4" || fail "ffn_down is not q4"
+  run info --tensors "$q" | grep -q "blk.0.attn_norm .*f32" || fail "norms are not f32"
+  out=$(run ppl -q -m "$q" -f "$DATA/tinystories_head.txt" -c 64 --windows 8) || fail "ppl"
+  echo "AWQ INT4 g32, 4 blocks of 64: $out"
+  awk -v p="$(echo "$out" | sed -n 's/^PPL = \([0-9.]*\).*/\1/p')" \
+    'BEGIN { exit !(p > 1 && p < 10) }' || fail "implausible perplexity: $out"
+  [ -n "$(run generate -q -m "$q" --temp 0 -n 20)" ] || fail "generate on the quantized model"
+  expect_error "already quantized" "already quantized" -- \
+    quantize -m "$q" --method rtn -o "$tmp/qq.nib"
+  [ ! -e "$tmp/qq.nib" ] || fail "quantizing a quantized model left a file"
+
+  run quantize -q -m "$m" --method rtn --bits 3 --group row -o "$tmp/r3.nib" >/dev/null ||
+    fail "quantize RTN INT3 per row"
+  run info --tensors "$tmp/r3.nib" | grep -q "blk.0.attn_q .*q3" || fail "attn_q is not q3"
+  [ -z "$(ls "$tmp" | grep '\.tmp')" ] || fail "temporary files left: $(ls "$tmp")"
+}
+
+# The quality claims on real weights: stories260K calibrated on 64 blocks of
+# 512 tokens of KJV text, perplexity on TinyStories (32 windows of 256) with
+# fp32 activations (W4A16, as the AWQ evaluations; --exact).
+# AWQ must beat round-to-nearest per row and with groups of 32 (ragged:
+# ffn_down has 172 inputs); at INT3 it must close at least half of RTN's gap
+# to fp32 per row and 30% with groups of 32.
+ppl_of() {
+  run ppl -q --exact -m "$1" -f "$DATA/tinystories_head.txt" -c 256 --windows 32 |
+    sed -n 's/^PPL = \([0-9.]*\).*/\1/p'
+}
+
+quality() {
+  local bits=$1 m=$tmp/s.nib fp rtn awq
+  run convert -q --from llama2c "$s260k/stories260K.bin" --tokenizer "$s260k/tok512.model" \
+    -o "$m" || fail "convert"
+  fp=$(ppl_of "$m")
+  for group in row 32; do
+    run quantize -q -m "$m" --method rtn --bits "$bits" --group "$group" -o "$tmp/rtn.nib" \
+      >/dev/null || fail "RTN INT$bits group $group"
+    run quantize -q -m "$m" --calib "$DATA/kjv_head.txt" --calib-tokens 32768 --bits "$bits" \
+      --group "$group" -o "$tmp/awq.nib" >"$tmp/report" || fail "AWQ INT$bits group $group"
+    rtn=$(ppl_of "$tmp/rtn.nib") awq=$(ppl_of "$tmp/awq.nib")
+    local need=0
+    [ "$bits" = 3 ] && need=$([ "$group" = row ] && echo 0.5 || echo 0.3)
+    echo "INT$bits group $group: fp32 $fp, RTN $rtn, AWQ $awq ($(tail -n 1 "$tmp/report"))"
+    awk -v f="$fp" -v r="$rtn" -v a="$awq" -v need="$need" \
+      'BEGIN { exit !(a < r && (r - a) >= need * (r - f)) }' ||
+      fail "INT$bits group $group: AWQ $awq vs RTN $rtn (fp32 $fp) misses the claim (closes < $need of the gap)"
+  done
+}
+
+section_quality_int4() { quality 4; }
+section_quality_int3() { quality 3; }
+
+# The fast path (models/llama_fast.c) against the reference on stories260K
+# quantized RTN INT4 g32: the first 64 greedy tokens from BOS agree with int8
+# activations, with --exact, on 1 and 3 threads; --exact perplexity equals the
+# reference's to 1e-4 relative. Then nibble bench and the run flags' bad input.
+section_fast() {
+  local m=$tmp/s.nib q=$tmp/q.nib ref got o a b
+  run convert -q --from llama2c "$s260k/stories260K.bin" --tokenizer "$s260k/tok512.model" \
+    -o "$m" || fail "convert"
+  run quantize -q -m "$m" --method rtn --bits 4 --group 32 -o "$q" >/dev/null || fail "quantize"
+  ref=$(run generate -q -m "$q" --temp 0 -n 64 --ids --ignore-eos --reference | head -n 64)
+  [ "$(echo "$ref" | wc -l)" = 64 ] || fail "reference greedy: $(echo "$ref" | head -c 200)"
+  for o in "" "--exact" "-t 1" "-t 3" "--exact -t 3" "--kernels ref"; do
+    got=$(run generate -q -m "$q" --temp 0 -n 64 --ids --ignore-eos $o | head -n 64)
+    [ "$got" = "$ref" ] && echo "ok: 64 greedy tokens as the reference (fast ${o:-default})" ||
+      fail "greedy tokens differ from the reference with '${o:-default}'"
+  done
+  a=$(run ppl -q -m "$q" -f "$DATA/tinystories_head.txt" -c 256 --windows 4 --reference |
+      sed -n 's/^PPL = \([0-9.]*\).*/\1/p')
+  b=$(run ppl -q -m "$q" -f "$DATA/tinystories_head.txt" -c 256 --windows 4 --exact |
+      sed -n 's/^PPL = \([0-9.]*\).*/\1/p')
+  echo "ppl over 4 windows of 256: reference $a, fast --exact $b"
+  awk -v a="$a" -v b="$b" 'BEGIN { d = a - b; exit !(a > 1 && (d < 0 ? -d : d) <= 1e-4 * a) }' ||
+    fail "--exact perplexity $b differs from the reference's $a by more than 1e-4 relative"
+
+  run bench --shape 64,2,4,2,128,512 -p 8 -n 8 -r 2 >"$tmp/bench" 2>"$tmp/err" ||
+    fail "bench: $(cat "$tmp/err")"
+  cat "$tmp/bench"
+  grep -q '^| model | size | params | kernels | threads | test | t/s | GB/s |$' "$tmp/bench" ||
+    fail "bench table header"
+  for t in pp8 tg8; do
+    grep -Eq "^\| 64,2,4,2,128,512 q4 g128 \| [0-9.]+ KiB \| [0-9.]+ M \| [a-z0-9]+ \| [0-9]+ \| $t \| [0-9.]+ ± [0-9.]+ \| [0-9.]+ \|$" \
+      "$tmp/bench" || fail "bench row $t"
+  done
+  grep -q "^peak RSS .*KV cache .*beyond it$" "$tmp/bench" || fail "bench memory line"
+  run bench --shape 64,2,4,2,128,512 -p 8 -n 8 -r 2 -t 1 -o json >"$tmp/json" || fail "bench json"
+  python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["threads"] == 1 and r["layers"] == 2 and r["params"] > 0, r
+assert [t["test"] for t in r["tests"]] == ["pp8", "tg8"], r["tests"]
+assert all(len(t["samples_ts"]) == 2 and t["avg_ts"] > 0 for t in r["tests"]), r["tests"]
+assert r["kv_cache_bytes"] == 2 * 2 * 16 * 32 * 2, r["kv_cache_bytes"]
+' "$tmp/json" && echo "ok: bench -o json" || fail "bench json: $(head -c 300 "$tmp/json")"
+  run bench --shape tinyllama-1.1b --layers 1 -p 4 -n 4 -r 1 --cpus 0 >"$tmp/bench" ||
+    fail "bench tinyllama, 1 layer, --cpus 0"
+  grep -q "tinyllama-1.1b q4 g128, 1/22 layers .* | 1 | tg4 |" "$tmp/bench" ||
+    fail "bench tinyllama row: $(cat "$tmp/bench")"
+
+  for cmd in "generate -m $q" "ppl -m $q -f $DATA/tinystories_head.txt" \
+             "bench --shape 64,2,4,2,128,512"; do
+    expect_error "${cmd%% *} -t 0" "-t expects" -- $cmd -t 0
+    expect_error "${cmd%% *} --kernels bogus" "--kernels expects" -- $cmd --kernels bogus
+    expect_error "${cmd%% *} --cpus garbage" "--cpus expects" -- $cmd --cpus 0-x,
+  done
+  expect_error "--cpus beyond the machine" "--cpus" -- generate -m "$q" --cpus 1000 -n 1
+  expect_error "bench without a model" "needs -m" -- bench -p 8
+  expect_error "bench, unknown shape" "--shape expects" -- bench --shape llama9-70b
+  expect_error "bench, shape off the tiles" "multiples of 32" -- bench --shape 48,2,4,2,128,512
+  expect_error "bench -o xml" "-o expects" -- bench --shape 64,2,4,2,128,512 -o xml
+  expect_error "bench -c under -p" "shorter than" -- bench --shape 64,2,4,2,128,512 -p 8 -n 8 -c 4
 }
 
 "section_${section//-/_}"

@@ -19,7 +19,7 @@ static int draw(nb_sampler *s)
 
 static void init(nb_sampler *s, float temp, int top_k, float top_p, uint64_t seed)
 {
-    nb_sampler_opts o = {temp, top_k, top_p, seed};
+    nb_sampler_opts o = {.temp = temp, .top_k = top_k, .top_p = top_p, .seed = seed};
     nb_err e;
     if (nb_sampler_init(s, V, &o, &e))
         CHECK(0, "init: %s", e.msg);
@@ -72,11 +72,57 @@ static void check_repeat_and_greedy(void)
     CHECK(same, "the same seed gave different draws");
     CHECK(draw(&g) == 1, "greedy did not pick the argmax");
     nb_sampler_free(&a);
-    nb_sampler_opts bad = {-1.0f, 0, 1.0f, 0};
+    nb_sampler_opts bad = {.temp = -1.0f, .top_p = 1.0f};
     nb_err e;
     CHECK(nb_sampler_init(&a, V, &bad, &e) == -1, "negative temperature accepted");
     nb_sampler_free(&b);
     nb_sampler_free(&g);
+}
+
+static void check_min_p(void)
+{
+    nb_sampler s;
+    nb_sampler_opts o = {.temp = 1.0f, .top_p = 1.0f, .seed = 7, .min_p = 0.3f};
+    nb_err e;
+    CHECK(nb_sampler_init(&s, V, &o, &e) == 0, "init: %s", e.msg);
+    /* relative to p(1): p(5) .90, p(3) .37, p(7) .22: min-p .3 keeps {1, 5, 3} */
+    for (int i = 0; i < 2000; i++) {
+        int t = draw(&s);
+        CHECK(t == 1 || t == 5 || t == 3, "min-p 0.3 picked %d", t);
+    }
+    nb_sampler_free(&s);
+    o.min_p = 1.5f;
+    CHECK(nb_sampler_init(&s, V, &o, &e) == -1, "min-p 1.5 accepted");
+    nb_sampler_free(&s);
+}
+
+/* Positive logits shrink, negative ones grow more negative, once per
+ * distinct id; greedy sampling sees the penalized logits. */
+static void check_penalty(void)
+{
+    nb_sampler s;
+    nb_sampler_opts o = {.top_p = 1.0f, .seed = 1, .repeat_penalty = 2.0f, .repeat_last_n = 64};
+    nb_err e;
+    CHECK(nb_sampler_init(&s, V, &o, &e) == 0, "init: %s", e.msg);
+    const int32_t recent[] = {1, 1, 4, 1, -3, 99};
+    for (int round = 0; round < 2; round++) {
+        float l[V];
+        for (int i = 0; i < V; i++)
+            l[i] = logits0[i];
+        nb_sampler_penalize(&s, l, recent, 6);
+        CHECK(l[1] == 1.5f && l[4] == -2.0f, "penalized to %g and %g", l[1], l[4]);
+        CHECK(l[5] == logits0[5] && l[0] == logits0[0], "untouched logits changed");
+        CHECK(nb_sample(&s, l) == 5, "greedy ignored the penalty");
+    }
+    nb_sampler_free(&s);
+    o.repeat_penalty = 1.0f;
+    CHECK(nb_sampler_init(&s, V, &o, &e) == 0, "init: %s", e.msg);
+    float l[V];
+    for (int i = 0; i < V; i++)
+        l[i] = logits0[i];
+    nb_sampler_penalize(&s, l, recent, 6);
+    CHECK(l[1] == logits0[1], "penalty 1 changed a logit");
+    nb_sampler_free(&s);
 }
 
 int main(void)
@@ -84,5 +130,7 @@ int main(void)
     check_frequencies();
     check_sets();
     check_repeat_and_greedy();
+    check_min_p();
+    check_penalty();
     return tu_finish("test_sampler");
 }

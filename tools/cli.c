@@ -59,11 +59,22 @@ int nb_is_help(const char *arg)
 
 int nb_session_open(nb_session *s, const char *path, int ctx, nb_err *e)
 {
+    return nb_session_open_with(s, path, ctx, NULL, e);
+}
+
+int nb_session_open_with(nb_session *s, const char *path, int ctx, const nb_session_opts *o,
+                         nb_err *e)
+{
     memset(s, 0, sizeof *s);
     if (nb_model_open(&s->model, path, e))
         return -1;
     s->tok = nb_tok_load_bytes(s->model.vocab, s->model.vocab_size, e);
-    if (!s->tok || nb_llama_init(&s->llama, &s->model, ctx, e)) {
+    int rc = -1;
+    if (s->tok && o && o->reference)
+        rc = nb_llama_init(&s->llama, &s->model, ctx, e);
+    else if (s->tok)
+        rc = nb_llama_init_fast(&s->llama, &s->model, ctx, o ? &o->run : NULL, e);
+    if (rc) {
         nb_session_close(s);
         return -1;
     }
@@ -103,4 +114,9 @@ void nb_catch_interrupt(void)
 int nb_interrupted(void)
 {
     return interrupted;
+}
+
+void nb_clear_interrupt(void)
+{
+    interrupted = 0;
 }

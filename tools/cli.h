@@ -3,15 +3,21 @@
 #ifndef NIBBLE_CLI_H
 #define NIBBLE_CLI_H
 
+#include <stdio.h>
+
 #include "../models/llama.h"
 #include "../runtime/model.h"
+#include "../runtime/sampler.h"
 #include "../tokenizer/tokenizer.h"
 
 /* Every subcommand: argv[0] is its name; returns the exit code. */
+int cmd_chat(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_ppl(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 
 /* Prints "nibble: <msg>" on stderr and returns 1 (the exit code). */
 int nb_error(const char *fmt, ...) NB_PRINTF(1, 2);
@@ -29,11 +35,42 @@ typedef struct nb_session {
     nb_llama llama;
 } nb_session;
 
+/* How a session runs its model: the fast path with these options, or
+ * the reference (the oracle: plain C, fp32 KV cache). */
+typedef struct nb_session_opts {
+    nb_run_opts run;
+    int reference;
+} nb_session_opts;
+
+/* The fast path with default options (nb_session_open_with, o NULL). */
 int nb_session_open(nb_session *s, const char *path, int ctx, nb_err *e);
+int nb_session_open_with(nb_session *s, const char *path, int ctx, const nb_session_opts *o,
+                         nb_err *e);
 void nb_session_close(nb_session *s);
 
-/* Ctrl-C sets a flag that long loops poll, so they stop cleanly. */
+/* The flags that choose how a model runs (tools/run_flags.c), shared by
+ * the subcommands: -t/--threads N, --cpus LIST, --kernels NAME take a
+ * value (0: parsed; 1: not one of them; -1: bad value, after an error
+ * line); --exact and --reference do not (1 when flag is one of them). */
+int nb_run_flag(nb_session_opts *o, const char *flag, const char *value);
+int nb_run_switch(nb_session_opts *o, const char *flag);
+void nb_run_help(FILE *out);
+
+/* Ctrl-C sets a flag that long loops poll, so they stop cleanly; chat
+ * clears it to go on after a stopped reply. */
 void nb_catch_interrupt(void);
 int nb_interrupted(void);
+void nb_clear_interrupt(void);
+
+/* Sampling flags (tools/sampling_flags.c), shared by generate and chat. */
+typedef struct nb_sampling {
+    nb_sampler_opts o;
+    int seeded; /* --seed was given */
+} nb_sampling;
+
+/* 0: parsed; 1: not a sampling flag; -1: bad value (after an error line). */
+int nb_sampling_flag(nb_sampling *s, const char *flag, const char *value);
+void nb_sampling_seed(nb_sampling *s); /* from the clock unless --seed was given */
+void nb_sampling_help(FILE *out, const nb_sampler_opts *defaults);
 
 #endif

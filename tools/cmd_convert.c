@@ -7,12 +7,15 @@
 #include "convert.h"
 
 static const char help[] =
-    "usage: nibble convert [--from llama2c|hf] INPUT -o OUT.nib [options]\n"
+    "usage: nibble convert [--from llama2c|hf|autoawq] INPUT -o OUT.nib [options]\n"
     "\n"
     "Converts a model into one nibble file (written atomically: OUT appears\n"
     "only when complete).\n"
     "  INPUT              a llama2.c v0 checkpoint (.bin) or a Hugging Face folder\n"
-    "  --from FORMAT      llama2c or hf (default: hf for a folder, llama2c for a file)\n"
+    "                     (fp32/fp16/bf16, or an AutoAWQ 4-bit gemm/gemv checkpoint:\n"
+    "                     its weights are repacked exactly, never re-quantized)\n"
+    "  --from FORMAT      llama2c, hf or autoawq (default: hf for a folder, autoawq\n"
+    "                     when its config has a quantization_config, llama2c for a file)\n"
     "  -o, --output FILE  the .nib file to write\n"
     "  --tokenizer FILE   SentencePiece .model (default: tokenizer.model beside/in INPUT)\n"
     "  --dtype TYPE       f32, f16 or bf16 for the matrices (default: as the input;\n"
@@ -72,10 +75,12 @@ int cmd_convert(int argc, char **argv)
     int rc;
     if (!strcmp(from, "llama2c"))
         rc = nb_import_llama2c(in, out, &o, &e);
+    else if (!strcmp(from, "autoawq") || (!strcmp(from, "hf") && nb_hf_is_quantized(in)))
+        rc = nb_import_autoawq(in, out, &o, &e);
     else if (!strcmp(from, "hf"))
         rc = nb_import_hf(in, out, &o, &e);
     else
-        return nb_error("--from must be llama2c or hf, got '%s'", from);
+        return nb_error("--from must be llama2c, hf or autoawq, got '%s'", from);
     if (rc)
         return nb_error("%s", e.msg);
     if (!o.quiet)

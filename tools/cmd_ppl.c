@@ -26,33 +26,39 @@ static const char help[] =
 struct ppl_opts {
     const char *model, *file;
     long ctx, windows;
+    nb_session_opts run;
     int quiet;
 };
+
+static int parse_value(struct ppl_opts *p, const char *a, const char *v)
+{
+    int r = nb_run_flag(&p->run, a, v);
+    if (r <= 0)
+        return r;
+    if (!strcmp(a, "-m") || !strcmp(a, "--model"))
+        p->model = v;
+    else if (!strcmp(a, "-f") || !strcmp(a, "--file"))
+        p->file = v;
+    else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size"))
+        return nb_parse_int(a, v, 2, 1 << 22, &p->ctx);
+    else if (!strcmp(a, "--windows"))
+        return nb_parse_int(a, v, 1, 1L << 30, &p->windows);
+    else
+        return nb_error("ppl: unknown option '%s' (see --help)", a), -1;
+    return 0;
+}
 
 static int parse(struct ppl_opts *p, int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (nb_is_help(a))
-            return fputs(help, stdout), 1;
-        if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+            return fputs(help, stdout), putchar('\n'), nb_run_help(stdout), 1;
+        if (!strcmp(a, "-q") || !strcmp(a, "--quiet"))
             p->quiet = 1;
-            continue;
-        }
-        if (!(v = nb_arg(argc, argv, &i)))
+        else if (!nb_run_switch(&p->run, a) &&
+                 (!(v = nb_arg(argc, argv, &i)) || parse_value(p, a, v)))
             return -1;
-        if (!strcmp(a, "-m") || !strcmp(a, "--model"))
-            p->model = v;
-        else if (!strcmp(a, "-f") || !strcmp(a, "--file"))
-            p->file = v;
-        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) {
-            if (nb_parse_int(a, v, 2, 1 << 22, &p->ctx))
-                return -1;
-        } else if (!strcmp(a, "--windows")) {
-            if (nb_parse_int(a, v, 1, 1L << 30, &p->windows))
-                return -1;
-        } else
-            return nb_error("ppl: unknown option '%s' (see --help)", a), -1;
     }
     if (!p->model || !p->file)
         return nb_error("ppl needs -m MODEL and -f TEXT (see nibble ppl --help)"), -1;
@@ -76,15 +82,31 @@ struct tally {
     long count;
 };
 
-static void run_window(nb_session *s, const int32_t *ids, int ctx, struct tally *t)
+struct window {
+    const int32_t *ids;
+    int vocab;
+    struct tally *t;
+};
+
+/* Position i's logits predict token i + 1. */
+static void score(void *ctx, int i, const float *logits)
 {
-    int vocab = (int)s->model.meta.vocab_size;
-    for (int pos = 0; pos + 1 < ctx; pos++) {
-        double v = nll(nb_llama_forward(&s->llama, ids[pos], pos), vocab, ids[pos + 1]);
-        t->sum += v;
-        t->sum_sq += v * v;
-        t->count++;
-    }
+    struct window *w = ctx;
+    double v = nll(logits, w->vocab, w->ids[i + 1]);
+    w->t->sum += v;
+    w->t->sum_sq += v * v;
+    w->t->count++;
+}
+
+/* Positions 0..ctx-2 in tiles through the GEMM kernels, every one's
+ * logits kept (nb_llama_prefill_each). */
+static int run_window(nb_session *s, const int32_t *ids, int ctx, struct tally *t)
+{
+    struct window w = {ids, (int)s->model.meta.vocab_size, t};
+    nb_err e = {{0}};
+    if (nb_llama_prefill_each(&s->llama, ids, ctx - 1, 0, score, &w, &e))
+        return nb_error("%s", e.msg);
+    return 0;
 }
 
 static int evaluate(nb_session *s, const int32_t *ids, size_t n_ids, const struct ppl_opts *p)
@@ -101,7 +123,8 @@ static int evaluate(nb_session *s, const int32_t *ids, size_t n_ids, const struc
     for (long w = 0; w < windows; w++) {
         if (nb_interrupted())
             return nb_error("interrupted after %ld of %ld windows", w, windows);
-        run_window(s, ids + w * p->ctx, (int)p->ctx, &t);
+        if (run_window(s, ids + w * p->ctx, (int)p->ctx, &t))
+            return 1;
         nb_progress_update(&prog, (uint64_t)w + 1);
     }
     nb_progress_done(&prog);
@@ -120,7 +143,7 @@ int cmd_ppl(int argc, char **argv)
         return rc < 0;
     nb_session s;
     nb_err e = {{0}};
-    if (nb_session_open(&s, p.model, 0, &e))
+    if (nb_session_open_with(&s, p.model, 0, &p.run, &e))
         return nb_error("%s", e.msg);
     if (!p.ctx)
         p.ctx = s.llama.ctx < 512 ? s.llama.ctx : 512;

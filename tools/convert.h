@@ -7,6 +7,7 @@
 
 #include "../runtime/err.h"
 #include "../runtime/writer.h"
+#include "safetensors.h"
 
 typedef struct nb_convert_opts {
     int out_dtype;              /* enum nb_dtype, or -1 to keep the source's */
@@ -21,6 +22,73 @@ int nb_import_llama2c(const char *ckpt, const char *out, const nb_convert_opts *
 /* Hugging Face Llama folder: config.json, model.safetensors or shards
  * listed in model.safetensors.index.json, tokenizer.model. */
 int nb_import_hf(const char *dir, const char *out, const nb_convert_opts *o, nb_err *e);
+
+/* AutoAWQ checkpoint (a Hugging Face folder whose 4-bit linears are
+ * qweight/qzeros/scales, versions gemm and gemv): the codes, scales and
+ * zero points are repacked into NB_Q4 exactly, never re-quantized. */
+int nb_import_autoawq(const char *dir, const char *out, const nb_convert_opts *o, nb_err *e);
+
+/* 1 when a folder's config.json has a quantization_config, or it has an
+ * older quant_config.json: a quantized checkpoint, for nb_import_autoawq. */
+int nb_hf_is_quantized(const char *dir);
+
+/* ---- reading a Hugging Face folder, shared by both importers ---- */
+
+/* dir/name, malloc'd (NULL when out of memory). */
+char *nb_hf_path(const char *dir, const char *name);
+
+struct nb_hf_config {
+    int64_t dim, ffn, n_layers, n_heads, n_kv_heads, head_dim, vocab, max_ctx;
+    int64_t bos, eos, pad, window;
+    double eps, theta;
+    int tied, mistral;
+    char origin[96]; /* config.json's _name_or_path, last part (template guess) */
+};
+
+/* One tensor to write: its source name, its nibble name and the shape
+ * config.json implies ([out, in] for linears, [dim] for norms). */
+typedef struct nb_hf_item {
+    char src[96];
+    char dst[NB_NAME_LEN];
+    int n_dims, is_norm, is_linear;
+    uint64_t shape[2];
+    const nb_st_tensor *t; /* the plain source tensor, once checked */
+    uint64_t bytes;        /* source bytes, for the progress meter */
+} nb_hf_item;
+
+typedef struct nb_hf {
+    struct nb_hf_config c;
+    struct nb_meta meta;
+    nb_st *st;
+    nb_hf_item *items;
+    size_t n_items;
+    unsigned char *used; /* per safetensors tensor: claimed by an item */
+    void *vocab;
+    size_t vocab_size;
+} nb_hf;
+
+/* Reads config.json, the tokenizer and the safetensors, fills the
+ * metadata (chat template included) and plans the items. */
+int nb_hf_open(nb_hf *h, const char *dir, const nb_convert_opts *o, nb_err *e);
+void nb_hf_close(nb_hf *h);
+
+/* The tensor of that name (NULL if absent), marked as used. */
+const nb_st_tensor *nb_hf_take(nb_hf *h, const char *name);
+
+/* Checks that t is a float tensor of the item's shape and binds it. */
+int nb_hf_check_plain(nb_hf_item *it, const nb_st_tensor *t, nb_err *e);
+
+/* Refuses tensors no item took (biases, unknown names). */
+int nb_hf_check_unused(const nb_hf *h, nb_err *e);
+
+/* Writes a plain item (norms always as f32, others as out_dtype, -1 = as
+ * the source). */
+int nb_hf_write_plain(nb_writer *w, const nb_hf_item *it, int out_dtype, nb_err *e);
+
+/* Writes the whole file atomically, calling put for each item in order. */
+typedef int (*nb_hf_put)(void *ctx, nb_writer *w, const nb_hf_item *it, nb_err *e);
+int nb_hf_write(const nb_hf *h, const char *out, int quiet, nb_hf_put put, void *ctx,
+                nb_err *e);
 
 /* Streams one tensor into w, converting src_dtype to out_dtype (-1 keeps
  * it) in bounded chunks, so no whole-model buffer is ever needed. */

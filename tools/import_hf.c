@@ -1,9 +1,11 @@
 /* Hugging Face Llama / Mistral folders: config.json for the shapes,
  * safetensors (single or sharded) for the weights, tokenizer.model stored
- * as raw bytes. Weights keep Hugging Face's q/k row order, so RoPE rotates
+ * as raw bytes, the chat template guessed from tokenizer_config.json or
+ * the name. Weights keep Hugging Face's q/k row order, so RoPE rotates
  * halves (NB_ROPE_HALVES). Config, names, shapes and dtypes are all checked
  * before the output file is created; a failure while writing (an f16
- * overflow, a full disk) aborts it, leaving nothing behind. */
+ * overflow, a full disk) aborts it, leaving nothing behind. The folder
+ * reading (nb_hf_*) is shared with the AutoAWQ importer. */
 #define _POSIX_C_SOURCE 200809L
 #define _XOPEN_SOURCE 700 /* realpath */
 #include <math.h>
@@ -14,6 +16,7 @@
 
 #include "../models/llama.h"
 #include "../neon/f16.h"
+#include "../runtime/chat.h"
 #include "convert.h"
 #include "json.h"
 #include "progress.h"
@@ -28,33 +31,8 @@
 #define MAX_CTX (1 << 22)
 #define MAX_CONFIG_BYTES (1u << 20)
 #define MAX_TOKENIZER_BYTES (64u << 20)
+#define MAX_TOKENIZER_CONFIG_BYTES (16u << 20) /* added_tokens_decoder can be large */
 #define ARCHS "LlamaForCausalLM, MistralForCausalLM"
-
-struct hf_config {
-    int64_t dim, ffn, n_layers, n_heads, n_kv_heads, head_dim, vocab, max_ctx;
-    int64_t bos, eos, pad, window;
-    double eps, theta;
-    int tied, mistral;
-};
-
-/* One tensor to write: where it comes from and the shape config implies. */
-struct hf_item {
-    char src[96];
-    char dst[NB_NAME_LEN];
-    int n_dims, is_norm;
-    uint64_t shape[2];
-    const nb_st_tensor *t;
-};
-
-struct hf_import {
-    struct hf_config c;
-    struct nb_meta meta;
-    nb_st *st;
-    struct hf_item *items;
-    size_t n_items;
-    void *vocab;
-    size_t vocab_size;
-};
 
 static void notice(const char *fmt, ...) NB_PRINTF(1, 2);
 
@@ -68,7 +46,7 @@ static void notice(const char *fmt, ...)
     va_end(ap);
 }
 
-static char *join(const char *dir, const char *name)
+char *nb_hf_path(const char *dir, const char *name)
 {
     size_t n = strlen(dir) + strlen(name) + 2;
     char *s = malloc(n);
@@ -174,7 +152,7 @@ static int check_features(const nb_json_val *root, nb_err *e)
     return 0;
 }
 
-static int read_shapes(const nb_json_val *root, struct hf_config *c, nb_err *e)
+static int read_shapes(const nb_json_val *root, struct nb_hf_config *c, nb_err *e)
 {
     if (cfg_need(root, "hidden_size", &c->dim, e) ||
         cfg_need(root, "intermediate_size", &c->ffn, e) ||
@@ -205,7 +183,7 @@ static int in_range(int64_t v, int64_t max)
     return v > 0 && v <= max;
 }
 
-static int check_shapes(const struct hf_config *c, nb_err *e)
+static int check_shapes(const struct nb_hf_config *c, nb_err *e)
 {
     if (!in_range(c->dim, MAX_DIM) || !in_range(c->ffn, MAX_DIM) ||
         !in_range(c->vocab, MAX_DIM) || !in_range(c->n_layers, MAX_LAYERS) ||
@@ -233,7 +211,7 @@ static int check_shapes(const struct hf_config *c, nb_err *e)
 }
 
 /* Mistral's sliding window (0: none). How it is used: see fill_meta. */
-static int read_window(const nb_json_val *root, struct hf_config *c, nb_err *e)
+static int read_window(const nb_json_val *root, struct nb_hf_config *c, nb_err *e)
 {
     c->window = 0;
     if (!c->mistral)
@@ -245,9 +223,18 @@ static int read_window(const nb_json_val *root, struct hf_config *c, nb_err *e)
     return 0;
 }
 
-static int read_config(const char *dir, struct hf_config *c, nb_err *e)
+/* The repository the model came from ("meta-llama/Llama-2-7b-chat-hf"):
+ * a better name for guessing the chat template than a renamed folder. */
+static void read_origin(const nb_json_val *root, struct nb_hf_config *c)
 {
-    char *path = join(dir, "config.json");
+    const char *s = nb_json_string(nb_json_get(root, "_name_or_path"), NULL);
+    const char *slash = s ? strrchr(s, '/') : NULL;
+    snprintf(c->origin, sizeof c->origin, "%s", slash ? slash + 1 : s ? s : "");
+}
+
+static int read_config(const char *dir, struct nb_hf_config *c, nb_err *e)
+{
+    char *path = nb_hf_path(dir, "config.json");
     if (!path)
         return nb_fail(e, "out of memory");
     nb_json *doc = nb_json_parse_file(path, MAX_CONFIG_BYTES, e);
@@ -263,13 +250,15 @@ static int read_config(const char *dir, struct hf_config *c, nb_err *e)
              !cfg_token(root, "eos_token_id", &c->eos, e) &&
              !cfg_token(root, "pad_token_id", &c->pad, e) && !read_window(root, c, e))
         rc = check_shapes(c, e);
+    if (!rc)
+        read_origin(root, c);
     nb_json_free(doc);
     return rc;
 }
 
 /* ---- metadata ---- */
 
-static void fill_meta(struct nb_meta *m, const struct hf_config *c)
+static void fill_meta(struct nb_meta *m, const struct nb_hf_config *c)
 {
     memset(m, 0, sizeof *m);
     m->arch = NB_ARCH_LLAMA;
@@ -334,9 +323,9 @@ static int set_name(struct nb_meta *m, const char *dir, const char *given, nb_er
     return 0;
 }
 
-static int load_tokenizer(struct hf_import *imp, const char *dir, const char *given, nb_err *e)
+static int load_tokenizer(nb_hf *imp, const char *dir, const char *given, nb_err *e)
 {
-    char *path = given ? NULL : join(dir, "tokenizer.model");
+    char *path = given ? NULL : nb_hf_path(dir, "tokenizer.model");
     if (!given && !path)
         return nb_fail(e, "out of memory");
     nb_err why;
@@ -352,7 +341,7 @@ static int load_tokenizer(struct hf_import *imp, const char *dir, const char *gi
 
 /* ---- the tensor plan ---- */
 
-enum kind { K_EMBED, K_NORM, K_Q, K_KV, K_O, K_UP, K_DOWN };
+enum kind { K_EMBED, K_NORM, K_Q, K_KV, K_O, K_UP, K_DOWN, K_HEAD };
 
 static const struct {
     const char *src, *dst;
@@ -371,31 +360,32 @@ static const struct {
 #define N_PARTS (sizeof layer_parts / sizeof *layer_parts)
 
 /* Linear weights are [out, in], as Hugging Face stores them. */
-static void set_shape(struct hf_item *it, const struct hf_config *c, int kind)
+static void set_shape(nb_hf_item *it, const struct nb_hf_config *c, int kind)
 {
     uint64_t d = (uint64_t)c->dim, f = (uint64_t)c->ffn, v = (uint64_t)c->vocab;
     uint64_t q = (uint64_t)(c->n_heads * c->head_dim), kv = (uint64_t)(c->n_kv_heads * c->head_dim);
     uint64_t rows[] = {[K_EMBED] = v, [K_NORM] = d, [K_Q] = q, [K_KV] = kv,
-                       [K_O] = d, [K_UP] = f, [K_DOWN] = d};
+                       [K_O] = d, [K_UP] = f, [K_DOWN] = d, [K_HEAD] = v};
     uint64_t cols[] = {[K_EMBED] = d, [K_NORM] = 0, [K_Q] = d, [K_KV] = d,
-                       [K_O] = q, [K_UP] = d, [K_DOWN] = f};
+                       [K_O] = q, [K_UP] = d, [K_DOWN] = f, [K_HEAD] = d};
     it->is_norm = kind == K_NORM;
+    it->is_linear = kind != K_NORM && kind != K_EMBED;
     it->n_dims = it->is_norm ? 1 : 2;
     it->shape[0] = rows[kind];
     it->shape[1] = cols[kind];
 }
 
-static void add_item(struct hf_import *imp, const char *src, const char *dst, int kind)
+static void add_item(nb_hf *imp, const char *src, const char *dst, int kind)
 {
-    struct hf_item *it = &imp->items[imp->n_items++];
+    nb_hf_item *it = &imp->items[imp->n_items++];
     snprintf(it->src, sizeof it->src, "%s", src);
     snprintf(it->dst, sizeof it->dst, "%s", dst);
     set_shape(it, &imp->c, kind);
 }
 
-static int build_plan(struct hf_import *imp, nb_err *e)
+static int build_plan(nb_hf *imp, nb_err *e)
 {
-    const struct hf_config *c = &imp->c;
+    const struct nb_hf_config *c = &imp->c;
     imp->items = calloc(N_PARTS * (size_t)c->n_layers + 3, sizeof *imp->items);
     if (!imp->items)
         return nb_fail(e, "out of memory");
@@ -409,13 +399,13 @@ static int build_plan(struct hf_import *imp, nb_err *e)
         }
     }
     add_item(imp, "model.norm.weight", NB_T_OUT_NORM, K_NORM);
-    int has_head = nb_st_find(imp->st, "lm_head.weight") != NULL;
+    int has_head = nb_st_find(imp->st, "lm_head.weight") || nb_st_find(imp->st, "lm_head.qweight");
     if (!c->tied && !has_head)
         notice("config.json does not tie the embeddings, but there is no lm_head.weight: "
                "the output layer reuses token_embd");
     imp->meta.tied_embeddings = c->tied || !has_head;
     if (!imp->meta.tied_embeddings)
-        add_item(imp, "lm_head.weight", NB_T_OUTPUT, K_EMBED);
+        add_item(imp, "lm_head.weight", NB_T_OUTPUT, K_HEAD);
     return 0;
 }
 
@@ -429,7 +419,7 @@ static void format_shape(char *buf, size_t cap, int n_dims, const uint64_t *shap
         snprintf(buf + at, cap - at, "]");
 }
 
-static int same_shape(const struct hf_item *it, const nb_st_tensor *t)
+static int same_shape(const nb_hf_item *it, const nb_st_tensor *t)
 {
     if (t->n_dims != it->n_dims)
         return 0;
@@ -439,8 +429,9 @@ static int same_shape(const struct hf_item *it, const nb_st_tensor *t)
     return 1;
 }
 
-static int check_item(const struct hf_item *it, const nb_st_tensor *t, nb_err *e)
+int nb_hf_check_plain(nb_hf_item *it, const nb_st_tensor *t, nb_err *e)
 {
+    it->t = NULL;
     if (!t)
         return nb_fail(e, "tensor '%s' is missing from the safetensors", it->src);
     if (t->dtype != NB_ST_F32 && t->dtype != NB_ST_F16 && t->dtype != NB_ST_BF16)
@@ -453,6 +444,8 @@ static int check_item(const struct hf_item *it, const nb_st_tensor *t, nb_err *e
         return nb_fail(e, "tensor '%s' has shape %s, but config.json implies %s", it->src, got,
                        want);
     }
+    it->t = t;
+    it->bytes = t->size;
     return 0;
 }
 
@@ -464,7 +457,7 @@ static int ends_with(const char *s, const char *tail)
 
 /* A tensor no item uses: harmless leftovers are skipped, biases and
  * anything else refused, since dropping real weights would run wrong. */
-static int check_extra(const struct hf_import *imp, const char *name, nb_err *e)
+static int check_extra(const nb_hf *imp, const char *name, nb_err *e)
 {
     if (ends_with(name, ".bias"))
         return nb_fail(e, "%s not supported (tensor '%.80s')",
@@ -477,26 +470,30 @@ static int check_extra(const struct hf_import *imp, const char *name, nb_err *e)
                    (long long)imp->c.n_layers);
 }
 
-static int resolve(struct hf_import *imp, nb_err *e)
+const nb_st_tensor *nb_hf_take(nb_hf *h, const char *name)
 {
-    size_t n = nb_st_count(imp->st);
-    unsigned char *used = calloc(n + 1, 1);
-    if (!used)
-        return nb_fail(e, "out of memory");
-    const nb_st_tensor *first = nb_st_at(imp->st, 0);
-    int rc = 0;
-    for (size_t i = 0; i < imp->n_items && !rc; i++) {
-        struct hf_item *it = &imp->items[i];
-        it->t = nb_st_find(imp->st, it->src);
-        rc = check_item(it, it->t, e);
-        if (!rc)
-            used[it->t - first] = 1;
+    const nb_st_tensor *t = nb_st_find(h->st, name);
+    if (t)
+        h->used[t - nb_st_at(h->st, 0)] = 1;
+    return t;
+}
+
+int nb_hf_check_unused(const nb_hf *h, nb_err *e)
+{
+    for (size_t i = 0; i < nb_st_count(h->st); i++)
+        if (!h->used[i] && check_extra(h, nb_st_at(h->st, i)->name, e))
+            return -1;
+    return 0;
+}
+
+static int resolve(nb_hf *imp, nb_err *e)
+{
+    for (size_t i = 0; i < imp->n_items; i++) {
+        nb_hf_item *it = &imp->items[i];
+        if (nb_hf_check_plain(it, nb_hf_take(imp, it->src), e))
+            return -1;
     }
-    for (size_t i = 0; i < n && !rc; i++)
-        if (!used[i])
-            rc = check_extra(imp, nb_st_at(imp->st, i)->name, e);
-    free(used);
-    return rc;
+    return nb_hf_check_unused(imp, e);
 }
 
 /* ---- writing ---- */
@@ -521,7 +518,7 @@ static float load_elem(const nb_st_tensor *t, uint64_t i)
 
 /* f16 tops out at 65504: a larger weight would become infinity and turn
  * every output into NaN, so refuse it and point to bf16 or f32. */
-static int check_f16_range(const struct hf_item *it, nb_err *e)
+static int check_f16_range(const nb_hf_item *it, nb_err *e)
 {
     for (uint64_t i = 0; i < it->t->n_elems; i++) {
         float x = load_elem(it->t, i);
@@ -532,64 +529,126 @@ static int check_f16_range(const struct hf_item *it, nb_err *e)
     return 0;
 }
 
-static int write_tensors(const struct hf_import *imp, nb_writer *w, const nb_convert_opts *o,
-                         nb_err *e)
+int nb_hf_write_plain(nb_writer *w, const nb_hf_item *it, int out_dtype, nb_err *e)
+{
+    uint32_t src = nb_dtype_of(it->t->dtype);
+    int out = it->is_norm ? NB_F32 : out_dtype; /* norms: tiny, precision matters */
+    if (out == NB_F16 && src != NB_F16 && check_f16_range(it, e))
+        return -1;
+    return nb_convert_tensor(w, it->dst, src, it->t->data, it->n_dims, it->shape, out, e);
+}
+
+static int write_items(const nb_hf *h, nb_writer *w, int quiet, nb_hf_put put, void *ctx,
+                       nb_err *e)
 {
     uint64_t total = 0, done = 0;
-    for (size_t i = 0; i < imp->n_items; i++)
-        total += imp->items[i].t->size;
+    for (size_t i = 0; i < h->n_items; i++)
+        total += h->items[i].bytes;
     nb_progress p;
-    nb_progress_start(&p, "converting", total, o->quiet);
-    for (size_t i = 0; i < imp->n_items; i++) {
-        const struct hf_item *it = &imp->items[i];
-        uint32_t src = nb_dtype_of(it->t->dtype);
-        int out = it->is_norm ? NB_F32 : o->out_dtype; /* norms: tiny, precision matters */
-        if (out == NB_F16 && src != NB_F16 && check_f16_range(it, e))
+    nb_progress_start(&p, "converting", total, quiet);
+    for (size_t i = 0; i < h->n_items; i++) {
+        if (put(ctx, w, &h->items[i], e))
             return -1;
-        if (nb_convert_tensor(w, it->dst, src, it->t->data, it->n_dims, it->shape, out, e))
-            return -1;
-        done += it->t->size;
+        done += h->items[i].bytes;
         nb_progress_update(&p, done);
     }
     nb_progress_done(&p);
     return 0;
 }
 
-static int prepare(struct hf_import *imp, const char *dir, const nb_convert_opts *o, nb_err *e)
+int nb_hf_write(const nb_hf *h, const char *out, int quiet, nb_hf_put put, void *ctx,
+                nb_err *e)
 {
+    nb_writer *w = nb_writer_open(out, &h->meta, h->vocab, h->vocab_size, e);
+    if (!w)
+        return -1;
+    if (write_items(h, w, quiet, put, ctx, e)) {
+        nb_writer_abort(w);
+        return -1;
+    }
+    return nb_writer_commit(w, e); /* aborts by itself on failure */
+}
+
+/* ---- the chat template ---- */
+
+/* tokenizer_config.json's chat_template: a string, or a list of named
+ * templates (the "default" one counts). Absent or unreadable: NULL. */
+static char *read_jinja(const char *dir)
+{
+    char *path = nb_hf_path(dir, "tokenizer_config.json");
+    nb_json *doc = path ? nb_json_parse_file(path, MAX_TOKENIZER_CONFIG_BYTES, NULL) : NULL;
+    free(path);
+    const nb_json_val *v = nb_json_get(nb_json_root(doc), "chat_template");
+    for (const nb_json_val *x = nb_json_first(v); x && nb_json_type(v) == NB_JSON_ARRAY;
+         x = nb_json_next(x)) {
+        const char *name = nb_json_string(nb_json_get(x, "name"), NULL);
+        if (name && !strcmp(name, "default"))
+            v = nb_json_get(x, "template");
+    }
+    const char *s = nb_json_string(v, NULL);
+    char *copy = s ? strdup(s) : NULL;
+    nb_json_free(doc);
+    return copy;
+}
+
+static void set_template(nb_hf *h, const char *dir, int quiet)
+{
+    char *jinja = read_jinja(dir);
+    const char *t = nb_template_guess(jinja, h->c.origin);
+    if (!t[0] && (!jinja || !jinja[0])) /* _name_or_path may be a local path: try ours */
+        t = nb_template_guess(NULL, h->meta.name);
+    snprintf(h->meta.chat_template, sizeof h->meta.chat_template, "%s", t);
+    if (!quiet && t[0])
+        notice("chat template %s (from %s)", t, jinja ? "tokenizer_config.json" : "the name");
+    else if (!quiet && jinja)
+        notice("tokenizer_config.json has a chat template of a kind nibble does not know: "
+               "the model will chat as plain completion (nibble chat --template picks one)");
+    free(jinja);
+}
+
+/* ---- the whole folder ---- */
+
+int nb_hf_open(nb_hf *h, const char *dir, const nb_convert_opts *o, nb_err *e)
+{
+    memset(h, 0, sizeof *h);
     int d = o->out_dtype;
     if (d != -1 && d != NB_F32 && d != NB_F16 && d != NB_BF16)
         return nb_fail(e, "the Hugging Face importer writes f32, f16 or bf16, not dtype %d", d);
-    if (read_config(dir, &imp->c, e))
+    if (read_config(dir, &h->c, e))
         return -1;
-    fill_meta(&imp->meta, &imp->c);
-    if (set_name(&imp->meta, dir, o->name, e) ||
-        load_tokenizer(imp, dir, o->tokenizer_path, e))
+    fill_meta(&h->meta, &h->c);
+    if (set_name(&h->meta, dir, o->name, e) || load_tokenizer(h, dir, o->tokenizer_path, e))
         return -1;
-    imp->st = nb_st_open_dir(dir, e);
-    if (!imp->st)
+    set_template(h, dir, o->quiet);
+    h->st = nb_st_open_dir(dir, e);
+    if (!h->st)
         return -1;
-    return build_plan(imp, e) || resolve(imp, e) ? -1 : 0;
+    h->used = calloc(nb_st_count(h->st) + 1, 1);
+    if (!h->used)
+        return nb_fail(e, "out of memory");
+    return build_plan(h, e);
+}
+
+void nb_hf_close(nb_hf *h)
+{
+    nb_st_close(h->st);
+    free(h->items);
+    free(h->used);
+    free(h->vocab);
+    memset(h, 0, sizeof *h);
+}
+
+static int put_plain(void *ctx, nb_writer *w, const nb_hf_item *it, nb_err *e)
+{
+    const nb_convert_opts *o = ctx;
+    return nb_hf_write_plain(w, it, o->out_dtype, e);
 }
 
 int nb_import_hf(const char *dir, const char *out, const nb_convert_opts *o, nb_err *e)
 {
-    struct hf_import imp;
-    memset(&imp, 0, sizeof imp);
-    int rc = prepare(&imp, dir, o, e);
-    if (!rc) {
-        nb_writer *w = nb_writer_open(out, &imp.meta, imp.vocab, imp.vocab_size, e);
-        if (!w)
-            rc = -1;
-        else if (write_tensors(&imp, w, o, e)) {
-            nb_writer_abort(w);
-            rc = -1;
-        } else {
-            rc = nb_writer_commit(w, e); /* aborts by itself on failure */
-        }
-    }
-    nb_st_close(imp.st);
-    free(imp.items);
-    free(imp.vocab);
-    return rc;
+    nb_hf h;
+    int rc = nb_hf_open(&h, dir, o, e) || resolve(&h, e) ||
+             nb_hf_write(&h, out, o->quiet, put_plain, (void *)o, e);
+    nb_hf_close(&h);
+    return rc ? -1 : 0;
 }

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One command on a fresh Debian 12 / Raspberry Pi OS machine: installs the
 # build dependencies (apt), builds nibble, converts the bundled demo model
-# (stories260K, tests/data) and tells a story with it.
-#   tools/setup.sh [generate options...]    e.g. tools/setup.sh -p "Once upon a time" --seed 7
+# (stories260K, tests/data) and starts a chat with it.
+#   tools/setup.sh [chat options...]    e.g. tools/setup.sh --temp 0.9 --seed 7
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -14,9 +14,7 @@ if [ ! -f "$model" ]; then
   build/nibble convert -q tests/data/stories260K/stories260K.bin \
     --tokenizer tests/data/stories260K/tok512.model -o "$model"
 fi
-echo "nibble is built: build/nibble (try build/nibble --help). A story from $model:" >&2
+echo "nibble is built: build/nibble (try build/nibble --help). Chatting with $model," >&2
+echo "a tiny model of children's stories: type the start of one (\"Once upon a time\")." >&2
 echo >&2
-if [ $# -eq 0 ]; then
-  set -- -p "Once upon a time" -n 200
-fi
-exec build/nibble generate -m "$model" "$@"
+exec build/nibble chat -m "$model" --template plain "$@"

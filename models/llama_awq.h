@@ -1,0 +1,124 @@
+/* AWQ for the LLaMA family (docs: awq-spec.md §3-§4): the batched fp32
+ * forward of one decoder layer over the calibration blocks, capturing the
+ * input of every linear; the modules the scale search compares; the four
+ * scale groups; folding scales into the weights. It works on fp32 copies
+ * of one layer at a time and never touches the mapped file.
+ *
+ * The first half is the view of a layer that the model-agnostic search in
+ * tools/awq.c works on; another architecture fills the same structures
+ * with its own linears, groups and module function. */
+#ifndef NIBBLE_LLAMA_AWQ_H
+#define NIBBLE_LLAMA_AWQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../runtime/err.h"
+#include "../runtime/model.h"
+#include "../runtime/pool.h"
+
+#define NB_AWQ_MAX_LINEARS 8
+#define NB_AWQ_MAX_NORMS 2
+#define NB_AWQ_MAX_GROUPS 4
+#define NB_AWQ_MAX_SCALED 3
+
+/* A linear as the search sees it: an fp32 copy of its weight [rows, cols]
+ * (scaled and clipped in place) and its input on the calibration tokens,
+ * x [n_tokens, cols]. Linears fed by the same op share one x, so scaling
+ * divides it once (pitfall 6). */
+typedef struct nb_awq_linear {
+    char name[NB_NAME_LEN]; /* tensor name in the file */
+    const char *label;      /* for reports: "q", "down" */
+    float *w;
+    size_t rows, cols;
+    float *x;
+    int clip; /* 0 for q and k: their product makes clipping hard to judge */
+} nb_awq_linear;
+
+/* A vector that absorbs scales (an RMSNorm weight), kept in fp32. */
+typedef struct nb_awq_norm {
+    char name[NB_NAME_LEN];
+    float *w;
+    size_t n;
+} nb_awq_norm;
+
+/* A scale group: linears reading the same input, the op before them that
+ * absorbs 1/s (a norm, or the last rows of a linear), and the module whose
+ * output judges a trial. */
+typedef struct nb_awq_group {
+    const char *label;  /* "attn_norm -> q,k,v" */
+    int prev_norm;      /* index into norm[], or -1 */
+    int prev_linear;    /* index into lin[], or -1 */
+    int scaled[NB_AWQ_MAX_SCALED], n_scaled; /* indexes into lin[] */
+    int module;         /* the architecture's module number */
+    size_t out_cols;    /* width of the module's output */
+    const char *skip;   /* non-NULL: not searched, and why */
+} nb_awq_group;
+
+typedef struct nb_awq_layer nb_awq_layer;
+
+/* y [n, out_cols] = the module of group g on calibration tokens [t0, t0+n)
+ * (whole blocks), with w[i] standing for the weight of the group's i-th
+ * scaled linear (w NULL: the layer's own weights). Called from several
+ * threads at once. -1 when out of memory. */
+typedef int (*nb_awq_module_fn)(const nb_awq_layer *L, int g, const float *const *w, size_t t0,
+                                size_t n, float *y);
+
+struct nb_awq_layer {
+    nb_awq_linear lin[NB_AWQ_MAX_LINEARS];
+    nb_awq_norm norm[NB_AWQ_MAX_NORMS];
+    nb_awq_group group[NB_AWQ_MAX_GROUPS];
+    int n_lin, n_norms, n_groups;
+    size_t n_tokens, block; /* calibration tokens, in independent blocks */
+    nb_awq_module_fn module;
+};
+
+/* Folds the scales s [the group's input width] into group g: the previous
+ * op divided by s, each scaled linear's columns multiplied by s, their
+ * shared input divided by s. The layer computes the same function, up to
+ * rounding. */
+void nb_awq_fold(nb_awq_layer *L, int g, const float *s);
+
+/* y[t, r] = sum_c x[t, c] * w[r, c] for t < n, r < rows: x [n, k] with row
+ * stride ldx, w [rows, k] with stride ldw, y with stride ldy. fp32, each
+ * element summed in column order: the same bits on any thread. */
+void nb_awq_matmul(float *y, size_t ldy, const float *x, size_t ldx, size_t n, const float *w,
+                   size_t ldw, size_t rows, size_t k);
+
+/* ---- LLaMA ---------------------------------------------------------- */
+
+/* Module numbers of the LLaMA groups. */
+enum {
+    NB_LLAMA_ATTN, /* q, k, v -> RoPE, causal softmax per block, GQA -> o */
+    NB_LLAMA_O,    /* o alone */
+    NB_LLAMA_MLP,  /* down(silu(gate x) * up x) */
+    NB_LLAMA_DOWN, /* down alone */
+};
+
+typedef struct nb_llama_awq {
+    nb_awq_layer layer; /* first, so a layer pointer is the whole */
+    struct nb_meta cfg;
+    float *in_attn, *in_o, *in_mlp, *in_down; /* captured inputs */
+    float *rope_cos, *rope_sin;               /* [block][head_dim / 2] */
+} nb_llama_awq;
+
+/* Allocates one layer's weights and, when n_tokens > 0, its captured
+ * inputs for n_tokens calibration tokens in blocks of block tokens (a
+ * multiple of block, block at most the model's context). */
+int nb_llama_awq_init(nb_llama_awq *a, const struct nb_meta *cfg, size_t n_tokens, size_t block,
+                      nb_err *e);
+void nb_llama_awq_free(nb_llama_awq *a);
+
+/* x [n, dim] = the embeddings of ids: the input of layer 0. */
+int nb_llama_awq_embed(const nb_model *m, const int32_t *ids, size_t n, float *x, nb_err *e);
+
+/* Copies layer l of m (any plain dtype) into fp32 and describes its
+ * linears, norms and scale groups. */
+int nb_llama_awq_load(nb_llama_awq *a, const nb_model *m, int l, nb_err *e);
+
+/* Runs the loaded, unmodified layer on x [n_tokens, dim], which becomes
+ * the layer's output (the next layer's input), and captures the input of
+ * every linear. */
+int nb_llama_awq_forward(nb_llama_awq *a, float *x, nb_pool *pool, nb_err *e);
+
+#endif

@@ -1,0 +1,637 @@
+/* The fast forward pass: the model of llama.c, arranged for speed.
+ *   x = embed[token]                          for each token of a tile
+ *   per layer:
+ *     a = quant(norm(x))                      once, shared by q, k and v
+ *     job qkv:   q|k|v rows; RoPE on q and k, k and v into the fp16 cache
+ *     job attn:  per (token, head): scores, online softmax, weighted values
+ *     job o:     x += o(quant(attn))          the residual add in the epilogue
+ *     a = quant(norm(x))                      once, shared by gate and up
+ *     job ffn:   h = silu(gate(a)) * up(a)    in the epilogue
+ *     job down:  x += down(quant(h))
+ *   logits = output(norm(x))                  only where they are wanted
+ * A job is one run of the thread pool over chunks of output rows
+ * (multiples of 4 rows, whole heads for q and k). A chunk writes only its
+ * own rows, each computed in a fixed order, so the results are the same
+ * bits for any thread count. A prompt runs in tiles of up to TILE tokens:
+ * the weights stream from memory once per tile, and the GEMM kernels
+ * unpack each weight tile once for several tokens. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../neon/attn.h"
+#include "../neon/gemv.h"
+#include "../neon/gemv_neon.h"
+#include "../neon/qkern.h"
+#include "../runtime/affinity.h"
+#include "../runtime/pool.h"
+#include "../runtime/qtensor.h"
+#include "llama_impl.h"
+
+enum {
+    TILE = 64,             /* prompt tokens per pass over the weights */
+    CHUNKS_PER_THREAD = 4, /* enough to even out uneven threads, few enough to stay cheap */
+    MIN_CHUNK = 32768,     /* multiply-adds: less costs less than waking a thread */
+};
+
+/* A linear weight as the kernels take it. */
+typedef struct lin {
+    const void *w;
+    uint32_t dtype;
+    nb_qlayout l; /* packed weights only */
+    size_t rows, cols;
+} lin;
+
+/* Rows [0, rows) in n chunks of piece rows, the last one maybe shorter. */
+typedef struct split {
+    size_t rows, piece, n;
+} split;
+
+/* The input of some linears: fp32 rows [tile][cols], and the same
+ * quantized once when packed weights read it with int8 activations. */
+typedef struct act {
+    float *x;
+    size_t cols;
+    nb_qact q;
+    int quantized; /* q holds x (this pass) */
+} act;
+
+typedef struct flayer {
+    lin qkv[3], o, gate, up, down;
+} flayer;
+
+struct nb_fast {
+    const nb_qkernels *k;
+    nb_gemv_fn *gemv; /* plain weights */
+    nb_attend_fn *attend;
+    int exact, threads, tile;
+    size_t min_chunk;
+    nb_pool *pool;
+    flayer *layers;
+    lin output;
+    split cut_qkv[3], cut_dim, cut_ffn, cut_vocab; /* how each job cuts its rows */
+    uint16_t *cache[2];            /* keys, values: fp16 [layer][ctx][kv_dim] */
+    float *x;                      /* [tile][dim] the residual stream */
+    act in, att, hid;              /* norm output, attention output, ffn hidden */
+    float *qkv[3];                 /* [tile][rows]: q, and k and v before the cache */
+    float *y;                      /* [tile][dim] o and down, before the residual add */
+    float *up;                     /* [tile][ffn_dim] */
+    float *rope;                   /* [tile][head_dim / 2][cos, sin] */
+    float *logits;                 /* [vocab] */
+    float *logits_all;             /* [tile][vocab], made on first use */
+    size_t kv_bytes, bytes;        /* allocated: the cache, everything else */
+};
+
+/* What a job's chunks share: the tile being run and the layer. */
+typedef struct pass {
+    nb_llama *m;
+    const flayer *L;
+    int l, ntok, pos;
+    size_t pairs, n_attn; /* (token, head) pairs and the chunks they go in */
+    const lin *res_w; /* the o or down job: weight and input */
+    act *res_in;
+    float *logits; /* the logits job: [ntok][vocab] */
+} pass;
+
+/* ---- the weights ---- */
+
+static int packed(const lin *w)
+{
+    return nb_dtype_packed(w->dtype);
+}
+
+static void make_lin(lin *w, const nb_tensor *t)
+{
+    memset(w, 0, sizeof *w);
+    w->w = t->data;
+    w->dtype = t->entry->dtype;
+    w->rows = t->entry->shape[0];
+    w->cols = t->entry->shape[1];
+    if (packed(w))
+        nb_qentry_layout(t->entry, &w->l, NULL); /* checked by the loader */
+}
+
+static void make_layer(flayer *f, const nb_llama_layer *L)
+{
+    make_lin(&f->qkv[0], &L->q);
+    make_lin(&f->qkv[1], &L->k);
+    make_lin(&f->qkv[2], &L->v);
+    make_lin(&f->o, &L->o);
+    make_lin(&f->gate, &L->gate);
+    make_lin(&f->up, &L->up);
+    make_lin(&f->down, &L->down);
+}
+
+/* ---- splitting rows between threads ---- */
+
+static size_t gcd(size_t a, size_t b)
+{
+    while (b) {
+        size_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+static size_t chunks_wanted(const struct nb_fast *f)
+{
+    return f->threads > 1 ? (size_t)(CHUNKS_PER_THREAD * f->threads) : 1;
+}
+
+/* Chunks in whole units of rows: a fair share of total rows (a job may
+ * cover several tensors), but never under min_chunk weights. */
+static split make_split(const struct nb_fast *f, size_t rows, size_t cols, size_t unit,
+                        size_t total)
+{
+    size_t want = chunks_wanted(f), share = (total + want - 1) / want;
+    size_t least = (f->min_chunk + cols - 1) / cols, target = share > least ? share : least;
+    split s = {rows, (target + unit - 1) / unit * unit, 0};
+    s.n = (rows + s.piece - 1) / s.piece;
+    return s;
+}
+
+static void split_at(const split *s, size_t i, size_t *r0, size_t *r1)
+{
+    *r0 = i * s->piece;
+    *r1 = *r0 + s->piece < s->rows ? *r0 + s->piece : s->rows;
+}
+
+/* Chunk i of jobs over several tensors, one after the other: which one. */
+static int split_find(const split *s, int n, size_t i, size_t *r0, size_t *r1)
+{
+    int k = 0;
+    while (k + 1 < n && i >= s[k].n)
+        i -= s[k++].n;
+    split_at(&s[k], i, r0, r1);
+    return k;
+}
+
+/* Chunks in multiples of 8 rows, where the decode kernels take two row
+ * blocks at a time; q and k in whole heads for RoPE. */
+static void make_splits(struct nb_fast *f, const struct nb_meta *c)
+{
+    size_t hd = c->head_dim, head_unit = hd / gcd(hd, 8) * 8, d = c->dim;
+    size_t qkv_rows = (size_t)(c->n_heads + 2 * c->n_kv_heads) * hd;
+    size_t q_dim = (size_t)c->n_heads * hd, narrow = q_dim < c->ffn_dim ? q_dim : c->ffn_dim;
+    for (int i = 0; i < 3; i++)
+        f->cut_qkv[i] = make_split(f, f->layers[0].qkv[i].rows, d, head_unit, qkv_rows);
+    f->cut_dim = make_split(f, d, narrow, 8, d); /* o and down */
+    f->cut_ffn = make_split(f, c->ffn_dim, 2 * d, 8, c->ffn_dim); /* gate and up */
+    f->cut_vocab = make_split(f, c->vocab_size, d, 8, c->vocab_size);
+}
+
+/* ---- state ---- */
+
+/* Zeroed, cache-line aligned, and counted for the memory report. */
+static void *take(size_t n, size_t *count, int *failed)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, 64, n ? n : 64)) {
+        *failed = 1;
+        return NULL;
+    }
+    memset(p, 0, n);
+    *count += n;
+    return p;
+}
+
+static float *floats(struct nb_fast *f, size_t n, int *failed)
+{
+    return take(n * sizeof(float), &f->bytes, failed);
+}
+
+/* What nb_qact_init allocates (qact.c): the widest form's codes and the
+ * per-block entries, for the memory report. */
+static size_t qact_bytes(size_t cols, size_t ntok)
+{
+    size_t cols_p = (cols + 31) / 32 * 32, pairs = (ntok + 1) / 2;
+    return 4 * cols_p * ntok + 8 * (cols_p / 32) * pairs * sizeof(int32_t);
+}
+
+static int make_act(struct nb_fast *f, act *a, size_t cols, int *failed)
+{
+    a->cols = cols;
+    a->x = floats(f, (size_t)f->tile * cols, failed);
+    if (nb_qact_init(&a->q, cols, (size_t)f->tile))
+        *failed = 1;
+    f->bytes += qact_bytes(cols, (size_t)f->tile);
+    return *failed;
+}
+
+static int alloc_fast(struct nb_fast *f, const nb_llama *m, nb_err *e)
+{
+    const struct nb_meta *c = &m->cfg;
+    size_t T = (size_t)f->tile, kv = (size_t)c->n_kv_heads * c->head_dim;
+    size_t q = (size_t)c->n_heads * c->head_dim, cache = (size_t)c->n_layers * m->ctx * kv;
+    int failed = 0;
+    for (int i = 0; i < 2; i++) { /* calloc: untouched positions cost no memory */
+        f->cache[i] = calloc(cache ? cache : 1, sizeof(uint16_t));
+        failed |= !f->cache[i];
+        f->kv_bytes += cache * sizeof(uint16_t);
+    }
+    f->x = floats(f, T * c->dim, &failed);
+    make_act(f, &f->in, c->dim, &failed);
+    make_act(f, &f->att, q, &failed);
+    make_act(f, &f->hid, c->ffn_dim, &failed);
+    f->qkv[0] = floats(f, T * q, &failed);
+    f->qkv[1] = floats(f, T * kv, &failed);
+    f->qkv[2] = floats(f, T * kv, &failed);
+    f->y = floats(f, T * c->dim, &failed);
+    f->up = floats(f, T * c->ffn_dim, &failed);
+    f->rope = floats(f, T * c->head_dim, &failed);
+    f->logits = floats(f, c->vocab_size, &failed);
+    if (failed)
+        return nb_fail(e, "out of memory for a %d-token context (KV cache %.1f MB)", m->ctx,
+                       2.0 * (double)cache * 2 / 1e6);
+    return 0;
+}
+
+void nb_fast_free(struct nb_fast *f)
+{
+    if (!f)
+        return;
+    nb_pool_free(f->pool);
+    act *acts[] = {&f->in, &f->att, &f->hid};
+    for (int i = 0; i < 3; i++) {
+        free(acts[i]->x);
+        nb_qact_free(&acts[i]->q);
+    }
+    void *bufs[] = {f->cache[0], f->cache[1], f->x, f->qkv[0], f->qkv[1], f->qkv[2],
+                    f->y, f->up, f->rope, f->logits, f->logits_all, f->layers};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+        free(bufs[i]);
+    free(f);
+}
+
+/* The named kernel set, with a message saying why not. */
+static const nb_qkernels *pick_kernels(const char *name, nb_err *e)
+{
+    const nb_qkernels *k = nb_kernels_get(name);
+    if (k)
+        return k;
+    size_t n;
+    const nb_qkernels *const *all = nb_kernels_all(&n);
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(all[i]->name, name))
+            return nb_fail(e, "--kernels %s: this CPU cannot run them", name), NULL;
+    nb_fail(e, "--kernels expects ref, neon, dotprod, i8mm or auto, got '%s'", name);
+    return NULL;
+}
+
+static int thread_count(const nb_run_opts *o, nb_err *e)
+{
+    if (o->threads < 0 || o->threads > 256)
+        return nb_fail(e, "-t expects a whole number from 1 to 256, got %d", o->threads);
+    if (o->threads)
+        return o->threads;
+    int cpus[NB_MAX_CPUS], n;
+    if (o->cpus)
+        return nb_cpu_list_parse(o->cpus, cpus, NB_MAX_CPUS, &n, e) ? -1 : n;
+    return nb_cpu_count();
+}
+
+/* Workers inherit the signal mask: with every signal blocked there,
+ * Ctrl-C goes to the thread that reads the terminal and interrupts it
+ * (chat waits for input there, not in a worker). */
+static nb_pool *start_pool(int threads)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    nb_pool *p = nb_pool_create(threads);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return p;
+}
+
+static int setup(nb_llama *m, const nb_run_opts *o, nb_err *e)
+{
+    struct nb_fast *f = m->fast;
+    const struct nb_meta *c = &m->cfg;
+    f->exact = o->exact;
+    f->min_chunk = o->min_chunk > 0 ? (size_t)o->min_chunk : MIN_CHUNK;
+    f->tile = m->ctx < TILE ? m->ctx : TILE;
+    f->attend = nb_attend_f16();
+    f->gemv = nb_gemv_plain();
+    if (!(f->k = pick_kernels(o->kernels ? o->kernels : "auto", e)) ||
+        (f->threads = thread_count(o, e)) < 0)
+        return -1;
+    if (!(f->layers = calloc(c->n_layers, sizeof *f->layers)))
+        return nb_fail(e, "out of memory");
+    for (uint32_t l = 0; l < c->n_layers; l++)
+        make_layer(&f->layers[l], &m->layers[l]);
+    make_lin(&f->output, &m->output);
+    make_splits(f, c);
+    if (alloc_fast(f, m, e))
+        return -1;
+    if (!(f->pool = start_pool(f->threads)))
+        return nb_fail(e, "cannot start %d threads", f->threads);
+    return o->cpus ? nb_pool_pin(f->pool, o->cpus, e) : 0;
+}
+
+int nb_llama_init_fast(nb_llama *m, const nb_model *model, int ctx, const nb_run_opts *o,
+                       nb_err *e)
+{
+    static const nb_run_opts defaults = {0};
+    if (nb_llama_bind(m, model, ctx, e))
+        return -1;
+    if (!(m->fast = calloc(1, sizeof *m->fast)) || setup(m, o ? o : &defaults, e)) {
+        if (!m->fast)
+            nb_fail(e, "out of memory");
+        nb_llama_free(m);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- the pieces of a layer ---- */
+
+static void run(const struct nb_fast *f, size_t n_chunks, void (*fn)(void *, size_t), pass *p)
+{
+    nb_pool_run(f->pool, n_chunks, fn, p);
+}
+
+/* y[t * ldy + r] = (W x_t)[r] for rows [r0, r1) of every token t. */
+static void lin_rows(const struct nb_fast *f, const lin *w, const act *in, int ntok, float *y,
+                     size_t ldy, size_t r0, size_t r1)
+{
+    if (packed(w) && in->quantized) {
+        if (ntok == 1)
+            f->k->gemv(&w->l, w->w, &in->q, y, r0, r1);
+        else
+            f->k->gemm(&w->l, w->w, &in->q, y, ldy, r0, r1);
+        return;
+    }
+    for (int t = 0; t < ntok; t++) {
+        const float *x = in->x + (size_t)t * in->cols;
+        if (packed(w))
+            f->k->gemv_f32(&w->l, w->w, x, y + (size_t)t * ldy, r0, r1);
+        else
+            f->gemv(y + (size_t)t * ldy, w->w, (int)w->dtype, x, r0, r1, w->cols);
+    }
+}
+
+/* Quantizes a's tokens when a packed weight will read them as int8. */
+static void quantize(const struct nb_fast *f, act *a, int ntok, int for_packed)
+{
+    a->quantized = for_packed && !f->exact;
+    if (a->quantized)
+        nb_qact_quantize(&a->q, a->x, a->cols, (size_t)ntok,
+                         ntok == 1 ? f->k->gemv_form : f->k->gemm_form);
+}
+
+/* a = norm(x) for ntok tokens, quantized once for every linear it feeds. */
+static void norm_quant(const nb_llama *m, act *a, const float *x, int ntok, const nb_tensor *g,
+                       int for_packed)
+{
+    size_t dim = m->cfg.dim;
+    for (int t = 0; t < ntok; t++)
+        nb_rmsnorm_ref(a->x + (size_t)t * dim, x + (size_t)t * dim, g->data,
+                       (int)g->entry->dtype, dim, m->cfg.norm_eps);
+    quantize(m->fast, a, ntok, for_packed);
+}
+
+/* RoPE on the heads in rows [r0, r1) (whole heads) of one token. */
+static void rope_heads(const nb_llama *m, float *y, size_t r0, size_t r1, const float *cs)
+{
+    int hd = (int)m->cfg.head_dim, half = hd / 2, halves = m->cfg.rope_pairs == NB_ROPE_HALVES;
+    for (size_t h = r0; h < r1; h += (size_t)hd)
+        for (int i = 0; i < half; i++)
+            nb_rope_pair(y + h, halves ? i : 2 * i, halves ? i + half : 2 * i + 1, cs[2 * i],
+                         cs[2 * i + 1]);
+}
+
+static uint16_t *cache_row(const nb_llama *m, int which, int l, int pos)
+{
+    size_t kv = (size_t)m->cfg.n_kv_heads * m->cfg.head_dim;
+    return m->fast->cache[which] + ((size_t)l * m->ctx + (size_t)pos) * kv;
+}
+
+/* q, k and v rows; the epilogue rotates q and k and stores k and v. */
+static void qkv_chunk(void *ctx, size_t chunk)
+{
+    const pass *p = ctx;
+    const struct nb_fast *f = p->m->fast;
+    size_t r0, r1;
+    int which = split_find(f->cut_qkv, 3, chunk, &r0, &r1);
+    const lin *w = &p->L->qkv[which];
+    lin_rows(f, w, &f->in, p->ntok, f->qkv[which], w->rows, r0, r1);
+    for (int t = 0; t < p->ntok; t++) {
+        float *y = f->qkv[which] + (size_t)t * w->rows;
+        if (which < 2)
+            rope_heads(p->m, y, r0, r1, f->rope + (size_t)t * p->m->cfg.head_dim);
+        if (which > 0)
+            nb_f32_to_f16_row(cache_row(p->m, which - 1, p->l, p->pos + t) + r0, y + r0,
+                              r1 - r0);
+    }
+}
+
+/* One query head of one token over the cached positions up to its own. */
+static void attend_pair(const pass *p, size_t pair)
+{
+    const struct nb_meta *c = &p->m->cfg;
+    const struct nb_fast *f = p->m->fast;
+    size_t nh = c->n_heads, hd = c->head_dim, t = pair / nh, h = pair % nh;
+    size_t kv_off = h / (nh / c->n_kv_heads) * hd, at = t * nh * hd + h * hd;
+    f->attend(f->att.x + at, f->qkv[0] + at, cache_row(p->m, 0, p->l, 0) + kv_off,
+              cache_row(p->m, 1, p->l, 0) + kv_off, (size_t)c->n_kv_heads * hd,
+              (size_t)p->pos + t + 1, hd, 1.0f / sqrtf((float)hd));
+}
+
+static void attn_chunk(void *ctx, size_t chunk)
+{
+    const pass *p = ctx;
+    for (size_t i = chunk * p->pairs / p->n_attn; i < (chunk + 1) * p->pairs / p->n_attn; i++)
+        attend_pair(p, i);
+}
+
+/* As many chunks as pairs, threads and min_chunk allow. */
+static void split_attention(pass *p)
+{
+    const struct nb_meta *c = &p->m->cfg;
+    size_t work = (size_t)p->ntok * c->n_heads * c->head_dim * ((size_t)p->pos + p->ntok);
+    size_t n = chunks_wanted(p->m->fast), by_work = work / p->m->fast->min_chunk;
+    p->pairs = (size_t)p->ntok * c->n_heads;
+    n = n < by_work ? n : by_work;
+    p->n_attn = n < 1 ? 1 : n < p->pairs ? n : p->pairs;
+}
+
+/* x += W in: the o and down projections. */
+static void residual_chunk(void *ctx, size_t chunk)
+{
+    const pass *p = ctx;
+    const struct nb_fast *f = p->m->fast;
+    size_t r0, r1, dim = p->m->cfg.dim;
+    split_at(&f->cut_dim, chunk, &r0, &r1);
+    lin_rows(f, p->res_w, p->res_in, p->ntok, f->y, dim, r0, r1);
+    for (size_t t = 0; t < (size_t)p->ntok; t++)
+        for (size_t r = r0; r < r1; r++)
+            f->x[t * dim + r] += f->y[t * dim + r];
+}
+
+/* h = silu(gate(a)) * up(a). */
+static void ffn_chunk(void *ctx, size_t chunk)
+{
+    const pass *p = ctx;
+    const struct nb_fast *f = p->m->fast;
+    size_t r0, r1, n = p->m->cfg.ffn_dim;
+    split_at(&f->cut_ffn, chunk, &r0, &r1);
+    lin_rows(f, &p->L->gate, &f->in, p->ntok, f->hid.x, n, r0, r1);
+    lin_rows(f, &p->L->up, &f->in, p->ntok, f->up, n, r0, r1);
+    for (size_t t = 0; t < (size_t)p->ntok; t++)
+        for (size_t r = r0; r < r1; r++)
+            f->hid.x[t * n + r] = nb_silu_mul(f->hid.x[t * n + r], f->up[t * n + r]);
+}
+
+static void logits_chunk(void *ctx, size_t chunk)
+{
+    const pass *p = ctx;
+    const struct nb_fast *f = p->m->fast;
+    size_t r0, r1;
+    split_at(&f->cut_vocab, chunk, &r0, &r1);
+    lin_rows(f, &f->output, &f->in, p->ntok, p->logits, f->output.rows, r0, r1);
+}
+
+/* ---- the forward pass ---- */
+
+static void attention(pass *p)
+{
+    nb_llama *m = p->m;
+    struct nb_fast *f = m->fast;
+    const flayer *L = p->L;
+    norm_quant(m, &f->in, f->x, p->ntok, &m->layers[p->l].attn_norm,
+               packed(&L->qkv[0]) || packed(&L->qkv[1]) || packed(&L->qkv[2]));
+    run(f, f->cut_qkv[0].n + f->cut_qkv[1].n + f->cut_qkv[2].n, qkv_chunk, p);
+    run(f, p->n_attn, attn_chunk, p);
+    quantize(f, &f->att, p->ntok, packed(&L->o));
+    p->res_w = &L->o;
+    p->res_in = &f->att;
+    run(f, f->cut_dim.n, residual_chunk, p);
+}
+
+static void mlp(pass *p)
+{
+    nb_llama *m = p->m;
+    struct nb_fast *f = m->fast;
+    const flayer *L = p->L;
+    norm_quant(m, &f->in, f->x, p->ntok, &m->layers[p->l].ffn_norm,
+               packed(&L->gate) || packed(&L->up));
+    run(f, f->cut_ffn.n, ffn_chunk, p);
+    quantize(f, &f->hid, p->ntok, packed(&L->down));
+    p->res_w = &L->down;
+    p->res_in = &f->hid;
+    run(f, f->cut_dim.n, residual_chunk, p);
+}
+
+enum want { NO_LOGITS, LAST_LOGITS, ALL_LOGITS };
+
+/* Logits of the last token of the tile, or of all of them. */
+static void logits(pass *p, enum want want)
+{
+    nb_llama *m = p->m;
+    struct nb_fast *f = m->fast;
+    size_t first = want == LAST_LOGITS ? (size_t)p->ntok - 1 : 0;
+    p->ntok -= (int)first;
+    p->logits = want == LAST_LOGITS ? f->logits : f->logits_all;
+    norm_quant(m, &f->in, f->x + first * m->cfg.dim, p->ntok, &m->out_norm, packed(&f->output));
+    run(f, f->cut_vocab.n, logits_chunk, p);
+}
+
+/* Runs n <= tile tokens at positions pos.. */
+static void run_tile(nb_llama *m, const int32_t *tokens, int n, int pos, enum want want)
+{
+    struct nb_fast *f = m->fast;
+    const struct nb_meta *c = &m->cfg;
+    for (int t = 0; t < n; t++) {
+        nb_row_ref(f->x + (size_t)t * c->dim, m->embed.data, (int)m->embed.entry->dtype,
+                   (size_t)tokens[t], c->dim);
+        float *cs = f->rope + (size_t)t * c->head_dim;
+        for (int i = 0; i < (int)c->head_dim / 2; i++)
+            nb_llama_rope_angle(m, pos + t, i, &cs[2 * i], &cs[2 * i + 1]);
+    }
+    pass p = {.m = m, .ntok = n, .pos = pos};
+    split_attention(&p);
+    for (uint32_t l = 0; l < c->n_layers; l++) {
+        p.l = (int)l;
+        p.L = &f->layers[l];
+        attention(&p);
+        mlp(&p);
+    }
+    if (want != NO_LOGITS)
+        logits(&p, want);
+}
+
+float *nb_fast_forward(nb_llama *m, int token, int pos)
+{
+    run_tile(m, &token, 1, pos, LAST_LOGITS);
+    return m->fast->logits;
+}
+
+float *nb_llama_prefill(nb_llama *m, const int32_t *tokens, int n, int pos)
+{
+    if (!m->fast) {
+        for (int i = 0; i + 1 < n; i++)
+            nb_llama_forward(m, tokens[i], pos + i);
+        return nb_llama_forward(m, tokens[n - 1], pos + n - 1);
+    }
+    int tile = m->fast->tile;
+    for (int i = 0; i < n; i += tile) {
+        int len = n - i < tile ? n - i : tile;
+        run_tile(m, tokens + i, len, pos + i, i + len == n ? LAST_LOGITS : NO_LOGITS);
+    }
+    return m->fast->logits;
+}
+
+int nb_llama_prefill_each(nb_llama *m, const int32_t *tokens, int n, int pos,
+                          void (*fn)(void *ctx, int i, const float *logits), void *ctx, nb_err *e)
+{
+    struct nb_fast *f = m->fast;
+    if (!f) {
+        for (int i = 0; i < n; i++)
+            fn(ctx, i, nb_llama_forward(m, tokens[i], pos + i));
+        return 0;
+    }
+    size_t vocab = m->cfg.vocab_size;
+    int failed = 0;
+    if (!f->logits_all && !(f->logits_all = floats(f, (size_t)f->tile * vocab, &failed)))
+        return nb_fail(e, "out of memory for the logits of %d tokens", f->tile);
+    for (int i = 0; i < n; i += f->tile) {
+        int len = n - i < f->tile ? n - i : f->tile;
+        run_tile(m, tokens + i, len, pos + i, ALL_LOGITS);
+        for (int t = 0; t < len; t++)
+            fn(ctx, i + t, f->logits_all + (size_t)t * vocab);
+    }
+    return 0;
+}
+
+/* ---- what the session reports ---- */
+
+void nb_llama_memory(const nb_llama *m, size_t *kv_bytes, size_t *other_bytes)
+{
+    const struct nb_meta *c = &m->cfg;
+    size_t small = (c->head_dim / 2) * sizeof(float) + c->n_layers * sizeof *m->layers;
+    if (m->fast) {
+        *kv_bytes = m->fast->kv_bytes;
+        *other_bytes = m->fast->bytes + small + sizeof *m->fast +
+                       c->n_layers * sizeof *m->fast->layers;
+        return;
+    }
+    size_t kv = (size_t)c->n_kv_heads * c->head_dim, q = (size_t)c->n_heads * c->head_dim;
+    size_t wide = q > c->dim ? q : c->dim;
+    *kv_bytes = 2 * (size_t)c->n_layers * (size_t)m->ctx * kv * sizeof(float);
+    *other_bytes = small + sizeof(float) * (2 * c->dim + wide + q + 2 * (size_t)c->ffn_dim +
+                                            (size_t)m->ctx + c->vocab_size);
+}
+
+const char *nb_llama_kernels(const nb_llama *m)
+{
+    return m->fast ? m->fast->k->name : "reference";
+}
+
+int nb_llama_threads(const nb_llama *m)
+{
+    return m->fast ? m->fast->threads : 1;
+}

@@ -1,0 +1,219 @@
+#include "attn.h"
+
+#include <math.h>
+
+#include "f16.h"
+
+#if defined(__aarch64__)
+#include <arm_neon.h>
+#endif
+
+/* The running softmax state: the largest score so far and the sum of
+ * exp(score - max); out holds the weighted values at that scale. */
+typedef struct online {
+    float max, sum;
+} online;
+
+/* Raises the maximum to s when s is larger, rescaling what was summed
+ * at the old one. */
+static void raise_max(online *o, float s, float *out, size_t hd)
+{
+    if (s > o->max) {
+        float c = expf(o->max - s); /* 0 for the first position */
+        o->sum *= c;
+        for (size_t i = 0; i < hd; i++)
+            out[i] *= c;
+        o->max = s;
+    }
+}
+
+/* Weight of score s at the current maximum, counted in the sum. */
+static float weigh(online *o, float s)
+{
+    float w = expf(s - o->max);
+    o->sum += w;
+    return w;
+}
+
+static void finish(const online *o, float *out, size_t hd)
+{
+    float inv = 1.0f / o->sum;
+    for (size_t i = 0; i < hd; i++)
+        out[i] *= inv;
+}
+
+void nb_attend_f16_ref(float *out, const float *q, const uint16_t *k, const uint16_t *v,
+                       size_t stride, size_t n, size_t hd, float scale)
+{
+    online o = {-INFINITY, 0.0f};
+    for (size_t i = 0; i < hd; i++)
+        out[i] = 0.0f;
+    for (size_t t = 0; t < n; t++) {
+        const uint16_t *kt = k + t * stride, *vt = v + t * stride;
+        float s = 0.0f;
+        for (size_t i = 0; i < hd; i++)
+            s += q[i] * nb_f16_to_f32(kt[i]);
+        raise_max(&o, s * scale, out, hd);
+        float w = weigh(&o, s * scale);
+        for (size_t i = 0; i < hd; i++)
+            out[i] += w * nb_f16_to_f32(vt[i]);
+    }
+    finish(&o, out, hd);
+}
+
+#if defined(__aarch64__)
+static inline float32x4_t load4(const uint16_t *p)
+{
+    return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
+}
+
+/* Columns 8 at a time, then 4, then one by one (head_dim is even, not
+ * always a multiple of 4). */
+static float dot_f16(const float *q, const uint16_t *k, size_t hd)
+{
+    float32x4_t a = vdupq_n_f32(0.0f), b = vdupq_n_f32(0.0f);
+    size_t i = 0;
+    for (; i + 8 <= hd; i += 8) {
+        a = vfmaq_f32(a, vld1q_f32(q + i), load4(k + i));
+        b = vfmaq_f32(b, vld1q_f32(q + i + 4), load4(k + i + 4));
+    }
+    if (i + 4 <= hd) {
+        a = vfmaq_f32(a, vld1q_f32(q + i), load4(k + i));
+        i += 4;
+    }
+    float s = vaddvq_f32(vaddq_f32(a, b));
+    for (; i < hd; i++)
+        s += q[i] * nb_f16_to_f32(k[i]);
+    return s;
+}
+
+enum { BLOCK = 8 }; /* positions whose weights are applied together */
+
+static inline float32x4_t low8(uint16x8_t h)
+{
+    return vcvt_f32_f16(vget_low_f16(vreinterpretq_f16_u16(h)));
+}
+
+static inline float32x4_t high8(uint16x8_t h)
+{
+    return vcvt_high_f32_f16(vreinterpretq_f16_u16(h));
+}
+
+static inline float32x4_t fma8(float32x4_t a, const uint16_t *k, float32x4_t q0,
+                               float32x4_t q1)
+{
+    uint16x8_t h = vld1q_u16(k);
+    return vfmaq_f32(vfmaq_f32(a, low8(h), q0), high8(h), q1);
+}
+
+/* Scores of 4 positions at once: each load of q serves the 4 keys. (The
+ * accumulators are named, not an array: GCC stores an array to memory on
+ * every iteration.) */
+static void dot4_f16(const float *q, const uint16_t *k, size_t stride, size_t hd, float *s)
+{
+    float32x4_t a0 = vdupq_n_f32(0.0f), a1 = a0, a2 = a0, a3 = a0;
+    size_t i = 0;
+    for (; i + 8 <= hd; i += 8) {
+        float32x4_t q0 = vld1q_f32(q + i), q1 = vld1q_f32(q + i + 4);
+        a0 = fma8(a0, k + i, q0, q1);
+        a1 = fma8(a1, k + stride + i, q0, q1);
+        a2 = fma8(a2, k + 2 * stride + i, q0, q1);
+        a3 = fma8(a3, k + 3 * stride + i, q0, q1);
+    }
+    s[0] = vaddvq_f32(a0), s[1] = vaddvq_f32(a1), s[2] = vaddvq_f32(a2), s[3] = vaddvq_f32(a3);
+    for (int r = 0; r < 4; r++)
+        for (size_t c = i; c < hd; c++)
+            s[r] += q[c] * nb_f16_to_f32(k[(size_t)r * stride + c]);
+}
+
+/* The value row's columns i .. i+7, weighted by lane L of w, into a, b. */
+#define WEIGH8(a, b, v, w, L)                                                                  \
+    do {                                                                                       \
+        uint16x8_t h_ = vld1q_u16(v);                                                          \
+        a = vfmaq_laneq_f32(a, low8(h_), w, L);                                                \
+        b = vfmaq_laneq_f32(b, high8(h_), w, L);                                               \
+    } while (0)
+
+/* out += sum_j w[j] * v_j over the m positions of a block: each group of
+ * output columns stays in registers while the block's values go past; a
+ * whole block keeps its 8 weights in two registers. */
+static void accumulate(float *out, const float *w, const uint16_t *v, size_t stride, size_t m,
+                       size_t hd)
+{
+    size_t i = 0;
+    if (m == BLOCK) {
+        float32x4_t w0 = vld1q_f32(w), w1 = vld1q_f32(w + 4);
+        for (; i + 8 <= hd; i += 8) {
+            float32x4_t a = vld1q_f32(out + i), b = vld1q_f32(out + i + 4);
+            WEIGH8(a, b, v + i, w0, 0);
+            WEIGH8(a, b, v + stride + i, w0, 1);
+            WEIGH8(a, b, v + 2 * stride + i, w0, 2);
+            WEIGH8(a, b, v + 3 * stride + i, w0, 3);
+            WEIGH8(a, b, v + 4 * stride + i, w1, 0);
+            WEIGH8(a, b, v + 5 * stride + i, w1, 1);
+            WEIGH8(a, b, v + 6 * stride + i, w1, 2);
+            WEIGH8(a, b, v + 7 * stride + i, w1, 3);
+            vst1q_f32(out + i, a);
+            vst1q_f32(out + i + 4, b);
+        }
+    }
+    for (; i + 8 <= hd; i += 8) {
+        float32x4_t a = vld1q_f32(out + i), b = vld1q_f32(out + i + 4);
+        for (size_t j = 0; j < m; j++) {
+            uint16x8_t h = vld1q_u16(v + j * stride + i);
+            a = vfmaq_n_f32(a, low8(h), w[j]);
+            b = vfmaq_n_f32(b, high8(h), w[j]);
+        }
+        vst1q_f32(out + i, a);
+        vst1q_f32(out + i + 4, b);
+    }
+    for (; i < hd; i++)
+        for (size_t j = 0; j < m; j++)
+            out[i] += w[j] * nb_f16_to_f32(v[j * stride + i]);
+}
+
+/* Scores of a block of positions: the running maximum moves (and out is
+ * rescaled) at most once per block. */
+void nb_attend_f16_neon(float *out, const float *q, const uint16_t *k, const uint16_t *v,
+                        size_t stride, size_t n, size_t hd, float scale)
+{
+    online o = {-INFINITY, 0.0f};
+    float w[BLOCK];
+    for (size_t i = 0; i < hd; i++)
+        out[i] = 0.0f;
+    for (size_t t = 0; t < n; t += BLOCK) {
+        size_t m = n - t < BLOCK ? n - t : BLOCK;
+        size_t j = 0;
+        for (; j + 4 <= m; j += 4)
+            dot4_f16(q, k + (t + j) * stride, stride, hd, w + j);
+        for (; j < m; j++)
+            w[j] = dot_f16(q, k + (t + j) * stride, hd);
+        float top = -INFINITY;
+        for (j = 0; j < m; j++) {
+            w[j] *= scale;
+            top = w[j] > top ? w[j] : top;
+        }
+        raise_max(&o, top, out, hd);
+        for (size_t j = 0; j < m; j++)
+            w[j] = weigh(&o, w[j]);
+        accumulate(out, w, v + t * stride, stride, m, hd);
+    }
+    finish(&o, out, hd);
+}
+
+nb_attend_fn *nb_attend_f16(void)
+{
+    return nb_attend_f16_neon;
+}
+#else
+nb_attend_fn *nb_attend_f16(void)
+{
+    return nb_attend_f16_ref;
+}
+#endif
+
+void nb_f32_to_f16_row(uint16_t *out, const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = nb_f32_to_f16(x[i]);
+}

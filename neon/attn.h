@@ -1,0 +1,30 @@
+/* Attention of one query head over a KV cache stored as fp16, in one
+ * pass over the positions: score, online softmax (a running maximum and
+ * sum; the partial output is rescaled when the maximum grows), weighted
+ * values. Nothing of size n is stored, so a head needs no scratch and
+ * heads run in parallel without sharing any.
+ *   out[i] = sum_t softmax_t(scale * q . k_t) * v_t[i],  t < n
+ * Keys and values of position t start at k + t * stride, v + t * stride
+ * (stride = the cache row, so grouped-query heads read their kv head in
+ * place). The NEON variant keeps 4 lanes of partial sums; the reference
+ * adds in column order: they differ by fp32 rounding only. */
+#ifndef NIBBLE_ATTN_H
+#define NIBBLE_ATTN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef void nb_attend_fn(float *out, const float *q, const uint16_t *k, const uint16_t *v,
+                          size_t stride, size_t n, size_t hd, float scale);
+
+nb_attend_fn nb_attend_f16_ref;
+nb_attend_fn nb_attend_f16_neon; /* aarch64 only */
+
+/* The variant this build runs (NEON on aarch64: fp16 conversion is part
+ * of every ARMv8 core, so there is nothing to choose at run time). */
+nb_attend_fn *nb_attend_f16(void);
+
+/* out[i] = x[i] rounded to fp16, to nearest even. */
+void nb_f32_to_f16_row(uint16_t *out, const float *x, size_t n);
+
+#endif

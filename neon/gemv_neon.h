@@ -1,0 +1,21 @@
+/* A NEON GEMV over plain weights (f32, f16, bf16), with the signature of
+ * nb_gemv_ref (gemv.h). Real AWQ models keep the output layer in f16 or
+ * f32: the reference spends 10 (f32) to 21 (f16) instructions per weight
+ * there, against 0.2 for packed INT4. Four rows at a time share each load
+ * of x; each row sums in 8 lanes (columns mod 8), added at the end, so
+ * the result differs from the reference's column order by fp32 rounding
+ * only, and is the same for any row range. */
+#ifndef NIBBLE_GEMV_NEON_H
+#define NIBBLE_GEMV_NEON_H
+
+#include <stddef.h>
+
+typedef void nb_gemv_fn(float *y, const void *w, int wtype, const float *x, size_t r0,
+                        size_t r1, size_t cols);
+
+nb_gemv_fn nb_gemv_neon; /* aarch64 only */
+
+/* The variant this build runs: NEON on aarch64, else nb_gemv_ref. */
+nb_gemv_fn *nb_gemv_plain(void);
+
+#endif

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Perplexity after quantization, as a markdown table: fp32, round to
+# nearest (RTN) and AWQ, at INT4 and INT3, for the group sizes each model's
+# dimensions allow (32; 128 when every linear input is a multiple of 128;
+# per row), with the quantization wall time. Figures, not a test.
+#   tests/bench/quant_table.sh [build dir]        (default: build)
+# Models: stories260K (tests/data) and, when ../shared is there, mix6M (its
+# Hugging Face folder, BF16). Calibration: KJV text, 32768 tokens (64 blocks
+# of 512; 128 of 256 for mix6M, whose context is 256). Perplexity: the first
+# NB_WINDOWS (default 64) windows of 256 tokens of wiki.test.raw and of
+# TinyStories (../shared/data when present, else only tests/data's excerpt),
+# run with fp32 activations (ppl --exact, W4A16 as in the AWQ paper), so
+# the figures measure the quantizer and not the runtime's int8 activations.
+# NB_THREADS sets --threads (default: every CPU).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build=${1:-$root/build}
+nibble=$build/nibble
+shared=$root/../shared
+windows=${NB_WINDOWS:-64}
+threads=(${NB_THREADS:+--threads "$NB_THREADS"})
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+[ -x "$nibble" ] || { echo "no nibble in $build (build it first)" >&2; exit 1; }
+if [ -d "$shared/data" ]; then
+  texts=("wiki.test.raw:$shared/data/wiki.test.raw" "TinyStories:$shared/data/tinystories_valid.txt")
+  calib=$shared/data/kjv.txt
+else
+  texts=("TinyStories:$root/tests/data/tinystories_head.txt")
+  calib=$root/tests/data/kjv_head.txt
+fi
+
+ppl() {
+  "$nibble" ppl -q --exact -m "$1" -f "$2" -c 256 --windows "$windows" |
+    sed -n 's/^PPL = \([0-9.]*\).*/\1/p'
+}
+
+# row MODEL METHOD BITS GROUP SECONDS
+row() {
+  local cells="| $2 | $3 | $4 | $5 | $6 |" spec
+  for spec in "${texts[@]}"; do
+    cells+=" $(ppl "$1" "${spec#*:}") |"
+  done
+  echo "$cells"
+}
+
+# table NAME MODEL.nib GROUPS...
+table() {
+  local name=$1 model=$2 bits group method start secs out; shift 2
+  local header="| model | method | bits | group | quantize (s) |" rule="|---|---|---|---|---|"
+  for spec in "${texts[@]}"; do header+=" ${spec%%:*} |"; rule+="---|"; done
+  echo; echo "$header"; echo "$rule"
+  row "$model" "$name" fp32 - - -
+  for bits in 4 3; do
+    for group in "$@"; do
+      for method in rtn awq; do
+        out=$tmp/q.nib
+        start=$(date +%s.%N)
+        "$nibble" quantize -q -m "$model" --method "$method" --calib "$calib" \
+          --calib-tokens 32768 --bits "$bits" --group "$group" "${threads[@]}" -o "$out" >/dev/null
+        secs=$(echo "$(date +%s.%N) - $start" | bc)
+        row "$out" "$name" "${method^^}" "INT$bits" "$group" "$(printf '%.1f' "$secs")"
+      done
+    done
+  done
+}
+
+"$nibble" convert -q --from llama2c "$root/tests/data/stories260K/stories260K.bin" \
+  --tokenizer "$root/tests/data/stories260K/tok512.model" -o "$tmp/s260k.nib"
+# Inputs of 64 and 172: groups of 128 would be one (ragged) group per row.
+table stories260K "$tmp/s260k.nib" 32 row
+if [ -d "$shared/models/mix6M/hf" ]; then
+  "$nibble" convert -q "$shared/models/mix6M/hf" -o "$tmp/mix6M.nib"
+  table mix6M "$tmp/mix6M.nib" 32 128 row
+fi

@@ -1,0 +1,288 @@
+/* Chat templates and stop strings: test_chat TOKENIZER.model [-v]
+ * Each template's two-turn conversation is checked against the template
+ * spelled by hand here (BOS/EOS as ids, each text segment encoded on its
+ * own); replies given as ids land verbatim, with the shorter conversation
+ * a prefix of the longer (so a turn prefills only its new tokens); stop
+ * strings are checked on a fake token stream. -v prints the llama2
+ * example's ids (docs/chat.md quotes them). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../runtime/chat.h"
+#include "testutil.h"
+
+static nb_tokenizer *tok;
+static int bos, eos;
+
+#define B "\x01" /* BOS in a spelled-out template */
+#define E "\x02" /* EOS */
+
+/* The ids of a template spelled by hand: NULL-terminated parts, each BOS,
+ * EOS or a text segment encoded alone. */
+static nb_ids spell(const char *const *parts)
+{
+    nb_ids out = {0};
+    for (; *parts; parts++) {
+        int32_t *ids, id = **parts == 1 ? bos : eos;
+        size_t n;
+        nb_err e;
+        if (**parts == 1 || **parts == 2) {
+            ids = &id, n = 1;
+        } else if (nb_tok_encode(tok, *parts, strlen(*parts), 0, &ids, &n, &e)) {
+            CHECK(0, "encode '%s': %s", *parts, e.msg);
+            continue;
+        }
+        out.v = realloc(out.v, (out.n + n) * sizeof *out.v);
+        memcpy(out.v + out.n, ids, n * sizeof *ids);
+        out.n += n;
+        if (ids != &id)
+            free(ids);
+    }
+    return out;
+}
+
+static nb_ids encode(const char *name, const char *system, const nb_chat_msg *msgs, size_t n)
+{
+    nb_ids out = {0};
+    nb_err e;
+    const nb_template *t = nb_template_find(name);
+    CHECK(t, "no template %s", name);
+    if (t && nb_chat_encode(t, tok, bos, eos, system, msgs, n, &out, &e))
+        CHECK(0, "%s: %s", name, e.msg);
+    return out;
+}
+
+static nb_chat_msg msg(const char *text)
+{
+    return (nb_chat_msg){.text = text, .len = strlen(text)};
+}
+
+static int same(const nb_ids *a, const nb_ids *b)
+{
+    return a->n == b->n && (!a->n || !memcmp(a->v, b->v, a->n * sizeof *a->v));
+}
+
+static void print_ids(const char *what, const nb_ids *a)
+{
+    fprintf(stderr, "%s (%zu):", what, a->n);
+    for (size_t i = 0; i < a->n; i++)
+        fprintf(stderr, " %d", a->v[i]);
+    fputc('\n', stderr);
+}
+
+struct spelled {
+    const char *name;
+    const char *parts[12];
+};
+
+/* system "You are terse.", user "Hi there", assistant "Hello!", user
+ * "How are you?", then the generation prompt. */
+static const struct spelled two_turns[] = {
+    {"llama2",
+     {B, "[INST] <<SYS>>\nYou are terse.\n<</SYS>>\n\nHi there [/INST] Hello! ", E, B,
+      "[INST] How are you? [/INST]", NULL}},
+    {"mistral",
+     {B, "[INST] You are terse.\n\nHi there [/INST]", "Hello!", E, "[INST] How are you? [/INST]",
+      NULL}},
+    {"zephyr",
+     {B, "<|system|>\nYou are terse.", E, "\n<|user|>\nHi there", E, "\n<|assistant|>\nHello!", E,
+      "\n<|user|>\nHow are you?", E, "\n<|assistant|>\n", NULL}},
+    {"vicuna", {B, "You are terse. USER: Hi there ASSISTANT: Hello!", E,
+                "USER: How are you? ASSISTANT:", NULL}},
+    {"plain", {B, "You are terse.", "Hi thereHello!", "How are you?", NULL}},
+};
+
+static void check_spelling(int verbose)
+{
+    nb_chat_msg m[3] = {msg("Hi there"), msg("Hello!"), msg("How are you?")};
+    for (size_t i = 0; i < sizeof two_turns / sizeof *two_turns; i++) {
+        nb_ids got = encode(two_turns[i].name, "You are terse.", m, 3);
+        nb_ids want = spell(two_turns[i].parts);
+        CHECK(same(&got, &want), "%s: the ids differ from the template spelled by hand",
+              two_turns[i].name);
+        if (!same(&got, &want) || (verbose && i == 0)) {
+            print_ids("got ", &got);
+            print_ids("want", &want);
+        }
+        nb_ids_free(&got);
+        nb_ids_free(&want);
+    }
+}
+
+/* No system prompt: vicuna brings its own, the others have none. */
+static void check_defaults(void)
+{
+    nb_chat_msg m = msg("  Hi there ");
+    nb_ids got = encode("vicuna", NULL, &m, 1);
+    nb_ids want = spell((const char *const[]){
+        B, "A chat between a curious user and an artificial intelligence assistant. The "
+           "assistant gives helpful, detailed, and polite answers to the user's questions. "
+           "USER:   Hi there  ASSISTANT:", NULL});
+    CHECK(same(&got, &want), "vicuna's default system prompt");
+    nb_ids_free(&got), nb_ids_free(&want);
+    got = encode("llama2", "", &m, 1); /* Meta's reference strips messages */
+    want = spell((const char *const[]){B, "[INST] Hi there [/INST]", NULL});
+    CHECK(same(&got, &want), "llama2 without a system prompt");
+    nb_ids_free(&got), nb_ids_free(&want);
+    got = encode("zephyr", NULL, &m, 1);
+    want = spell((const char *const[]){B, "<|user|>\n  Hi there ", E, "\n<|assistant|>\n", NULL});
+    CHECK(same(&got, &want), "zephyr without a system prompt");
+    nb_ids_free(&got), nb_ids_free(&want);
+}
+
+/* A reply kept as ids: the prompt that asked for it, then the ids, start
+ * the next turn's prompt. */
+static void check_prefix(void)
+{
+    static const int32_t reply[] = {300, 301, 302};
+    for (size_t i = 0; nb_template_at(i); i++) {
+        const char *name = nb_template_name(nb_template_at(i));
+        nb_chat_msg m[3] = {msg("Hi there"), {.ids = reply, .n_ids = 3}, msg("How are you?")};
+        nb_ids first = encode(name, "Be kind.", m, 1), next = encode(name, "Be kind.", m, 3);
+        int ok = next.n > first.n + 3 && !memcmp(next.v, first.v, first.n * sizeof *first.v) &&
+                 !memcmp(next.v + first.n, reply, sizeof reply);
+        CHECK(ok, "%s: turn 1's prompt and reply are not a prefix of turn 2's", name);
+        nb_ids_free(&first), nb_ids_free(&next);
+    }
+}
+
+static void check_bad_input(void)
+{
+    nb_chat_msg m = msg("abc\xff");
+    nb_ids out = {0};
+    nb_err e = {{0}};
+    CHECK(nb_chat_encode(nb_template_find("llama2"), tok, bos, eos, NULL, &m, 1, &out, &e) == -1,
+          "invalid UTF-8 accepted");
+    CHECK(strstr(e.msg, "UTF-8") != NULL, "message: %s", e.msg);
+    nb_ids_free(&out);
+    CHECK(nb_template_find("chatml") == NULL, "an unknown template was found");
+}
+
+/* Feeds pieces through a stopper; returns what it let out. */
+static const char *stream(const char *const *stops, const char *const *pieces, int *hit)
+{
+    static char all[512];
+    char out[128];
+    size_t len = 0;
+    nb_stopper s;
+    nb_stopper_init(&s, stops);
+    for (; *pieces; pieces++) {
+        size_t n = nb_stopper_push(&s, *pieces, strlen(*pieces), out);
+        memcpy(all + len, out, n);
+        len += n;
+    }
+    len += nb_stopper_flush(&s, all + len);
+    all[len] = 0;
+    *hit = s.hit;
+    return all;
+}
+
+#define PIECES(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+static void expect_stream(const char *const *stops, const char *const *pieces, const char *want,
+                          int want_hit)
+{
+    int hit;
+    const char *got = stream(stops, pieces, &hit);
+    CHECK(!strcmp(got, want) && hit == want_hit, "got '%s' (hit %d), want '%s' (hit %d)", got,
+          hit, want, want_hit);
+}
+
+static void check_stops(void)
+{
+    const char *const *vicuna = nb_template_stops(nb_template_find("vicuna"));
+    const char *const *zephyr = nb_template_stops(nb_template_find("zephyr"));
+    const char *const *llama2 = nb_template_stops(nb_template_find("llama2"));
+    const char *const *plain = nb_template_stops(nb_template_find("plain"));
+    expect_stream(vicuna, PIECES("Hello", " US", "ER", ":", " more"), "Hello ", 1);
+    expect_stream(vicuna, PIECES("USE", "ful"), "USEful", 0);
+    expect_stream(vicuna, PIECES("a U", "S", "E"), "a USE", 0); /* held, then flushed */
+    expect_stream(llama2, PIECES("abc[INST]def"), "abc", 1);
+    expect_stream(llama2, PIECES("x [", "[", "IN", "ST] y"), "x [", 1);
+    expect_stream(zephyr, PIECES("Sure.\n<|", "user", "|>\nNext"), "Sure.\n", 1);
+    expect_stream(zephyr, PIECES("<|ass", "istant|>"), "", 1);
+    expect_stream(zephyr, PIECES("caf\xc3\xa9 <|", "im_end|>"), "caf\xc3\xa9 <|im_end|>", 0);
+    expect_stream(plain, PIECES("USER: [INST] <|user|>"), "USER: [INST] <|user|>", 0);
+}
+
+/* The held text never exceeds a stop string: each push lets out all but
+ * a possible start of one. */
+static void check_hold_back(void)
+{
+    nb_stopper s;
+    char out[64];
+    nb_stopper_init(&s, nb_template_stops(nb_template_find("llama2")));
+    CHECK(nb_stopper_push(&s, "text [IN", 8, out) == 5 && s.n_held == 3, "holds '[IN'");
+    CHECK(nb_stopper_push(&s, "K", 1, out) == 4 && !memcmp(out, "[INK", 4), "releases '[INK'");
+}
+
+static void check_guess(void)
+{
+    static const struct {
+        const char *jinja, *name, *want;
+    } cases[] = {
+        /* chat_template texts, as tokenizer_config.json holds them (excerpts) */
+        {"{% if messages[0]['role'] == 'system' %}{% set system_message = '<<SYS>>\\n' + "
+         "messages[0]['content'] | trim + '\\n<</SYS>>\\n\\n' %}...{{ bos_token + '[INST] ' + "
+         "content | trim + ' [/INST]' }}",
+         "x", "llama2"},
+        {"{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}{{ "
+         "'[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' "
+         "%}{{ message['content'] + eos_token}}{% endif %}{% endfor %}",
+         "Llama-2-7b-chat-hf", "mistral"},
+        {"{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\n' + "
+         "message['content'] + eos_token }}\n{% elif message['role'] == 'assistant' %}\n{{ "
+         "'<|assistant|>\n'  + message['content'] + eos_token }}\n{% endif %}{% endfor %}",
+         "", "zephyr"},
+        {"{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + "
+         "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}",
+         "TinyLlama-1.1B-Chat-v0.4", ""},
+        {"{{ system }} {% for m in messages %}{% if m.role == 'user' %}USER: {{ m.content }} "
+         "{% else %}ASSISTANT: {{ m.content }}</s>{% endif %}{% endfor %}",
+         "", "vicuna"},
+        /* no chat_template: the name decides */
+        {NULL, "Llama-2-7b-chat-hf", "llama2"},
+        {NULL, "llama-2-13b-chat", "llama2"},
+        {NULL, "Llama-2-7B-Chat-AWQ", "llama2"},
+        {NULL, "Llama-2-7b-hf", ""},
+        {NULL, "CodeLlama-7b-Instruct-hf", "llama2"},
+        {NULL, "CodeLlama-7b-hf", ""},
+        {NULL, "Mistral-7B-Instruct-v0.2", "mistral"},
+        {"", "Mistral-7B-v0.1", ""},
+        {NULL, "TinyLlama-1.1B-Chat-v1.0", "zephyr"},
+        {NULL, "TinyLlama-1.1B-intermediate-step-1431k-3T", ""},
+        {NULL, "zephyr-7b-beta", "zephyr"},
+        {NULL, "vicuna-7b-v1.5", "vicuna"},
+        {NULL, "stories260K", ""},
+        {NULL, NULL, ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const char *got = nb_template_guess(cases[i].jinja, cases[i].name);
+        CHECK(!strcmp(got, cases[i].want), "case %zu (%s): guessed '%s', want '%s'", i,
+              cases[i].name ? cases[i].name : "-", got, cases[i].want);
+        CHECK(!got[0] || nb_template_find(got), "guessed an unknown template '%s'", got);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: test_chat TOKENIZER.model [-v]\n");
+        return 2;
+    }
+    nb_err e;
+    if (!(tok = nb_tok_load_file(argv[1], &e))) {
+        fprintf(stderr, "test_chat: %s\n", e.msg);
+        return 2;
+    }
+    bos = nb_tok_bos(tok), eos = nb_tok_eos(tok);
+    check_spelling(argc > 2 && !strcmp(argv[2], "-v"));
+    check_defaults();
+    check_prefix();
+    check_bad_input();
+    check_stops();
+    check_hold_back();
+    check_guess();
+    nb_tok_free(tok);
+    return tu_finish("test_chat");
+}

@@ -1,0 +1,61 @@
+/* The AWQ search (awq-spec.md §3-§5) and the layer-by-layer driver that
+ * writes a quantized model. Model-agnostic: it works on the layer view of
+ * models/llama_awq.h (linears with their captured inputs, scale groups, a
+ * module function) and knows nothing of attention or MLPs. */
+#ifndef NIBBLE_AWQ_H
+#define NIBBLE_AWQ_H
+
+#include <stdio.h>
+
+#include "../models/llama_awq.h"
+#include "../neon/quant.h"
+
+typedef enum {
+    NB_AWQ_PACKED,    /* NB_Q4 / NB_Q3 tensors: the normal output */
+    NB_AWQ_DEQUANT,   /* the same weights dequantized, as f32 (measurements) */
+    NB_AWQ_FOLD_ONLY, /* scales folded, nothing clipped or quantized (tests) */
+} nb_awq_output;
+
+typedef struct nb_awq_opts {
+    nb_qspec q;
+    int scales; /* search and fold scales; 0 with clip 0 is round to nearest */
+    int duo;    /* scale statistic of weights and activations (else activations only) */
+    int clip;   /* clip search */
+    int n_grid; /* scale grid points (alpha = i / n_grid); 0 means 20 */
+    nb_awq_output output;
+    int quiet;    /* no progress on stderr */
+    FILE *report; /* what the search decided, per layer; NULL for none */
+} nb_awq_opts;
+
+/* Quantizes every decoder linear of m and writes the model to out
+ * (atomically): ids holds n_tokens calibration tokens, independent blocks
+ * of block tokens (unused, may be NULL, when neither scales nor clip are
+ * searched). Embeddings, the final norm and the output stay as they are. */
+int nb_awq_quantize(const nb_model *m, const int32_t *ids, size_t n_tokens, size_t block,
+                    const char *out, const nb_awq_opts *o, nb_pool *pool, nb_err *e);
+
+/* ---- the pieces, for the tests ---- */
+
+/* out[c] = mean over the n tokens of |x[t, c]| (the activation statistic). */
+void nb_awq_act_mean(const float *x, size_t n, size_t cols, float *out);
+
+/* Duo scaling's weight statistic over n_mats matrices of cols columns
+ * stacked along rows: out[c] = mean over rows of |w| / (max |w| over its
+ * quantization group + 1e-6). */
+void nb_awq_weight_mean(const float *const *w, const size_t *rows, int n_mats, size_t cols,
+                        const nb_qspec *q, float *out);
+
+/* The scales of one grid point: x_mean^alpha, divided by
+ * (w_mean^(1-alpha) + 1e-4) when w_mean is not NULL (duo), at least 1e-4,
+ * normalized by sqrt(max * min), inf and NaN replaced by 1. */
+void nb_awq_scales(const float *x_mean, const float *w_mean, size_t n, float alpha, float *s);
+
+/* Clip search of one linear w [rows, cols] on n tokens x [n, cols]: per
+ * row and quantization group, the max |w| that minimizes the error of the
+ * group's output after quantization, among 1 - i/20 times the original
+ * (i = 0..9); w is clamped in place. ratio [rows][groups] gets the chosen
+ * fraction of the original max (may be NULL). -1 when out of memory. */
+int nb_awq_clip(float *w, size_t rows, size_t cols, const float *x, size_t n, const nb_qspec *q,
+                nb_pool *pool, float *ratio);
+
+#endif

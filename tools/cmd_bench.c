@@ -1,0 +1,390 @@
+/* nibble bench: prefill and decode speed, measured as llama-bench does.
+ * ppN prefills N tokens into an empty context; tgN decodes N tokens one
+ * at a time from an empty context. Each test runs once to warm up, then
+ * -r times; the table shows the mean and standard deviation of tokens per
+ * second, and the effective bandwidth: weight bytes read per token times
+ * tokens per second. The model is a file, or a random one of a known
+ * shape built in memory (tools/synth.c), so a 7B needs no download. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "cli.h"
+#include "progress.h"
+#include "synth.h"
+
+static const char help[] =
+    "usage: nibble bench (-m MODEL.nib | --shape SHAPE) [options]\n"
+    "\n"
+    "Measures prefill (ppN: N prompt tokens) and decode (tgN: N tokens one at a\n"
+    "time) speed from an empty context, like llama-bench: tokens per second as\n"
+    "mean +- standard deviation over the repetitions, after one warm-up.\n"
+    "  -m, --model FILE     a .nib model\n"
+    "  --shape SHAPE        instead, a random model built in memory: tinyllama-1.1b,\n"
+    "                       llama2-7b, llama2-13b, mistral-7b, or\n"
+    "                       DIM,LAYERS,HEADS,KV_HEADS,FFN,VOCAB\n"
+    "  --layers N           run only the first N layers (quick runs of big shapes)\n"
+    "  --bits B             random model: 4 or 3 (default 4)\n"
+    "  --group G            random model: 32, 64, 128, or 0 for one group per row\n"
+    "                       (default 128)\n"
+    "  -p, --n-prompt N     prompt tokens of the prefill test, 0 = skip it (default 512)\n"
+    "  -n, --n-gen N        tokens of the decode test, 0 = skip it (default 128)\n"
+    "  -r, --repetitions N  measured runs of each test (default 5)\n"
+    "  -c, --ctx-size N     context (default: N-PROMPT + N-GEN)\n"
+    "  -o, --output FORMAT  md (default), a markdown table, or json\n"
+    "\n";
+
+struct bench_opts {
+    const char *model, *shape, *format;
+    long layers, bits, group, n_prompt, n_gen, reps, ctx;
+    nb_session_opts run;
+};
+
+/* One test: its samples in tokens per second. */
+struct test {
+    char name[32];
+    int n_prompt, n_gen;
+    double *tps;
+    int count;
+    double mean, sd;
+};
+
+/* The model under test and what it weighs. */
+struct subject {
+    nb_model model;
+    nb_llama llama;
+    char name[128];
+    uint64_t size, params, bytes_per_token;
+};
+
+static int parse_value(struct bench_opts *b, const char *a, const char *v)
+{
+    int r = nb_run_flag(&b->run, a, v);
+    if (r <= 0)
+        return r;
+    if (!strcmp(a, "-m") || !strcmp(a, "--model"))
+        b->model = v;
+    else if (!strcmp(a, "--shape"))
+        b->shape = v;
+    else if (!strcmp(a, "-o") || !strcmp(a, "--output"))
+        b->format = v;
+    else if (!strcmp(a, "--layers"))
+        return nb_parse_int(a, v, 1, 4096, &b->layers);
+    else if (!strcmp(a, "--bits"))
+        return nb_parse_int(a, v, 3, 4, &b->bits);
+    else if (!strcmp(a, "--group"))
+        return nb_parse_int(a, v, 0, 4096, &b->group);
+    else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt"))
+        return nb_parse_int(a, v, 0, 1 << 20, &b->n_prompt);
+    else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen"))
+        return nb_parse_int(a, v, 0, 1 << 20, &b->n_gen);
+    else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions"))
+        return nb_parse_int(a, v, 1, 1000, &b->reps);
+    else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size"))
+        return nb_parse_int(a, v, 1, 1 << 22, &b->ctx);
+    else
+        return nb_error("bench: unknown option '%s' (see --help)", a), -1;
+    return 0;
+}
+
+/* 0 to go on, 1 when --help was printed, -1 on a bad argument. */
+static int parse(struct bench_opts *b, int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (nb_is_help(a))
+            return fputs(help, stdout), nb_run_help(stdout), 1;
+        if (!nb_run_switch(&b->run, a) &&
+            (!(v = nb_arg(argc, argv, &i)) || parse_value(b, a, v)))
+            return -1;
+    }
+    if (!b->model == !b->shape)
+        return nb_error("bench needs -m MODEL or --shape SHAPE (see nibble bench --help)"), -1;
+    if (strcmp(b->format, "md") && strcmp(b->format, "json"))
+        return nb_error("-o expects md or json, got '%s'", b->format), -1;
+    if (b->group % 32)
+        return nb_error("--group must be 0 or a multiple of 32, got %ld", b->group), -1;
+    if (!b->n_prompt && !b->n_gen)
+        return nb_error("-p and -n are both 0: nothing to measure"), -1;
+    return 0;
+}
+
+/* ---- the model ---- */
+
+static int load(struct subject *s, const struct bench_opts *b, nb_err *e)
+{
+    if (b->model)
+        return nb_model_open(&s->model, b->model, e);
+    struct nb_meta meta;
+    if (nb_shape_parse(b->shape, &meta, e))
+        return -1;
+    if (b->layers && (uint32_t)b->layers < meta.n_layers)
+        meta.n_layers = (uint32_t)b->layers; /* only those are built */
+    return nb_synth_model(&s->model, &meta, (int)b->bits, (int)b->group, e);
+}
+
+static void weigh(struct subject *s, const nb_tensor *t, int read_per_token)
+{
+    const struct nb_tensor_entry *x = t->entry;
+    s->size += x->size;
+    s->params += x->shape[0] * (x->n_dims > 1 ? x->shape[1] : 1);
+    if (read_per_token)
+        s->bytes_per_token += x->size;
+}
+
+/* Size and parameters of the tensors the run uses; a decode step reads
+ * every one of them but the embedding, of which it reads one row. */
+static void weigh_all(struct subject *s)
+{
+    const nb_llama *m = &s->llama;
+    weigh(s, &m->embed, 0);
+    s->bytes_per_token += m->embed.entry->size / m->cfg.vocab_size;
+    weigh(s, &m->out_norm, 1);
+    if (m->cfg.tied_embeddings)
+        s->bytes_per_token += m->embed.entry->size;
+    else
+        weigh(s, &m->output, 1);
+    for (uint32_t l = 0; l < m->cfg.n_layers; l++) {
+        const nb_llama_layer *L = &m->layers[l];
+        const nb_tensor *ts[] = {&L->attn_norm, &L->q, &L->k,  &L->v,   &L->o,
+                                 &L->ffn_norm,  &L->gate, &L->up, &L->down};
+        for (size_t i = 0; i < sizeof ts / sizeof *ts; i++)
+            weigh(s, ts[i], 1);
+    }
+}
+
+static void describe(struct subject *s, const struct bench_opts *b, uint32_t layers_in_file)
+{
+    const struct nb_meta *c = &s->llama.cfg;
+    char quant[32] = "";
+    const struct nb_tensor_entry *q = s->llama.layers[0].q.entry;
+    if (q->dtype == NB_Q4 || q->dtype == NB_Q3)
+        snprintf(quant, sizeof quant, " %s g%u", nb_dtype_name(q->dtype), q->group_size);
+    else
+        snprintf(quant, sizeof quant, " %s", nb_dtype_name(q->dtype));
+    const char *base = b->model ? strrchr(b->model, '/') : NULL;
+    base = b->model ? (base ? base + 1 : b->model) : b->shape;
+    int n = snprintf(s->name, sizeof s->name, "%s%s", base, quant);
+    if (c->n_layers < layers_in_file && n > 0 && (size_t)n < sizeof s->name)
+        snprintf(s->name + n, sizeof s->name - (size_t)n, ", %u/%u layers", c->n_layers,
+                 layers_in_file);
+}
+
+static int open_subject(struct subject *s, const struct bench_opts *b, nb_err *e)
+{
+    memset(s, 0, sizeof *s);
+    if (load(s, b, e))
+        return -1;
+    uint32_t in_file = s->model.meta.n_layers;
+    if (b->shape) {
+        struct nb_meta named;
+        nb_shape_parse(b->shape, &named, e);
+        in_file = named.n_layers;
+    } else if (b->layers && (uint32_t)b->layers < in_file) {
+        s->model.meta.n_layers = (uint32_t)b->layers; /* bind the first ones only */
+    }
+    long need = b->n_prompt > b->n_gen ? b->n_prompt : b->n_gen;
+    int ctx = (int)(b->ctx ? b->ctx : b->n_prompt + b->n_gen);
+    if (ctx < need)
+        return nb_fail(e, "-c %d is shorter than the longest test (%ld tokens)", ctx, need);
+    if ((uint32_t)ctx > s->model.meta.max_ctx)
+        return nb_fail(e, "a context of %d tokens (-c, or -p + -n) is more than the model's %u",
+                       ctx, s->model.meta.max_ctx);
+    int rc = b->run.reference ? nb_llama_init(&s->llama, &s->model, ctx, e)
+                              : nb_llama_init_fast(&s->llama, &s->model, ctx, &b->run.run, e);
+    if (rc)
+        return -1;
+    weigh_all(s);
+    describe(s, b, in_file);
+    return 0;
+}
+
+static void close_subject(struct subject *s)
+{
+    nb_llama_free(&s->llama);
+    nb_model_close(&s->model);
+}
+
+/* ---- measuring ---- */
+
+static double run_prompt(nb_llama *m, const int32_t *ids, int n)
+{
+    double t0 = nb_now();
+    nb_llama_prefill(m, ids, n, 0);
+    return nb_now() - t0;
+}
+
+static double run_decode(nb_llama *m, const int32_t *ids, int n)
+{
+    double t0 = nb_now();
+    for (int i = 0; i < n; i++)
+        nb_llama_forward(m, ids[i], i);
+    return nb_now() - t0;
+}
+
+static void summarize(struct test *t)
+{
+    double sum = 0, sq = 0;
+    for (int i = 0; i < t->count; i++)
+        sum += t->tps[i];
+    t->mean = sum / t->count;
+    for (int i = 0; i < t->count; i++)
+        sq += (t->tps[i] - t->mean) * (t->tps[i] - t->mean);
+    t->sd = t->count > 1 ? sqrt(sq / (t->count - 1)) : 0.0;
+}
+
+/* The tests asked for, measured: the count of tests, or -1. */
+static int measure(struct subject *s, const struct bench_opts *b, struct test *tests)
+{
+    int n = (int)(b->n_prompt > b->n_gen ? b->n_prompt : b->n_gen), k = 0;
+    int32_t *ids = malloc((size_t)n * sizeof *ids);
+    if (!ids)
+        return nb_error("out of memory"), -1;
+    uint64_t seed = 1;
+    for (int i = 0; i < n; i++) /* any tokens: the work does not depend on them */
+        ids[i] = (int32_t)((seed = seed * 6364136223846793005ull + 1442695040888963407ull) >>
+                           33) % (int32_t)s->llama.cfg.vocab_size;
+    if (b->n_prompt) {
+        struct test *t = &tests[k++];
+        snprintf(t->name, sizeof t->name, "pp%ld", b->n_prompt);
+        t->n_prompt = (int)b->n_prompt;
+        run_prompt(&s->llama, ids, t->n_prompt); /* warm-up */
+        for (t->count = 0; t->count < b->reps; t->count++)
+            t->tps[t->count] = t->n_prompt / run_prompt(&s->llama, ids, t->n_prompt);
+    }
+    if (b->n_gen) {
+        struct test *t = &tests[k++];
+        snprintf(t->name, sizeof t->name, "tg%ld", b->n_gen);
+        t->n_gen = (int)b->n_gen;
+        run_decode(&s->llama, ids, 1);
+        for (t->count = 0; t->count < b->reps; t->count++)
+            t->tps[t->count] = t->n_gen / run_decode(&s->llama, ids, t->n_gen);
+    }
+    free(ids);
+    for (int i = 0; i < k; i++)
+        summarize(&tests[i]);
+    return k;
+}
+
+/* ---- reporting ---- */
+
+static double peak_rss(void)
+{
+    struct rusage u;
+    return getrusage(RUSAGE_SELF, &u) ? 0.0 : (double)u.ru_maxrss * 1024.0; /* KiB on Linux */
+}
+
+static void human_bytes(char *out, size_t n, double bytes)
+{
+    if (bytes >= 1024.0 * 1024 * 1024)
+        snprintf(out, n, "%.2f GiB", bytes / (1024.0 * 1024 * 1024));
+    else if (bytes >= 1024.0 * 1024)
+        snprintf(out, n, "%.2f MiB", bytes / (1024.0 * 1024));
+    else
+        snprintf(out, n, "%.2f KiB", bytes / 1024.0);
+}
+
+static void kernels_label(const struct subject *s, const struct bench_opts *b, char *out,
+                          size_t n)
+{
+    snprintf(out, n, "%s%s", nb_llama_kernels(&s->llama),
+             b->run.run.exact && !b->run.reference ? " exact" : "");
+}
+
+static void print_md(const struct subject *s, const struct bench_opts *b, const struct test *t,
+                     int n)
+{
+    char size[32], kern[32];
+    human_bytes(size, sizeof size, (double)s->size);
+    kernels_label(s, b, kern, sizeof kern);
+    double p = (double)s->params;
+    printf("| model | size | params | kernels | threads | test | t/s | GB/s |\n"
+           "| --- | ---: | ---: | --- | ---: | --- | ---: | ---: |\n");
+    for (int i = 0; i < n; i++)
+        printf("| %s | %s | %.2f %s | %s | %d | %s | %.2f ± %.2f | %.2f |\n", s->name, size,
+               p >= 1e9 ? p / 1e9 : p / 1e6, p >= 1e9 ? "B" : "M", kern,
+               nb_llama_threads(&s->llama), t[i].name, t[i].mean, t[i].sd,
+               t[i].mean * (double)s->bytes_per_token / 1e9);
+    size_t kv, other;
+    nb_llama_memory(&s->llama, &kv, &other);
+    char rss[32], kvs[32], others[32];
+    human_bytes(rss, sizeof rss, peak_rss());
+    human_bytes(kvs, sizeof kvs, (double)kv);
+    human_bytes(others, sizeof others, (double)other);
+    printf("\npeak RSS %s; context %d: KV cache %s (%s), activations and scratch %s beyond "
+           "it\n",
+           rss, s->llama.ctx, kvs, s->llama.fast ? "fp16" : "fp32", others);
+}
+
+static void json_string(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c < 0x20)
+            printf("\\u%04x", c);
+        else
+            putchar(c);
+    }
+    putchar('"');
+}
+
+static void print_json(const struct subject *s, const struct bench_opts *b,
+                       const struct test *t, int n)
+{
+    char kern[32];
+    size_t kv, other;
+    kernels_label(s, b, kern, sizeof kern);
+    nb_llama_memory(&s->llama, &kv, &other);
+    printf("{\"model\": ");
+    json_string(s->name);
+    printf(", \"size_bytes\": %llu, \"params\": %llu, \"layers\": %u, \"kernels\": ",
+           (unsigned long long)s->size, (unsigned long long)s->params, s->llama.cfg.n_layers);
+    json_string(kern);
+    printf(", \"threads\": %d, \"n_ctx\": %d, \"weight_bytes_per_token\": %llu, "
+           "\"peak_rss_bytes\": %.0f, \"kv_cache_bytes\": %zu, \"other_state_bytes\": %zu,\n"
+           " \"tests\": [",
+           nb_llama_threads(&s->llama), s->llama.ctx, (unsigned long long)s->bytes_per_token,
+           peak_rss(), kv, other);
+    for (int i = 0; i < n; i++) {
+        printf("%s\n  {\"test\": \"%s\", \"n_prompt\": %d, \"n_gen\": %d, \"avg_ts\": %.6g, "
+               "\"stddev_ts\": %.6g, \"gb_per_s\": %.6g, \"samples_ts\": [",
+               i ? "," : "", t[i].name, t[i].n_prompt, t[i].n_gen, t[i].mean, t[i].sd,
+               t[i].mean * (double)s->bytes_per_token / 1e9);
+        for (int k = 0; k < t[i].count; k++)
+            printf("%s%.6g", k ? ", " : "", t[i].tps[k]);
+        printf("]}");
+    }
+    printf("]}\n");
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    struct bench_opts b = {.format = "md", .bits = 4, .group = 128, .n_prompt = 512,
+                           .n_gen = 128, .reps = 5};
+    int rc = parse(&b, argc, argv);
+    if (rc)
+        return rc < 0;
+    struct subject s;
+    nb_err e = {{0}};
+    if (open_subject(&s, &b, &e)) {
+        close_subject(&s);
+        return nb_error("%s", e.msg);
+    }
+    struct test tests[2];
+    double samples[2][1000];
+    memset(tests, 0, sizeof tests);
+    tests[0].tps = samples[0], tests[1].tps = samples[1];
+    int n = measure(&s, &b, tests);
+    if (n > 0 && !strcmp(b.format, "json"))
+        print_json(&s, &b, tests, n);
+    else if (n > 0)
+        print_md(&s, &b, tests, n);
+    close_subject(&s);
+    return n > 0 ? (fflush(stdout) ? nb_error("cannot write the output") : 0) : 1;
+}

@@ -1,0 +1,70 @@
+/* The flags that choose how a model runs, shared by generate, ppl and
+ * bench (and chat, should it take them). Values are checked here, before
+ * a model is loaded, so a typo costs no load time. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <string.h>
+
+#include "../neon/qkern.h"
+#include "../runtime/affinity.h"
+#include "cli.h"
+
+static int check_kernels(const char *name)
+{
+    if (nb_kernels_get(name))
+        return 0;
+    size_t n;
+    const nb_qkernels *const *all = nb_kernels_all(&n);
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(all[i]->name, name))
+            return nb_error("--kernels %s: this CPU cannot run them (try auto)", name), -1;
+    return nb_error("--kernels expects ref, neon, dotprod, i8mm or auto, got '%s'", name), -1;
+}
+
+int nb_run_flag(nb_session_opts *o, const char *flag, const char *value)
+{
+    if (!strcmp(flag, "-t") || !strcmp(flag, "--threads")) {
+        long n;
+        if (nb_parse_int(flag, value, 1, 256, &n))
+            return -1;
+        o->run.threads = (int)n;
+    } else if (!strcmp(flag, "--cpus")) {
+        int cpus[NB_MAX_CPUS], n;
+        nb_err e = {{0}};
+        if (nb_cpu_list_parse(value, cpus, NB_MAX_CPUS, &n, &e))
+            return nb_error("%s", e.msg), -1;
+        o->run.cpus = value;
+    } else if (!strcmp(flag, "--kernels")) {
+        if (check_kernels(value))
+            return -1;
+        o->run.kernels = value;
+    } else {
+        return 1;
+    }
+    return 0;
+}
+
+int nb_run_switch(nb_session_opts *o, const char *flag)
+{
+    if (!strcmp(flag, "--exact"))
+        o->run.exact = 1;
+    else if (!strcmp(flag, "--reference"))
+        o->reference = 1;
+    else
+        return 0;
+    return 1;
+}
+
+void nb_run_help(FILE *out)
+{
+    fputs("how the model runs:\n"
+          "  -t, --threads N    threads, 1..256 (default: one per core, or per CPU of --cpus)\n"
+          "  --cpus LIST        pin the threads to these CPUs, e.g. 0-3 or 4-7,2\n"
+          "  --kernels NAME     packed-weight kernels: ref, neon, dotprod, i8mm or auto\n"
+          "                     (default: auto, the fastest this CPU runs)\n"
+          "  --exact            fp32 activations into the packed weights (W4A16, as in the\n"
+          "                     AWQ paper) instead of int8 (W4A8): slower, closer\n"
+          "  --reference        the plain-C reference path (fp32 KV cache, one token at a\n"
+          "                     time): the oracle, slow\n",
+          out);
+}
