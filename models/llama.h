@@ -67,6 +67,11 @@ void nb_llama_free(nb_llama *m);
 int nb_llama_init_fast(nb_llama *m, const nb_model *model, int ctx, const nb_run_opts *o,
                        nb_err *e);
 
+/* What nb_llama_init_fast would refuse in o before any model is loaded:
+ * a kernel set that is unknown or that this CPU cannot run, a thread
+ * count out of 0..256, a CPU list that does not parse. */
+int nb_run_opts_check(const nb_run_opts *o, nb_err *e);
+
 /* Runs token at position pos (0 <= pos < ctx; positions before it must
  * have been run) and returns the logits, valid until the next call. */
 float *nb_llama_forward(nb_llama *m, int token, int pos);

@@ -73,16 +73,16 @@ struct nb_fast {
     flayer *layers;
     lin output;
     split cut_qkv[3], cut_dim, cut_ffn, cut_vocab; /* how each job cuts its rows */
-    uint16_t *cache[2];            /* keys, values: fp16 [layer][ctx][kv_dim] */
-    float *x;                      /* [tile][dim] the residual stream */
-    act in, att, hid;              /* norm output, attention output, ffn hidden */
-    float *qkv[3];                 /* [tile][rows]: q, and k and v before the cache */
-    float *y;                      /* [tile][dim] o and down, before the residual add */
-    float *up;                     /* [tile][ffn_dim] */
-    float *rope;                   /* [tile][head_dim / 2][cos, sin] */
-    float *logits;                 /* [vocab] */
-    float *logits_all;             /* [tile][vocab], made on first use */
-    size_t kv_bytes, bytes;        /* allocated: the cache, everything else */
+    uint16_t *cache[2];     /* keys, values: fp16 [layer][ctx][kv_dim] */
+    float *x;               /* [tile][dim] the residual stream */
+    act in, att, hid;       /* norm output, attention output, ffn hidden */
+    float *qkv[3];          /* [tile][rows]: q, and k and v before the cache */
+    float *y;               /* [tile][dim] o and down, before the residual add */
+    float *up;              /* [tile][ffn_dim] */
+    float *rope;            /* [tile][head_dim / 2][cos, sin] */
+    float *logits;          /* [vocab] */
+    float *logits_all;      /* [tile][vocab], made on first use */
+    size_t kv_bytes, bytes; /* allocated: the cache, everything else */
 };
 
 /* What a job's chunks share: the tile being run and the layer. */
@@ -91,9 +91,9 @@ typedef struct pass {
     const flayer *L;
     int l, ntok, pos;
     size_t pairs, n_attn; /* (token, head) pairs and the chunks they go in */
-    const lin *res_w; /* the o or down job: weight and input */
+    const lin *res_w;     /* the o or down job: weight and input */
     act *res_in;
-    float *logits; /* the logits job: [ntok][vocab] */
+    float *logits;        /* the logits job: [ntok][vocab] */
 } pass;
 
 /* ---- the weights ---- */
@@ -212,14 +212,13 @@ static size_t qact_bytes(size_t cols, size_t ntok)
     return 4 * cols_p * ntok + 8 * (cols_p / 32) * pairs * sizeof(int32_t);
 }
 
-static int make_act(struct nb_fast *f, act *a, size_t cols, int *failed)
+static void make_act(struct nb_fast *f, act *a, size_t cols, int *failed)
 {
     a->cols = cols;
     a->x = floats(f, (size_t)f->tile * cols, failed);
     if (nb_qact_init(&a->q, cols, (size_t)f->tile))
         *failed = 1;
     f->bytes += qact_bytes(cols, (size_t)f->tile);
-    return *failed;
 }
 
 static int alloc_fast(struct nb_fast *f, const nb_llama *m, nb_err *e)
@@ -278,10 +277,14 @@ static const nb_qkernels *pick_kernels(const char *name, nb_err *e)
     for (size_t i = 0; i < n; i++)
         if (!strcmp(all[i]->name, name))
             return nb_fail(e, "--kernels %s: this CPU cannot run them", name), NULL;
+    if (!strcmp(name, "neon") || !strcmp(name, "dotprod") || !strcmp(name, "i8mm"))
+        return nb_fail(e, "--kernels %s: this build has no such kernels (aarch64 only)", name),
+               NULL;
     nb_fail(e, "--kernels expects ref, neon, dotprod, i8mm or auto, got '%s'", name);
     return NULL;
 }
 
+/* Threads for the pool, or -1 (with the reason). */
 static int thread_count(const nb_run_opts *o, nb_err *e)
 {
     if (o->threads < 0 || o->threads > 256)
@@ -292,6 +295,11 @@ static int thread_count(const nb_run_opts *o, nb_err *e)
     if (o->cpus)
         return nb_cpu_list_parse(o->cpus, cpus, NB_MAX_CPUS, &n, e) ? -1 : n;
     return nb_cpu_count();
+}
+
+int nb_run_opts_check(const nb_run_opts *o, nb_err *e)
+{
+    return !pick_kernels(o->kernels ? o->kernels : "auto", e) || thread_count(o, e) < 0 ? -1 : 0;
 }
 
 /* Workers inherit the signal mask: with every signal blocked there,

@@ -5,20 +5,15 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../neon/qkern.h"
-#include "../runtime/affinity.h"
 #include "cli.h"
 
-static int check_kernels(const char *name)
+/* The options so far, as the model would take them. */
+static int check(const nb_session_opts *o)
 {
-    if (nb_kernels_get(name))
-        return 0;
-    size_t n;
-    const nb_qkernels *const *all = nb_kernels_all(&n);
-    for (size_t i = 0; i < n; i++)
-        if (!strcmp(all[i]->name, name))
-            return nb_error("--kernels %s: this CPU cannot run them (try auto)", name), -1;
-    return nb_error("--kernels expects ref, neon, dotprod, i8mm or auto, got '%s'", name), -1;
+    nb_err e = {{0}};
+    if (nb_run_opts_check(&o->run, &e))
+        return nb_error("%s", e.msg), -1;
+    return 0;
 }
 
 int nb_run_flag(nb_session_opts *o, const char *flag, const char *value)
@@ -29,15 +24,11 @@ int nb_run_flag(nb_session_opts *o, const char *flag, const char *value)
             return -1;
         o->run.threads = (int)n;
     } else if (!strcmp(flag, "--cpus")) {
-        int cpus[NB_MAX_CPUS], n;
-        nb_err e = {{0}};
-        if (nb_cpu_list_parse(value, cpus, NB_MAX_CPUS, &n, &e))
-            return nb_error("%s", e.msg), -1;
         o->run.cpus = value;
+        return check(o);
     } else if (!strcmp(flag, "--kernels")) {
-        if (check_kernels(value))
-            return -1;
         o->run.kernels = value;
+        return check(o);
     } else {
         return 1;
     }
