@@ -22,8 +22,17 @@ enum { MM_ROWS = 16, MM_DEPTH = 256 };
 /* The hot loops are plain C that compilers vectorize. On x86-64 they are
  * also built for AVX2 and picked at load time (a third less time in the
  * search): the same operations in the same order and no FMA, so the same
- * bits as the SSE2 build. */
-#if defined(__x86_64__) && defined(__ELF__) && \
+ * bits as the SSE2 build. Not under the sanitizers, whose instrumented
+ * ifunc resolvers would run before their runtime is up. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define NB_SANITIZED 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define NB_SANITIZED 1
+#endif
+#if defined(__x86_64__) && defined(__ELF__) && !defined(NB_SANITIZED) && \
     ((defined(__clang__) && __clang_major__ >= 14) || (!defined(__clang__) && __GNUC__ >= 8))
 #define NB_HOT __attribute__((target_clones("avx2", "default")))
 #else
