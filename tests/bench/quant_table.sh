@@ -61,7 +61,7 @@ table() {
         start=$(date +%s.%N)
         "$nibble" quantize -q -m "$model" --method "$method" --calib "$calib" --fake-quant \
           --calib-tokens 32768 --bits "$bits" --group "$group" "${threads[@]}" -o "$out" >/dev/null
-        secs=$(echo "$(date +%s.%N) - $start" | bc)
+        secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
         row "$out" "$name" "${method^^}" "INT$bits" "$group" "$(printf '%.1f' "$secs")"
       done
     done
