@@ -258,11 +258,11 @@ static int load_calib(const struct quant_opts *p, const nb_model *m, int32_t **i
         return rc;
     size_t have = n / *block;
     if (have < want)
-        say("warning", "calibration text gives %zu blocks of %zu tokens, fewer than the %zu asked for",
-             have, *block, want);
+        say("warning", "calibration text gives %zu blocks of %zu tokens, fewer than the %zu "
+                       "asked for", have, *block, want);
     if (*block < BLOCK)
-        say("note", "the model's context is %u tokens: calibration blocks of %zu", m->meta.max_ctx,
-             *block);
+        say("note", "the model's context is %u tokens: calibration blocks of %zu",
+            m->meta.max_ctx, *block);
     *n_tokens = (have < want ? have : want) * *block;
     return 0;
 }
@@ -270,11 +270,12 @@ static int load_calib(const struct quant_opts *p, const nb_model *m, int32_t **i
 static void describe(const struct quant_opts *p, const nb_awq_opts *o, size_t n_tokens,
                      size_t block, int threads)
 {
-    printf("%s INT%ld, %s%s", p->rtn ? "RTN" : "AWQ", p->bits, p->group ? "group " : "per row",
+    int searched = o->scales || o->clip;
+    printf("%s INT%ld, %s%s", searched ? "AWQ" : "RTN", p->bits, p->group ? "group " : "per row",
            p->symmetric ? ", symmetric" : "");
     if (p->group)
         printf("%ld%s", p->group, p->symmetric ? "" : " with zero points");
-    if (!p->rtn)
+    if (searched)
         printf("; scales: %s; clip: %s; %zu calibration tokens (%zu blocks of %zu)",
                !o->scales ? "off" : o->duo ? "duo" : "activations only", o->clip ? "on" : "off",
                n_tokens, n_tokens / block, block);
