@@ -18,7 +18,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -302,19 +301,6 @@ int nb_run_opts_check(const nb_run_opts *o, nb_err *e)
     return !pick_kernels(o->kernels ? o->kernels : "auto", e) || thread_count(o, e) < 0 ? -1 : 0;
 }
 
-/* Workers inherit the signal mask: with every signal blocked there,
- * Ctrl-C goes to the thread that reads the terminal and interrupts it
- * (chat waits for input there, not in a worker). */
-static nb_pool *start_pool(int threads)
-{
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    nb_pool *p = nb_pool_create(threads);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return p;
-}
-
 static int setup(nb_llama *m, const nb_run_opts *o, nb_err *e)
 {
     struct nb_fast *f = m->fast;
@@ -335,7 +321,7 @@ static int setup(nb_llama *m, const nb_run_opts *o, nb_err *e)
     make_splits(f, c);
     if (alloc_fast(f, m, e))
         return -1;
-    if (!(f->pool = start_pool(f->threads)))
+    if (!(f->pool = nb_pool_create(f->threads)))
         return nb_fail(e, "cannot start %d threads", f->threads);
     return o->cpus ? nb_pool_pin(f->pool, o->cpus, e) : 0;
 }

@@ -2,6 +2,7 @@
 #include "pool.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -117,11 +118,20 @@ nb_pool *nb_pool_create(int n_threads)
     atomic_init(&p->generation, 0);
     atomic_init(&p->busy, 0);
     atomic_init(&p->stop, 0);
-    for (; p->n_workers < workers; p->n_workers++)
-        if (pthread_create(&p->threads[p->n_workers], NULL, worker, p)) {
-            nb_pool_free(p); /* joins the ones already started */
-            return NULL;
-        }
+    /* Workers inherit the signal mask: with every signal blocked there,
+     * Ctrl-C reaches the thread that submits jobs or reads the terminal. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int failed = 0;
+    for (; p->n_workers < workers && !failed; p->n_workers++)
+        failed = pthread_create(&p->threads[p->n_workers], NULL, worker, p) != 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (failed) {
+        p->n_workers--; /* the one that failed never started */
+        nb_pool_free(p); /* joins the ones already started */
+        return NULL;
+    }
     return p;
 }
 

@@ -22,6 +22,7 @@ typedef struct nb_pool nb_pool;
 
 /* n_threads counts the calling thread: 1 (or less) starts no workers and
  * every job runs on the caller. NULL when the threads cannot be created. */
+/* Workers start with every signal blocked, so signals reach the caller. */
 nb_pool *nb_pool_create(int n_threads);
 
 /* Threads that work on a job, the caller included (1 for a NULL pool). */
