@@ -22,6 +22,10 @@ typedef struct nb_awq_opts {
     int duo;    /* scale statistic of weights and activations (else activations only) */
     int clip;   /* clip search */
     int n_grid; /* scale grid points (alpha = i / n_grid); 0 means 20 */
+    /* Calibration tokens on which the scale search evaluates its losses
+     * (whole blocks, spread over the set); the statistics use every token.
+     * 0 means all of them. */
+    size_t search_tokens;
     nb_awq_output output;
     int quiet;    /* no progress on stderr */
     FILE *report; /* what the search decided, per layer; NULL for none */
