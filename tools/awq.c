@@ -132,48 +132,49 @@ struct group_search {
     size_t out; /* module output width */
     const float *const *w; /* the trial weights */
     float *yref;           /* the module's output with the original weights */
-    double *partial;       /* per block: sum of squared differences */
+    double *partial;       /* per searched block: sum of squared differences */
+    size_t *blocks;        /* the calibration blocks the losses are measured on */
+    size_t n_blocks;
     atomic_int failed;
 };
 
-static void ref_block(void *p, size_t b)
+static void ref_block(void *p, size_t i)
 {
     struct group_search *s = p;
     size_t B = s->L->block;
-    if (s->L->module(s->L, s->g, NULL, b * B, B, s->yref + b * B * s->out))
+    if (s->L->module(s->L, s->g, NULL, s->blocks[i] * B, B, s->yref + i * B * s->out))
         atomic_store(&s->failed, 1);
 }
 
-static void loss_block(void *p, size_t b)
+static void loss_block(void *p, size_t i)
 {
     struct group_search *s = p;
     size_t B = s->L->block, n = B * s->out;
     float *y = malloc(n * sizeof *y);
-    if (!y || s->L->module(s->L, s->g, s->w, b * B, B, y)) {
+    if (!y || s->L->module(s->L, s->g, s->w, s->blocks[i] * B, B, y)) {
         free(y);
         atomic_store(&s->failed, 1);
         return;
     }
-    const float *ref = s->yref + b * n;
+    const float *ref = s->yref + i * n;
     double sum = 0;
-    for (size_t i = 0; i < n; i++) {
-        float d = ref[i] - y[i]; /* the difference in fp32, its square summed in double */
+    for (size_t k = 0; k < n; k++) {
+        float d = ref[k] - y[k]; /* the difference in fp32, its square summed in double */
         sum += (double)d * d;
     }
-    s->partial[b] = sum;
+    s->partial[i] = sum;
     free(y);
 }
 
 /* Mean squared difference of the module's output with weights w. */
 static int trial_loss(struct group_search *s, const float *const *w, nb_pool *pool, double *loss)
 {
-    size_t blocks = s->L->n_tokens / s->L->block;
     s->w = w;
-    nb_pool_run(pool, blocks, loss_block, s);
+    nb_pool_run(pool, s->n_blocks, loss_block, s);
     double sum = 0;
-    for (size_t b = 0; b < blocks; b++)
-        sum += s->partial[b];
-    *loss = sum / ((double)s->L->n_tokens * (double)s->out);
+    for (size_t i = 0; i < s->n_blocks; i++)
+        sum += s->partial[i];
+    *loss = sum / ((double)(s->n_blocks * s->L->block) * (double)s->out);
     return atomic_load(&s->failed) ? -1 : 0;
 }
 
@@ -286,27 +287,41 @@ static int run_grid(struct group_search *gs, struct search_bufs *b, const nb_awq
     return 0;
 }
 
+/* The blocks the losses are measured on: all of them, or search_tokens'
+ * worth spread evenly over the set, so a long calibration text still costs
+ * the grid only that much (the activation statistic uses every token). */
+static size_t *search_blocks(const nb_awq_layer *L, size_t search_tokens, size_t *n)
+{
+    size_t all = L->n_tokens / L->block;
+    *n = search_tokens ? min_size(all, (search_tokens + L->block - 1) / L->block) : all;
+    size_t *b = malloc(*n * sizeof *b);
+    for (size_t i = 0; b && i < *n; i++)
+        b[i] = i * all / *n;
+    return b;
+}
+
 static int search_group(const nb_awq_layer *L, int g, const nb_awq_opts *o, nb_pool *pool,
                         float *best_s, struct scale_choice *ch, nb_err *e)
 {
     const nb_awq_group *G = &L->group[g];
     const nb_awq_linear *first = &L->lin[G->scaled[0]];
-    size_t blocks = L->n_tokens / L->block;
     struct group_search gs = {.L = L, .g = g, .out = G->out_cols};
     struct search_bufs b = {0};
     atomic_init(&gs.failed, 0);
-    gs.yref = malloc(L->n_tokens * G->out_cols * sizeof *gs.yref);
-    gs.partial = malloc(blocks * sizeof *gs.partial);
+    gs.blocks = search_blocks(L, o->search_tokens, &gs.n_blocks);
+    gs.yref = malloc(gs.n_blocks * L->block * G->out_cols * sizeof *gs.yref);
+    gs.partial = malloc(gs.n_blocks * sizeof *gs.partial);
     int rc = -1;
-    if (gs.yref && gs.partial && !alloc_search(&b, L, G)) {
+    if (gs.blocks && gs.yref && gs.partial && !alloc_search(&b, L, G)) {
         nb_awq_act_mean(first->x, L->n_tokens, first->cols, b.x_mean);
         if (o->duo)
             duo_statistic(L, G, &o->q, b.w_mean);
-        nb_pool_run(pool, blocks, ref_block, &gs);
+        nb_pool_run(pool, gs.n_blocks, ref_block, &gs);
         if (!atomic_load(&gs.failed))
             rc = run_grid(&gs, &b, o, pool, best_s, ch);
     }
     free(b.mem);
+    free(gs.blocks);
     free(gs.yref);
     free(gs.partial);
     return rc ? nb_fail(e, "out of memory in the scale search of %s", G->label) : 0;
