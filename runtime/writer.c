@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,26 +22,48 @@ struct nb_writer {
 };
 
 /* The temporary file of the conversion in progress, removed if the user
- * interrupts it: a signal handler may only unlink, so the path is kept
- * in static storage. One writer at a time is all the tools need. */
-static char pending_tmp[4096];
+ * interrupts it, and an intermediate file a tool keeps between two
+ * writers (nb_remove_on_signal). A signal handler may only unlink, so the
+ * paths are kept in static storage, each marked valid only once whole.
+ * One writer at a time is all the tools need. */
+struct guard {
+    char path[4096];
+    volatile sig_atomic_t set;
+};
+static struct guard pending_tmp, pending_extra;
 
 static void on_signal(int sig)
 {
-    if (pending_tmp[0])
-        unlink(pending_tmp);
+    if (pending_tmp.set)
+        unlink(pending_tmp.path);
+    if (pending_extra.set)
+        unlink(pending_extra.path);
     signal(sig, SIG_DFL);
     raise(sig);
 }
 
+static void guard(struct guard *g, const char *path)
+{
+    g->set = 0;
+    atomic_signal_fence(memory_order_seq_cst);
+    if (!path)
+        return;
+    snprintf(g->path, sizeof g->path, "%s", path);
+    atomic_signal_fence(memory_order_seq_cst);
+    g->set = 1;
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    signal(SIGHUP, on_signal);
+}
+
 static void guard_tmp(const char *tmp)
 {
-    snprintf(pending_tmp, sizeof pending_tmp, "%s", tmp ? tmp : "");
-    if (tmp) {
-        signal(SIGINT, on_signal);
-        signal(SIGTERM, on_signal);
-        signal(SIGHUP, on_signal);
-    }
+    guard(&pending_tmp, tmp);
+}
+
+void nb_remove_on_signal(const char *path)
+{
+    guard(&pending_extra, path);
 }
 
 static int write_at_pos(nb_writer *w, const void *data, size_t n, nb_err *e)

@@ -41,4 +41,9 @@ int nb_writer_commit(nb_writer *w, nb_err *e);
 /* Removes the temporary file and frees w. */
 void nb_writer_abort(nb_writer *w);
 
+/* Removes path too if SIGINT, SIGTERM or SIGHUP ends the process, until
+ * called again with NULL: for an intermediate file a tool keeps between
+ * two writers (convert --quantize). One such path at a time. */
+void nb_remove_on_signal(const char *path);
+
 #endif

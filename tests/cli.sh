@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end checks of the nibble program on real weights, one section per
 # meson test:  cli.sh convert|greedy|ppl|bad-input|hostile-files|quantize|
-# quality-int4|quality-int3|fast
+# convert-quantize|quality-int4|quality-int3|fast
 # Environment (set by tests/meson.build): NIBBLE, TEST_FORMAT, TEST_LLAMA,
 # DATA (tests/data), NB_WRAP (qemu wrapper for cross builds, or empty).
 set -u
@@ -128,6 +128,12 @@ section_hostile_files() {
   [ $n -ge 20 ] || fail "only $n hostile files"
 }
 
+# $tmp/hf64: stories260K's Hugging Face folder with its context cut to 64.
+make_hf64() {
+  mkdir -p "$tmp/hf64" && cp "$s260k/hf/"* "$tmp/hf64/"
+  sed -i 's/"max_position_embeddings": 512/"max_position_embeddings": 64/' "$tmp/hf64/config.json"
+}
+
 # nibble quantize. Bad input: one line, exit 1, no file left behind. Then a
 # small AWQ run whose packed output verifies, loads and runs, and RTN INT3
 # per row. The quality claims are in the quality-int4 / quality-int3
@@ -161,8 +167,7 @@ section_quantize() {
   # The AWQ run works on a Hugging Face copy whose context is cut to 64
   # tokens: calibration blocks of 64 keep it quick under qemu, and the
   # folder goes through the converter on the way.
-  mkdir -p "$tmp/hf64" && cp "$s260k/hf/"* "$tmp/hf64/"
-  sed -i 's/"max_position_embeddings": 512/"max_position_embeddings": 64/' "$tmp/hf64/config.json"
+  make_hf64
   run quantize -q -m "$tmp/hf64" --calib "$kjv" --calib-tokens 256 --bits 4 --group 32 -o "$q" \
     >"$tmp/report" 2>"$tmp/err" || fail "quantize AWQ: $(cat "$tmp/err")"
   grep -q "calibration blocks of 64" "$tmp/err" || fail "no note on the short context: $(cat "$tmp/err")"
@@ -185,6 +190,82 @@ section_quantize() {
     fail "quantize RTN INT3 per row"
   run info --tensors "$tmp/r3.nib" | grep -q "blk.0.attn_q .*q3" || fail "attn_q is not q3"
   [ -z "$(ls "$tmp" | grep '\.tmp')" ] || fail "temporary files left: $(ls "$tmp")"
+}
+
+# nibble convert --quantize: one command from a download to a quantized
+# file, byte for byte what convert then quantize give with the same flags
+# (AWQ from a Hugging Face folder; RTN INT3 from a llama2.c checkpoint with
+# --dtype f16). Refused combinations give one line and exit 1, and no
+# temporary file is left in the output folder, on success, on failure (some
+# fail after the conversion) or on Ctrl-C.
+section_convert_quantize() {
+  local o=$tmp/outdir kjv=$DATA/kjv_head.txt pid rc i
+  local flags=(--calib "$kjv" --calib-tokens 128 --search-tokens 64 --group 32)
+  local l2c=(--from llama2c "$s260k/stories260K.bin" --tokenizer "$s260k/tok512.model")
+  make_hf64
+  mkdir -p "$o"
+  run convert -q "$tmp/hf64" -o "$tmp/hf64.nib" || fail "convert"
+  run quantize -q -m "$tmp/hf64.nib" "${flags[@]}" -o "$tmp/two.nib" >/dev/null || fail "quantize"
+  run convert -q "$tmp/hf64" --quantize awq "${flags[@]}" -o "$o/awq.nib" >"$tmp/report" ||
+    fail "convert --quantize awq"
+  grep -q "AWQ INT4, group 32 .*(2 blocks of 64)" "$tmp/report" || fail "report: $(head -n 1 "$tmp/report")"
+  cmp "$tmp/two.nib" "$o/awq.nib" && echo "ok: convert --quantize awq = convert + quantize" ||
+    fail "convert --quantize awq differs from convert + quantize"
+  run convert -q "${l2c[@]}" --dtype f16 -o "$tmp/f16.nib" || fail "convert f16"
+  run quantize -q -m "$tmp/f16.nib" --method rtn --bits 3 --group row -o "$tmp/rtn.nib" \
+    >/dev/null || fail "quantize rtn"
+  run convert -q "${l2c[@]}" --dtype f16 --quantize rtn --bits 3 --group row -o "$o/rtn.nib" \
+    >/dev/null || fail "convert --quantize rtn"
+  cmp "$tmp/rtn.nib" "$o/rtn.nib" && echo "ok: convert --quantize rtn = convert + quantize" ||
+    fail "convert --quantize rtn differs from convert + quantize"
+  run info --tensors "$o/rtn.nib" >"$tmp/info" || fail "info"
+  grep -q "blk.0.attn_q .*q3" "$tmp/info" && grep -q "token_embd .*f16" "$tmp/info" ||
+    fail "rtn file: attn_q q3 and token_embd f16 expected: $(head -c 300 "$tmp/info")"
+
+  mkdir -p "$tmp/autoawq" && cp "$s260k/hf/"* "$tmp/autoawq/"
+  sed -i '1s/{/{"quantization_config": {"quant_method": "awq", "bits": 4},/' \
+    "$tmp/autoawq/config.json"
+  expect_error "--quantize awq without --calib" "--calib" -- \
+    convert "$tmp/hf64" --quantize awq -o "$o/bad.nib"
+  expect_error "--quantize on an AutoAWQ checkpoint" "already quantized" -- \
+    convert "$tmp/autoawq" --quantize rtn -o "$o/bad.nib"
+  expect_error "--quantize with --from autoawq" "already quantized" -- \
+    convert --from autoawq "$tmp/hf64" --quantize rtn -o "$o/bad.nib"
+  expect_error "a quantize flag without --quantize" "needs --quantize" -- \
+    convert "$tmp/hf64" --bits 3 -o "$o/bad.nib"
+  expect_error "--calib without --quantize" "needs --quantize" -- \
+    convert "$tmp/hf64" --calib "$kjv" -o "$o/bad.nib"
+  expect_error "a quantize switch without --quantize" "needs --quantize" -- \
+    convert "$tmp/hf64" --no-clip -o "$o/bad.nib"
+  expect_error "unknown method" "--quantize must be awq or rtn" -- \
+    convert "$tmp/hf64" --quantize gptq -o "$o/bad.nib"
+  expect_error "--search-tokens -1" "--search-tokens expects" -- \
+    convert "$tmp/hf64" --quantize awq "${flags[@]}" --search-tokens -1 -o "$o/bad.nib"
+  expect_error "--search-tokens 1k" "--search-tokens expects" -- \
+    quantize -m "$tmp/hf64.nib" "${flags[@]}" --search-tokens 1k -o "$o/bad.nib"
+  expect_error "calibration file missing" "cannot open" -- \
+    convert "$tmp/hf64" --quantize awq --calib "$tmp/none.txt" -o "$o/bad.nib"
+  printf 'In the beginning \xff was the word\n' >"$tmp/latin1.txt"
+  expect_error "calibration not UTF-8 (after the conversion)" "UTF-8" -- \
+    convert -q "$tmp/hf64" --quantize awq --calib "$tmp/latin1.txt" -o "$o/bad.nib"
+  expect_error "--calib-tokens under a block (after the conversion)" "less than one block" -- \
+    convert -q "$tmp/hf64" --quantize awq --calib "$kjv" --calib-tokens 10 -o "$o/bad.nib"
+
+  # Ctrl-C once a temporary file shows (the conversion's or the
+  # quantizer's): the process dies of SIGINT and leaves nothing.
+  $NB_WRAP "$NIBBLE" convert -q "$tmp/hf64" --quantize awq --calib "$kjv" --calib-tokens 8192 \
+    -o "$o/int.nib" >/dev/null 2>"$tmp/err" &
+  pid=$!
+  for ((i = 0; i < 1200; i++)); do
+    ls "$o" | grep -q '\.tmp' || ! kill -0 "$pid" 2>/dev/null && break
+    sleep 0.05
+  done
+  kill -INT "$pid"
+  wait "$pid"
+  rc=$?
+  [ $rc -eq 130 ] && echo "ok: Ctrl-C after $i polls: exit $rc" ||
+    fail "Ctrl-C: exit code $rc, expected 130 (signal; $(head -c 300 "$tmp/err"))"
+  [ "$(ls "$o")" = "$(printf 'awq.nib\nrtn.nib')" ] || fail "files left in the output folder: $(ls "$o")"
 }
 
 # The quality claims on real weights: stories260K calibrated on 64 blocks of

@@ -1,3 +1,6 @@
+/* nibble convert: one foreign model into one nibble file, quantized on the
+ * way with --quantize (the flags and pipeline of nibble quantize, from
+ * tools/quant_flags.h), so one command takes a download to a ready file. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <string.h>
@@ -5,23 +8,47 @@
 
 #include "cli.h"
 #include "convert.h"
+#include "quant_flags.h"
 
-static const char help[] =
-    "usage: nibble convert [--from llama2c|hf|autoawq] INPUT -o OUT.nib [options]\n"
-    "\n"
-    "Converts a model into one nibble file (written atomically: OUT appears\n"
-    "only when complete).\n"
-    "  INPUT              a llama2.c v0 checkpoint (.bin) or a Hugging Face folder\n"
-    "                     (fp32/fp16/bf16, or an AutoAWQ 4-bit gemm/gemv checkpoint:\n"
-    "                     its weights are repacked exactly, never re-quantized)\n"
-    "  --from FORMAT      llama2c, hf or autoawq (default: hf for a folder, autoawq\n"
-    "                     when its config has a quantization_config, llama2c for a file)\n"
-    "  -o, --output FILE  the .nib file to write\n"
-    "  --tokenizer FILE   SentencePiece .model (default: tokenizer.model beside/in INPUT)\n"
-    "  --dtype TYPE       f32, f16 or bf16 for the matrices (default: as the input;\n"
-    "                     norm weights stay f32)\n"
-    "  --name NAME        model name stored in the file (default: from INPUT)\n"
-    "  -q, --quiet        no progress on stderr\n";
+static void help(void)
+{
+    fputs("usage: nibble convert [--from llama2c|hf|autoawq] INPUT -o OUT.nib [options]\n"
+          "       nibble convert INPUT -o OUT.nib --quantize awq|rtn [--calib TEXT] [...]\n"
+          "\n"
+          "Converts a model into one nibble file (written atomically: OUT appears\n"
+          "only when complete), quantizing it on the way with --quantize.\n"
+          "  INPUT               a llama2.c v0 checkpoint (.bin) or a Hugging Face folder\n"
+          "                      (fp32/fp16/bf16, or an AutoAWQ 4-bit gemm/gemv checkpoint:\n"
+          "                      its weights are repacked exactly, never re-quantized)\n"
+          "  --from FORMAT       llama2c, hf or autoawq (default: hf for a folder, autoawq\n"
+          "                      when its config has a quantization_config, llama2c for a\n"
+          "                      file)\n"
+          "  -o, --output FILE   the .nib file to write\n"
+          "  --tokenizer FILE    SentencePiece .model (default: tokenizer.model beside or\n"
+          "                      in INPUT)\n"
+          "  --dtype TYPE        f32, f16 or bf16 for the matrices (default: as the input;\n"
+          "                      norm weights stay f32). With --quantize: for the tensors\n"
+          "                      that stay unquantized (embeddings, output layer), and the\n"
+          "                      weights the calibration runs on\n"
+          "  --name NAME         model name stored in the file (default: from INPUT)\n"
+          "  -q, --quiet         no progress on stderr\n"
+          "  --quantize M        awq or rtn (round to nearest, no --calib): OUT is written\n"
+          "                      quantized, the same bytes as convert then nibble quantize\n"
+          "                      with the same flags. The converted model in between is a\n"
+          "                      temporary file beside OUT, removed at once (and on\n"
+          "                      failure or Ctrl-C). What the search decided goes to\n"
+          "                      stdout. Not for AutoAWQ input (quantized already)\n"
+          "quantization, with --quantize (as in nibble quantize):\n",
+          stdout);
+    nb_quant_help(stdout);
+}
+
+struct args {
+    nb_convert_opts o;
+    const char *from, *in, *out;
+    int quantize; /* --quantize given: q holds the method */
+    nb_quant q;
+};
 
 static int parse_dtype(const char *s)
 {
@@ -34,56 +61,99 @@ static int parse_dtype(const char *s)
     return nb_error("--dtype must be f32, f16 or bf16, got '%s'", s), -2;
 }
 
+/* 0: parsed; -1: bad or unknown (after an error line). */
+static int value_flag(struct args *p, const char *a, const char *v)
+{
+    if (!strcmp(a, "--from"))
+        p->from = v;
+    else if (!strcmp(a, "-o") || !strcmp(a, "--output"))
+        p->out = v;
+    else if (!strcmp(a, "--tokenizer"))
+        p->o.tokenizer_path = v;
+    else if (!strcmp(a, "--name"))
+        p->o.name = v;
+    else if (!strcmp(a, "--dtype"))
+        return (p->o.out_dtype = parse_dtype(v)) == -2 ? -1 : 0;
+    else if (!strcmp(a, "--quantize"))
+        return p->quantize = 1, nb_quant_method(&p->q, a, v);
+    else {
+        int rc = nb_quant_flag(&p->q, a, v);
+        if (rc > 0)
+            return nb_error("convert: unknown option '%s' (see --help)", a), -1;
+        return rc;
+    }
+    return 0;
+}
+
+static int parse(struct args *p, int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (nb_is_help(a))
+            return help(), 1;
+        if (!strcmp(a, "-q") || !strcmp(a, "--quiet"))
+            p->o.quiet = 1;
+        else if (a[0] != '-' || !a[1]) {
+            if (p->in)
+                return nb_error("convert: more than one input ('%s' and '%s')", p->in, a), -1;
+            p->in = a;
+        } else if (!nb_quant_switch(&p->q, a) &&
+                   (!(v = nb_arg(argc, argv, &i)) || value_flag(p, a, v)))
+            return -1;
+    }
+    if (!p->in || !p->out)
+        return nb_error("convert needs an INPUT and -o OUT (see nibble convert --help)"), -1;
+    if (!p->quantize && p->q.first)
+        return nb_error("convert: %s is a quantization option: it needs --quantize awq|rtn",
+                        p->q.first), -1;
+    return p->quantize && nb_quant_check(&p->q, "--quantize") ? -1 : 0;
+}
+
+/* The importer for INPUT, or NULL after an error line. */
+static nb_importer importer(const struct args *p)
+{
+    struct stat st;
+    if (stat(p->in, &st))
+        return nb_error("cannot open '%s': no such file or directory", p->in), NULL;
+    const char *from = p->from ? p->from : S_ISDIR(st.st_mode) ? "hf" : "llama2c";
+    if (!strcmp(from, "llama2c"))
+        return nb_import_llama2c;
+    if (!strcmp(from, "autoawq") || (!strcmp(from, "hf") && nb_hf_is_quantized(p->in)))
+        return nb_import_autoawq;
+    if (!strcmp(from, "hf"))
+        return nb_import_hf;
+    return nb_error("--from must be llama2c, hf or autoawq, got '%s'", from), NULL;
+}
+
+/* Converted into a temporary file, mapped, quantized into OUT. */
+static int convert_quantized(const struct args *p, nb_importer import)
+{
+    nb_model m;
+    if (import == nb_import_autoawq)
+        return nb_quant_refuse_autoawq(p->in);
+    if (nb_quant_open_converted(&m, import, p->in, &p->o, p->out))
+        return 1;
+    int rc = nb_quant_model(&p->q, &m, p->in, p->out, p->o.quiet);
+    nb_model_close(&m);
+    return rc;
+}
+
 int cmd_convert(int argc, char **argv)
 {
-    nb_convert_opts o = {.out_dtype = -1};
-    const char *from = NULL, *in = NULL, *out = NULL, *v = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (nb_is_help(a))
-            return fputs(help, stdout), 0;
-        if (!strcmp(a, "-q") || !strcmp(a, "--quiet"))
-            o.quiet = 1;
-        else if (a[0] == '-' && a[1] && !(v = nb_arg(argc, argv, &i)))
-            return 1;
-        else if (!strcmp(a, "--from"))
-            from = v;
-        else if (!strcmp(a, "-o") || !strcmp(a, "--output"))
-            out = v;
-        else if (!strcmp(a, "--tokenizer"))
-            o.tokenizer_path = v;
-        else if (!strcmp(a, "--name"))
-            o.name = v;
-        else if (!strcmp(a, "--dtype")) {
-            if ((o.out_dtype = parse_dtype(v)) == -2)
-                return 1;
-        } else if (a[0] == '-' && a[1])
-            return nb_error("convert: unknown option '%s' (see --help)", a);
-        else if (in)
-            return nb_error("convert: more than one input ('%s' and '%s')", in, a);
-        else
-            in = a;
-    }
-    if (!in || !out)
-        return nb_error("convert needs an INPUT and -o OUT (see nibble convert --help)");
-    struct stat st;
-    if (stat(in, &st))
-        return nb_error("cannot open '%s': no such file or directory", in);
-    if (!from)
-        from = S_ISDIR(st.st_mode) ? "hf" : "llama2c";
-    nb_err e = {{0}};
-    int rc;
-    if (!strcmp(from, "llama2c"))
-        rc = nb_import_llama2c(in, out, &o, &e);
-    else if (!strcmp(from, "autoawq") || (!strcmp(from, "hf") && nb_hf_is_quantized(in)))
-        rc = nb_import_autoawq(in, out, &o, &e);
-    else if (!strcmp(from, "hf"))
-        rc = nb_import_hf(in, out, &o, &e);
-    else
-        return nb_error("--from must be llama2c, hf or autoawq, got '%s'", from);
+    struct args p = {.o = {.out_dtype = -1}};
+    nb_quant_init(&p.q);
+    int rc = parse(&p, argc, argv);
     if (rc)
+        return rc < 0;
+    nb_importer import = importer(&p);
+    if (!import)
+        return 1;
+    if (p.quantize)
+        return convert_quantized(&p, import);
+    nb_err e = {{0}};
+    if (import(p.in, p.out, &p.o, &e))
         return nb_error("%s", e.msg);
-    if (!o.quiet)
-        fprintf(stderr, "wrote %s\n", out);
+    if (!p.o.quiet)
+        fprintf(stderr, "wrote %s\n", p.out);
     return 0;
 }

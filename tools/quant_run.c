@@ -1,0 +1,186 @@
+/* The quantization pipeline quantize and convert --quantize share: an
+ * input converted on the way into a temporary file that never outlives
+ * the run, the calibration text tokenized into blocks, nb_awq_quantize. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../runtime/qtensor.h"
+#include "awq.h"
+#include "cli.h"
+#include "progress.h"
+#include "quant_flags.h"
+
+enum { PREFIX_BYTES = 16 }; /* generous bytes per token for a first prefix */
+
+/* "nibble: warning: ..." or "nibble: note: ..." on stderr. */
+static void say(const char *kind, const char *fmt, ...) NB_PRINTF(2, 3);
+
+static void say(const char *kind, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "nibble: %s: ", kind);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+int nb_quant_refuse_autoawq(const char *dir)
+{
+    return nb_error("'%s' is an AutoAWQ checkpoint, already quantized: nibble convert "
+                    "imports it as it is (without --quantize)", dir);
+}
+
+/* The intermediate sits beside out, on the disk the user chose for the
+ * output (a temporary folder may be RAM on a board), under a name no
+ * other run uses. */
+int nb_quant_open_converted(nb_model *m, nb_importer import, const char *in,
+                            const nb_convert_opts *o, const char *out)
+{
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s.tmp%ld-unquantized", out, (long)getpid()) >=
+        (int)sizeof path)
+        return nb_error("output path too long: '%.64s...'", out);
+    nb_remove_on_signal(path);
+    nb_err e = {{0}};
+    int rc = import(in, path, o, &e) || nb_model_open(m, path, &e);
+    unlink(path); /* the mapping keeps the data */
+    nb_remove_on_signal(NULL);
+    return rc ? nb_error("%s", e.msg) : 0;
+}
+
+static int check_not_quantized(const nb_model *m, const char *path)
+{
+    for (uint32_t i = 0; i < m->n_tensors; i++) {
+        const struct nb_tensor_entry *t =
+            (const void *)((const uint8_t *)m->table + (size_t)i * m->header->entry_size);
+        if (nb_dtype_packed(t->dtype))
+            return nb_error("'%s' is already quantized (%s is %s): quantize the original model",
+                            path, t->name, nb_dtype_name(t->dtype));
+    }
+    return 0;
+}
+
+/* Tokenizes text [0, size) with BOS, or a prefix of it: tokenizing a
+ * whole large file to keep its first blocks would be slow, so a prefix of
+ * PREFIX_BYTES per wanted token, cut after a line break, goes first, and
+ * the whole text only if that falls short. SentencePiece splits at
+ * whitespace, so the prefix's tokens are the first tokens of the whole. */
+static int tokenize(const nb_tokenizer *tok, const char *text, size_t size, size_t want,
+                    int32_t **ids, size_t *n, nb_err *e)
+{
+    size_t cut = size;
+    if (want <= size / PREFIX_BYTES) {
+        cut = want * PREFIX_BYTES;
+        while (cut > 0 && text[cut - 1] != '\n')
+            cut--;
+    }
+    if (cut > 0 && cut < size) {
+        if (nb_tok_encode(tok, text, cut, 1, ids, n, e))
+            return -1;
+        if (*n >= want)
+            return 0;
+        free(*ids);
+        *ids = NULL;
+    }
+    return nb_tok_encode(tok, text, size, 1, ids, n, e);
+}
+
+/* Tokenizes the calibration text and keeps whole blocks. */
+static int load_calib(const nb_quant *q, const nb_model *m, int32_t **ids, size_t *n_tokens,
+                      size_t *block)
+{
+    nb_err e = {{0}};
+    size_t size = 0, n = 0;
+    *block = m->meta.max_ctx < NB_QUANT_BLOCK ? m->meta.max_ctx : NB_QUANT_BLOCK;
+    if ((size_t)q->calib_tokens < *block)
+        return nb_error("--calib-tokens %ld is less than one block of %zu tokens",
+                        q->calib_tokens, *block);
+    size_t want = (size_t)q->calib_tokens / *block;
+    char *text = nb_read_file(q->calib, (size_t)1 << 31, &size, &e);
+    nb_tokenizer *tok = text ? nb_tok_load_bytes(m->vocab, m->vocab_size, &e) : NULL;
+    int rc = 0;
+    if (!tok)
+        rc = nb_error("%s", e.msg);
+    else if (tokenize(tok, text, size, want * *block, ids, &n, &e))
+        rc = nb_error("calibration text %s: %s", q->calib, e.msg);
+    else if (n < *block)
+        rc = nb_error("calibration text '%s' has %zu tokens, fewer than one block of %zu",
+                      q->calib, n, *block);
+    free(text);
+    nb_tok_free(tok);
+    if (rc)
+        return rc;
+    size_t have = n / *block;
+    if (have < want)
+        say("warning", "calibration text gives %zu blocks of %zu tokens, fewer than the %zu "
+                       "asked for", have, *block, want);
+    if (*block < NB_QUANT_BLOCK)
+        say("note", "the model's context is %u tokens: calibration blocks of %zu",
+            m->meta.max_ctx, *block);
+    *n_tokens = (have < want ? have : want) * *block;
+    return 0;
+}
+
+static void describe(const nb_quant *q, const nb_awq_opts *o, size_t n_tokens, size_t block,
+                     int threads)
+{
+    int searched = o->scales || o->clip;
+    printf("%s INT%ld, %s%s", searched ? "AWQ" : "RTN", q->bits, q->group ? "group " : "per row",
+           q->symmetric ? ", symmetric" : "");
+    if (q->group)
+        printf("%ld%s", q->group, q->symmetric ? "" : " with zero points");
+    if (searched)
+        printf("; scales: %s; clip: %s; %zu calibration tokens (%zu blocks of %zu)",
+               !o->scales ? "off" : o->duo ? "duo" : "activations only", o->clip ? "on" : "off",
+               n_tokens, n_tokens / block, block);
+    printf("; %d thread%s\n", threads, threads > 1 ? "s" : "");
+}
+
+static int run(const nb_quant *q, const nb_model *m, const int32_t *ids, size_t n_tokens,
+               size_t block, const char *out, int quiet, double t0)
+{
+    nb_awq_opts o = {
+        .q = {.bits = (int)q->bits, .group = (int)q->group, .symmetric = q->symmetric},
+        .scales = !q->rtn && !q->no_scale,
+        .duo = !q->x_only,
+        .clip = !q->rtn && !q->no_clip,
+        .search_tokens = (size_t)q->search_tokens,
+        .output = q->fake ? NB_AWQ_DEQUANT : NB_AWQ_PACKED,
+        .quiet = quiet,
+        .report = stdout,
+    };
+    int threads = q->threads ? (int)q->threads : nb_cpu_count();
+    nb_pool *pool = nb_pool_create(threads);
+    if (!pool)
+        return nb_error("cannot start %d threads", threads);
+    describe(q, &o, n_tokens, block, threads);
+    nb_err e = {{0}};
+    int rc = nb_awq_quantize(m, ids, n_tokens, block, out, &o, pool, &e);
+    nb_pool_free(pool);
+    if (rc)
+        return nb_error("%s", e.msg);
+    printf("quantized %u layers in %.1f s\n", m->meta.n_layers, nb_now() - t0);
+    if (!quiet)
+        fprintf(stderr, "wrote %s\n", out);
+    return 0;
+}
+
+int nb_quant_model(const nb_quant *q, const nb_model *m, const char *path, const char *out,
+                   int quiet)
+{
+    double t0 = nb_now();
+    int32_t *ids = NULL;
+    size_t n_tokens = 0, block = NB_QUANT_BLOCK;
+    int rc = check_not_quantized(m, path);
+    if (!rc && nb_quant_needs_calib(q))
+        rc = load_calib(q, m, &ids, &n_tokens, &block);
+    if (!rc)
+        rc = run(q, m, ids, n_tokens, block, out, quiet, t0);
+    free(ids);
+    return rc;
+}
