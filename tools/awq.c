@@ -287,13 +287,19 @@ static int run_grid(struct group_search *gs, struct search_bufs *b, const nb_awq
     return 0;
 }
 
-/* The blocks the losses are measured on: all of them, or search_tokens'
- * worth spread evenly over the set, so a long calibration text still costs
- * the grid only that much (the activation statistic uses every token). */
+size_t nb_awq_search_blocks(size_t n_tokens, size_t block, size_t search_tokens)
+{
+    size_t all = n_tokens / block;
+    return search_tokens ? min_size(all, (search_tokens + block - 1) / block) : all;
+}
+
+/* The blocks the losses are measured on, spread evenly over the set, so a
+ * long calibration text costs the grid only search_tokens (the activation
+ * statistic still uses every token). */
 static size_t *search_blocks(const nb_awq_layer *L, size_t search_tokens, size_t *n)
 {
     size_t all = L->n_tokens / L->block;
-    *n = search_tokens ? min_size(all, (search_tokens + L->block - 1) / L->block) : all;
+    *n = nb_awq_search_blocks(L->n_tokens, L->block, search_tokens);
     size_t *b = malloc(*n * sizeof *b);
     for (size_t i = 0; b && i < *n; i++)
         b[i] = i * all / *n;

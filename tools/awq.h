@@ -38,6 +38,9 @@ typedef struct nb_awq_opts {
 int nb_awq_quantize(const nb_model *m, const int32_t *ids, size_t n_tokens, size_t block,
                     const char *out, const nb_awq_opts *o, nb_pool *pool, nb_err *e);
 
+/* How many calibration blocks the scale search measures its losses on. */
+size_t nb_awq_search_blocks(size_t n_tokens, size_t block, size_t search_tokens);
+
 /* ---- the pieces, for the tests ---- */
 
 /* out[c] = mean over the n tokens of |x[t, c]| (the activation statistic). */

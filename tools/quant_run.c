@@ -135,9 +135,11 @@ static void describe(const nb_quant *q, const nb_awq_opts *o, size_t n_tokens, s
     if (q->group)
         printf("%ld%s", q->group, q->symmetric ? "" : " with zero points");
     if (searched)
-        printf("; scales: %s; clip: %s; %zu calibration tokens (%zu blocks of %zu)",
+        printf("; scales: %s; clip: %s; %zu calibration tokens (%zu blocks of %zu, the scale "
+               "losses on %zu of them)",
                !o->scales ? "off" : o->duo ? "duo" : "activations only", o->clip ? "on" : "off",
-               n_tokens, n_tokens / block, block);
+               n_tokens, n_tokens / block, block,
+               nb_awq_search_blocks(n_tokens, block, o->search_tokens));
     printf("; %d thread%s\n", threads, threads > 1 ? "s" : "");
 }
 
