@@ -269,7 +269,8 @@ section_convert_quantize() {
 }
 
 # The quality claims on real weights: stories260K calibrated on 64 blocks of
-# 512 tokens of KJV text, perplexity on TinyStories (32 windows of 256) on
+# 512 tokens of KJV text (the scale losses on 32 of them: the default
+# --search-tokens), perplexity on TinyStories (32 windows of 256) on
 # the reference path: fp32 activations (W4A16, as the AWQ evaluations).
 # AWQ must beat round-to-nearest per row and with groups of 32 (ragged:
 # ffn_down has 172 inputs); at INT3 it must close at least half of RTN's gap

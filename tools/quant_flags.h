@@ -13,7 +13,7 @@
 enum {
     NB_QUANT_BLOCK = 512,         /* calibration tokens per independent sequence */
     NB_QUANT_TOKENS = 65536,      /* 128 blocks, as the reference implementations */
-    NB_QUANT_SEARCH_TOKENS = 8192 /* tokens the scale search evaluates its losses on */
+    NB_QUANT_SEARCH_TOKENS = 16384 /* tokens the scale search evaluates its losses on */
 };
 
 typedef struct nb_quant {
