@@ -325,6 +325,7 @@ static void test_escapes(void)
         {"\x1b[Z", "abcd", "abc"},      /* Shift-Tab: nothing */
         {"\x1b[?1;2c", "abcd", "abc"},  /* a terminal's answer: nothing */
         {"\x1b[12345678901234567890123456789012;5D", "abcd", "abc"}, /* too long */
+        {"\x1b[999999999999999~", "abcd", "abc"}, /* a huge number */
         {"\x1b" "x", "abcxd", "abcx"},  /* a lone ESC is dropped */
         {"\x1b\x1b[D", "abcd", "ab"},   /* so is a doubled one */
         {"\x1bO" "x", "abcd", "abc"},

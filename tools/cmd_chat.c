@@ -42,7 +42,11 @@ static const char commands_help[] =
     "\ncommands: /help  /reset (forget the conversation)  /stats  /system TEXT (set the\n"
     "system prompt and start over; /system alone shows it)  /exit (or Ctrl-D)\n"
     "Ctrl-C stops a reply (what was said stays in the conversation). A message that\n"
-    "starts with / is sent by typing // for its first /.\n";
+    "starts with / is sent by typing // for its first /.\n"
+    "keys (on a terminal): Left/Right, Home/End, Ctrl-A/Ctrl-E, Backspace, Delete,\n"
+    "Ctrl-K/Ctrl-U (cut to the end/start), Ctrl-W (cut a word), Ctrl-Y (paste the cut),\n"
+    "Alt-B/Alt-F or Ctrl-Left/Right (move a word), Up/Down (this session's messages),\n"
+    "Ctrl-L (clear the screen); a pasted text with line breaks is one message.\n";
 
 static const nb_sampler_opts defaults = {.temp = 0.7f, .top_k = 40, .top_p = 0.95f,
                                          .min_p = 0.05f, .repeat_penalty = 1.1f,
@@ -683,8 +687,8 @@ static long read_message(struct chat *c, char **buf, size_t *cap)
     const char *text = NULL;
     size_t line_cap = 0, len = 0;
     long n;
-    int echo = c->interactive && !c->o->json && !c->edit;
-    if (echo && out_str(c, prompt(c, 0)))
+    int own_prompt = c->interactive && !c->o->json && !c->edit; /* else the editor draws it */
+    if (own_prompt && out_str(c, prompt(c, 0)))
         return -1;
     while ((n = c->edit ? edited_line(c, len, &text)
                         : typed_line(c, &line, &line_cap)) >= 0) {
@@ -698,7 +702,7 @@ static long read_message(struct chat *c, char **buf, size_t *cap)
             break;
         if (!c->o->multiline)
             break;
-        if (echo)
+        if (own_prompt)
             out_str(c, prompt(c, len));
     }
     free(line);

@@ -382,6 +382,16 @@ static int pasted_control(nb_le *le, unsigned char b, int after_cr)
     return b == 0x03 ? NB_LE_INTERRUPT : NB_LE_MORE;
 }
 
+/* The number at the start of s, capped: escape sequences are input like
+ * any other (atoi would overflow). */
+static int number(const char *s)
+{
+    int n = 0;
+    for (; *s >= '0' && *s <= '9'; s++)
+        n = n < 100000 ? 10 * n + (*s - '0') : n;
+    return n;
+}
+
 /* The end of a CSI sequence: params (digits and ';') and its final byte. */
 static int csi(nb_le *le, const char *params, unsigned char final)
 {
@@ -390,8 +400,8 @@ static int csi(nb_le *le, const char *params, unsigned char final)
     if (le->paste)
         return NB_LE_MORE;
     const char *semi = strchr(params, ';');
-    int mods = semi ? atoi(semi + 1) - 1 : 0, word = mods > 0 && (mods & 6); /* Alt, Ctrl */
-    int num = atoi(params);
+    int mods = semi ? number(semi + 1) - 1 : 0, word = mods > 0 && (mods & 6); /* Alt, Ctrl */
+    int num = number(params);
     switch (final) {
     case 'A': return recall(le, -1);
     case 'B': return recall(le, 1);
@@ -634,28 +644,25 @@ static void on_winch(int sig)
     tty_woke = 1;
 }
 
-/* The signals the handlers look at, blocked while the mode changes so a
- * handler never sees it half changed. */
-static void block_caught(int how)
+/* The signals the handlers look at are blocked while the mode changes, so
+ * a handler never sees it half changed. */
+static void set_mode(int raw)
 {
-    sigset_t s;
+    sigset_t s, old;
     sigemptyset(&s);
     for (size_t i = 0; i < sizeof caught / sizeof *caught; i++)
         sigaddset(&s, caught[i]);
-    sigprocmask(how, &s, NULL);
-}
-
-static void set_mode(int raw)
-{
-    block_caught(SIG_BLOCK);
+    sigprocmask(SIG_BLOCK, &s, &old);
     if (raw)
         go_raw();
     else
         go_cooked();
-    block_caught(SIG_UNBLOCK);
+    sigprocmask(SIG_SETMASK, &old, NULL);
 }
 
-/* Handlers for `caught`, except where a signal was ignored (nohup). */
+/* Handlers for `caught`, except where a signal was ignored (nohup).
+ * SIGWINCH and SIGTSTP restart what they interrupt (a reply's writes to
+ * stderr), which pselect never is, so the wait for a key still ends. */
 static void catch_signals(void)
 {
     for (size_t i = 0; i < sizeof caught / sizeof *caught; i++) {
@@ -667,7 +674,7 @@ static void catch_signals(void)
         memset(&sa, 0, sizeof sa);
         sigemptyset(&sa.sa_mask);
         sa.sa_handler = sig == SIGWINCH ? on_winch : sig == SIGTSTP ? on_stop : on_fatal;
-        sa.sa_flags = sig == SIGWINCH || sig == SIGTSTP ? 0 : SA_RESETHAND;
+        sa.sa_flags = sig == SIGWINCH || sig == SIGTSTP ? SA_RESTART : SA_RESETHAND;
         sigaction(sig, &sa, NULL);
         tty_stop_caught |= sig == SIGTSTP;
     }
