@@ -3,7 +3,8 @@
 # section per meson test:  chat.sh pipe|json|context|bad-input|pty
 # Environment (set by tests/meson.build): NIBBLE, DATA (tests/data), NB_WRAP
 # (qemu wrapper for cross builds, or empty). The pty section drives a real
-# terminal through python3's pty module.
+# terminal through python3's pty module: the prompt's line editor, its keys,
+# its display on a narrow terminal, and the terminal restored on every exit.
 set -u
 section=$1
 tmp=$(mktemp -d)
@@ -200,7 +201,7 @@ refused() {
 section_pty() {
   convert
   python3 - "$m" <<'EOF'
-import os, pty, select, signal, sys, time
+import fcntl, json, os, pty, re, select, signal, struct, subprocess, sys, termios, time
 
 wrap = os.environ.get("NB_WRAP", "")
 base = ([wrap] if wrap else []) + [os.environ["NIBBLE"], "chat", "-m", sys.argv[1]]
@@ -245,12 +246,31 @@ class Term:
     def send(self, text):
         os.write(self.fd, text.encode())
 
+    def keys(self, keys, pause=0.02):
+        """Sends each item in its own write, as keys typed one by one."""
+        for k in keys:
+            self.send(k)
+            time.sleep(pause)
+
+    def settle(self, quiet=0.5):
+        """Everything written until nothing more comes for `quiet` seconds."""
+        while select.select([self.fd], [], [], quiet)[0]:
+            self.seen += os.read(self.fd, 4096)
+        out, self.seen = self.seen, b""
+        return out.decode("utf-8", "replace")
+
+    def winsize(self, rows, cols):
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def lflag(self):
+        return termios.tcgetattr(self.fd)[3]
+
     def exit_code(self, timeout=60):
         end = time.time() + timeout
         while time.time() < end:
             try:  # drain, so the child never blocks on a full terminal
                 if select.select([self.fd], [], [], 0.1)[0]:
-                    os.read(self.fd, 4096)
+                    self.seen += os.read(self.fd, 4096)
             except OSError:
                 pass
             pid, status = os.waitpid(self.pid, os.WNOHANG)
@@ -316,9 +336,167 @@ def exit_command():
     code = t.exit_code()
     assert code == 0, code
 
+ESC = "\x1b"
+HOME, END, LEFT, RIGHT, UP, DOWN = ESC + "[H", ESC + "[F", ESC + "[D", ESC + "[C", ESC + "[A", ESC + "[B"
+BS, DEL, PASTE_ON, PASTE_OFF = "\x7f", ESC + "[3~", ESC + "[?2004h", ESC + "[?2004l"
+
+def ctrl(c):
+    return chr(ord(c) & 0x1F)
+
+# Messages typed with editing keys (each item one write; ESC + "[", "H" is
+# a Home key split over two reads), and the message they must send.
+TURNS = [
+    (["upon a tim", ESC + "[", "H", "Once ", END, "e"], "Once upon a time"),
+    (["/reset"], None),
+    ([UP, UP], "Once upon a time"),  # Up, Up: /reset, then the first message
+    (["The cat sat", ctrl("w"), ctrl("u"), ctrl("y"), "ran", LEFT * 3, ctrl("k"), BS * 4, "dog ",
+      ctrl("y"), ctrl("a"), DEL * 4, "A big ", ctrl("e")], "A big dog ran"),
+    (["Lily 世界 said hllo", ctrl("a"), ESC + "f", RIGHT * 3, BS, END, LEFT * 3, "é"],
+     "Lily 世 said héllo"),
+    (["Tom", UP, DOWN, " ran home"], "Tom ran home"),  # the line being typed survives Up
+    ([ESC + "[200~One day\r\nthe sun" + ESC + "[2", "01~"], "One day\nthe sun"),  # pasted
+]
+GREEDY = ["-q", "--temp", "0", "--repeat-penalty", "1", "-n", "12", "--json"]
+
+def editing_keys_and_history():
+    sent = [m for _, m in TURNS if m]
+    blocks = "\n\n".join(m if m else "/reset" for _, m in TURNS) + "\n"
+    cmd = base + GREEDY + ["--multiline"]
+    want = subprocess.run(cmd, input=blocks.encode(), stdout=subprocess.PIPE, timeout=120,
+                          check=True).stdout.decode().splitlines()
+    want = [json.loads(w) for w in want]
+    assert len(want) == len(sent) and all("reply" in w for w in want), want
+    t = Term(GREEDY)
+    got = []
+    for keys, message in TURNS:
+        t.expect(PASTE_ON)  # the editor is in raw mode: keys are safe to send
+        t.keys(keys + ["\r"])
+        if message:
+            echo = t.expect('{"reply"')
+            assert message.replace("\n", "\r\n") + "\r\n" in echo, (message, echo)
+            got.append(json.loads('{"reply"' + t.expect("}\r\n")[:-2]))
+    t.expect(PASTE_ON)
+    t.send(ctrl("d"))
+    assert t.exit_code() == 0
+    keys = ("reply", "stop", "prompt_tokens", "reply_tokens")
+    for g, w, m in zip(got, want, sent):
+        assert [g[k] for k in keys] == [w[k] for k in keys], (m, g, w)
+    assert got[0]["reply"] == got[1]["reply"], "Up did not recall the first message"
+    print("  replies as piped:", [g["reply"][:20] for g in got])
+
+class Screen:
+    """The one row a terminal shows the prompt on: enough to see whether a
+    redraw ever runs past the right edge (where the terminal would wrap)."""
+    def __init__(self, cols):
+        self.cols, self.row, self.col = cols, [" "] * cols, 0
+
+    def feed(self, text):
+        i = 0
+        while i < len(text):
+            m = re.match(r"\x1b\[([0-9;?]*)([A-Za-z])", text[i:])
+            if m:
+                n = int(m.group(1)) if m.group(1).isdigit() else 1
+                if m.group(2) == "C":
+                    self.col += n
+                elif m.group(2) == "K":
+                    self.row[self.col:] = [" "] * (self.cols - self.col)
+                i += m.end()
+                continue
+            c = text[i]
+            if c == "\r":
+                self.col = 0
+            elif c >= " ":
+                assert self.col < self.cols, "written past the right edge: %r" % text[:300]
+                self.row[self.col] = c
+                self.col += 1
+            i += 1
+        assert self.col < self.cols, "cursor past the right edge"
+
+    def resize(self, cols):
+        self.row = (self.row + [" "] * cols)[:cols]
+        self.cols = cols
+
+    def shows(self):
+        return "".join(self.row).rstrip()
+
+def long_line_on_a_narrow_terminal():
+    text = "the little dog ran to the big red park and played with a ball all day until night"
+    t = Term(["-q", "--temp", "0", "-n", "3"])
+    t.winsize(24, 30)
+    t.expect(PASTE_ON)
+    screen = Screen(30)
+    t.keys([text[i:i + 7] for i in range(0, len(text), 7)])
+    screen.feed(t.settle())
+    view = 30 - 2 - 1  # the prompt "> " and the last column stay free
+    assert screen.shows() == "> " + text[-(view - 1):] and screen.col == 28, screen.shows()
+    t.keys([ESC + "[", "H"])
+    screen.feed(t.settle())
+    assert screen.shows() == "> " + text[:view] and screen.col == 2, screen.shows()
+    t.keys([ctrl("f")] * 30)  # scrolls right only once the cursor reaches the edge
+    screen.feed(t.settle())
+    assert screen.shows() == "> " + text[4:4 + view] and screen.col == 28, screen.shows()
+    t.winsize(24, 50)  # SIGWINCH: redrawn for the new width, the cursor where it was
+    screen.resize(50)
+    screen.feed(t.settle())
+    assert screen.shows() == "> " + text[4:4 + 47] and screen.col == 28, screen.shows()
+    t.send("\r")
+    echo = t.expect("\r\n")
+    assert text in echo, echo  # all of it was sent and is in the scrollback
+    t.expect("> ")
+    t.send(ctrl("d"))
+    assert t.exit_code() == 0
+
+def terminal_restored():
+    cooked = None
+    for how, want in (("Ctrl-D", 0), ("Ctrl-C", 0), ("SIGINT", 0), ("SIGTERM", -signal.SIGTERM),
+                      ("SIGHUP", -signal.SIGHUP)):
+        t = Term(["-q", "--ignore-eos", "-n", "300"])
+        cooked = cooked or termios.tcgetattr(t.fd)  # before nibble changes anything
+        t.expect(PASTE_ON)
+        assert not t.lflag() & (termios.ECHO | termios.ICANON | termios.ISIG), how
+        if how == "Ctrl-D":  # first a reply: the terminal is in its normal mode meanwhile
+            t.send("Once upon a time\r")
+            t.expect("time\r\n")
+            t.more()
+            assert t.lflag() & termios.ICANON and t.lflag() & termios.ECHO, "raw during a reply"
+            t.expect(PASTE_ON)
+        if how.startswith("SIG"):
+            os.kill(t.pid, getattr(signal, how))
+        else:
+            t.send(ctrl(how[-1].lower()))
+        code = t.exit_code()
+        assert code == want, (how, code)
+        assert termios.tcgetattr(t.fd) == cooked, (how, "terminal left changed")
+        assert t.seen.rfind(PASTE_OFF.encode()) > t.seen.rfind(PASTE_ON.encode()), how
+
+def pipes_stay_plain():
+    # stdin a terminal, stdout a pipe: no line editor, as before
+    pid, fd = pty.fork()
+    if pid == 0:
+        r, w = os.pipe()
+        if os.fork() == 0:
+            os.close(w)
+            os.dup2(r, 0)
+            os.execvp("cat", ["cat"])
+        os.dup2(w, 1)
+        os.execvp(base[0], base + ["-q", "-n", "3"])
+    t = Term.__new__(Term)
+    t.pid, t.fd, t.seen = pid, fd, b""
+    time.sleep(0.5)
+    assert t.lflag() & termios.ECHO, "the terminal changed without a line editor"
+    t.send("Once upon a time\n")
+    t.expect("Once upon a time\r\n")  # the terminal's own echo
+    t.send(ctrl("d"))
+    assert t.exit_code() == 0 and PASTE_ON.encode() not in t.seen, t.seen
+
 check("Ctrl-C stops a reply, the next turn works, Ctrl-D exits 0", interrupt_then_go_on)
 check("Ctrl-C at the prompt exits 0", ctrl_c_at_prompt)
 check("/reset and /exit", exit_command)
+check("editing keys, Up and Down, a paste: the replies match piped ones", editing_keys_and_history)
+check("a line longer than the terminal scrolls sideways, redrawn on resize",
+      long_line_on_a_narrow_terminal)
+check("the terminal is restored on Ctrl-D, Ctrl-C, SIGINT, SIGTERM, SIGHUP", terminal_restored)
+check("stdout not a terminal: no line editor", pipes_stay_plain)
 sys.exit(1 if failures else 0)
 EOF
   [ $? -eq 0 ] || fail "pty session"

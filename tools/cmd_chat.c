@@ -8,17 +8,16 @@
  * matches the cache exactly. docs/chat.md describes the behaviour. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/select.h>
 #include <unistd.h>
 
 #include "../runtime/chat.h"
 #include "cli.h"
 #include "gen.h"
+#include "lineedit.h"
 
 static const char help[] =
     "usage: nibble chat -m MODEL.nib [options]\n"
@@ -43,7 +42,11 @@ static const char commands_help[] =
     "\ncommands: /help  /reset (forget the conversation)  /stats  /system TEXT (set the\n"
     "system prompt and start over; /system alone shows it)  /exit (or Ctrl-D)\n"
     "Ctrl-C stops a reply (what was said stays in the conversation). A message that\n"
-    "starts with / is sent by typing // for its first /.\n";
+    "starts with / is sent by typing // for its first /.\n"
+    "keys (on a terminal): Left/Right, Home/End, Ctrl-A/Ctrl-E, Backspace, Delete,\n"
+    "Ctrl-K/Ctrl-U (cut to the end/start), Ctrl-W (cut a word), Ctrl-Y (paste the cut),\n"
+    "Alt-B/Alt-F or Ctrl-Left/Right (move a word), Up/Down (this session's messages),\n"
+    "Ctrl-L (clear the screen); a pasted text with line breaks is one message.\n";
 
 static const nb_sampler_opts defaults = {.temp = 0.7f, .top_k = 40, .top_p = 0.95f,
                                          .min_p = 0.05f, .repeat_penalty = 1.1f,
@@ -85,6 +88,9 @@ struct chat {
     size_t reply_len, reply_cap;
     nb_gen_stats st;
     int n_prompt, dropped;
+    /* the line editor, when stdin and stdout are terminals */
+    nb_tty tty;
+    int edit, ended; /* ended: 1 at the end of input, 2 after an error */
 };
 
 /* ---- output ---- */
@@ -105,6 +111,12 @@ static int out(struct chat *c, const char *s, size_t n)
         }
     }
     return c->broken ? -1 : 0;
+}
+
+/* How the line editor writes. */
+static int tty_out(void *c, const char *s, size_t n)
+{
+    return out(c, s, n);
 }
 
 static int out_str(struct chat *c, const char *s)
@@ -635,24 +647,35 @@ static int append_line(char **buf, size_t *cap, size_t *len, const char *line, s
     return 0;
 }
 
-/* Waits for typed input; -1 on Ctrl-C. SIGINT stays blocked from the check
- * of the flag until pselect unblocks it atomically, so a Ctrl-C that lands
- * just before the wait still ends it. (A terminal hands over one line per
- * read, so nothing waits unseen in stdin's buffer.) */
-static int wait_input(void)
+/* The prompt for the first line of a message, or for the next line of a
+ * --multiline block. */
+static const char *prompt(const struct chat *c, size_t len)
 {
-    sigset_t block, old;
-    sigemptyset(&block);
-    sigaddset(&block, SIGINT);
-    sigprocmask(SIG_BLOCK, &block, &old);
-    if (!nb_interrupted()) {
-        fd_set in;
-        FD_ZERO(&in);
-        FD_SET(STDIN_FILENO, &in);
-        pselect(STDIN_FILENO + 1, &in, NULL, NULL, NULL, &old);
-    }
-    sigprocmask(SIG_SETMASK, &old, NULL);
-    return nb_interrupted() ? -1 : 0;
+    return c->o->json ? "" : len ? ". " : "> ";
+}
+
+/* One line from the line editor: its length with *text set, or -1 at the
+ * end (Ctrl-D, Ctrl-C, an error); the end sticks, as EOF on stdin does. */
+static long edited_line(struct chat *c, size_t len, const char **text)
+{
+    long n = c->ended ? -1 : nb_tty_read(&c->tty, prompt(c, len), text);
+    if (n < 0 && !c->ended)
+        c->ended = n == NB_TTY_ERROR ? 2 : 1;
+    return n < 0 ? -1 : n;
+}
+
+/* One line of stdin without its newline (a terminal hands over one line
+ * per read, so nothing waits unseen in stdin's buffer). */
+static long typed_line(struct chat *c, char **line, size_t *cap)
+{
+    ssize_t n;
+    if (c->interactive ? nb_wait_input(STDIN_FILENO) : nb_interrupted())
+        return -1;
+    if ((n = getline(line, cap, stdin)) < 0)
+        return -1;
+    size_t k = (size_t)n;
+    chomp(*line, &k);
+    return (long)k;
 }
 
 /* Reads one message (a line, or with --multiline a block ending at a blank
@@ -661,29 +684,29 @@ static int wait_input(void)
 static long read_message(struct chat *c, char **buf, size_t *cap)
 {
     char *line = NULL;
+    const char *text = NULL;
     size_t line_cap = 0, len = 0;
-    ssize_t n;
-    if (c->interactive && !c->o->json && out_str(c, "> "))
+    long n;
+    int own_prompt = c->interactive && !c->o->json && !c->edit; /* else the editor draws it */
+    if (own_prompt && out_str(c, prompt(c, 0)))
         return -1;
-    while ((c->interactive ? !wait_input() : !nb_interrupted()) &&
-           (n = getline(&line, &line_cap, stdin)) >= 0) {
-        size_t k = (size_t)n;
-        chomp(line, &k);
-        if (c->o->multiline && blank(line)) {
+    while ((n = c->edit ? edited_line(c, len, &text)
+                        : typed_line(c, &line, &line_cap)) >= 0) {
+        text = c->edit ? text : line;
+        if (c->o->multiline && blank(text)) {
             if (len)
                 break;
             continue;
         }
-        if (append_line(buf, cap, &len, line, k))
+        if (append_line(buf, cap, &len, text, (size_t)n))
             break;
         if (!c->o->multiline)
             break;
-        if (c->interactive && !c->o->json)
-            out_str(c, ". ");
+        if (own_prompt)
+            out_str(c, prompt(c, len));
     }
     free(line);
-    int ended = nb_interrupted() || feof(stdin) || ferror(stdin);
-    return len || !ended ? (long)len : -1;
+    return len || n >= 0 ? (long)len : -1;
 }
 
 static int loop(struct chat *c)
@@ -705,7 +728,7 @@ static int loop(struct chat *c)
     if (c->interactive && n < 0)
         out_str(c, "\n");
     free(buf);
-    return c->broken == 1 ? 0 : rc ? 1 : 0;
+    return c->broken == 1 ? 0 : rc || c->ended == 2 ? 1 : 0;
 }
 
 /* ---- setup ---- */
@@ -728,11 +751,14 @@ static int open_chat(struct chat *c, const struct chat_opts *o)
     if (o->system && !(c->system = strdup(o->system)))
         return nb_error("out of memory");
     pick_template(c);
+    c->edit = c->interactive && !nb_tty_open(&c->tty, STDIN_FILENO, STDOUT_FILENO, tty_out, c);
     return 0;
 }
 
 static void close_chat(struct chat *c)
 {
+    if (c->edit)
+        nb_tty_close(&c->tty);
     forget(c);
     free(c->turns);
     free(c->reply);
