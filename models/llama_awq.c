@@ -338,12 +338,20 @@ int nb_llama_awq_init(nb_llama_awq *a, const struct nb_meta *cfg, size_t n_token
     if (failed) {
         nb_llama_awq_free(a);
         return nb_fail(e, "out of memory for the calibration activations (%zu tokens: %.0f MB)",
-                       n_tokens, 4.0 * (double)n_tokens * (double)(3 * d + qd + f) / 1e6);
+                       n_tokens, nb_llama_awq_bytes(cfg, n_tokens) / 1e6);
     }
     if (n_tokens)
         rope_tables(a);
     describe_groups(a);
     return 0;
+}
+
+double nb_llama_awq_bytes(const struct nb_meta *cfg, size_t n_tokens)
+{
+    double d = cfg->dim, f = cfg->ffn_dim, qd = (double)q_dim(cfg), kd = (double)kv_dim(cfg);
+    double per_token = 3 * d + qd + f /* captured */ + 2 * d /* layer input, outputs */;
+    double layer = d * (qd + 2 * kd) + qd * d + 3 * d * f;
+    return 4.0 * ((double)n_tokens * per_token + 2 * layer);
 }
 
 void nb_llama_awq_free(nb_llama_awq *a)

@@ -109,6 +109,11 @@ int nb_llama_awq_init(nb_llama_awq *a, const struct nb_meta *cfg, size_t n_token
                       nb_err *e);
 void nb_llama_awq_free(nb_llama_awq *a);
 
+/* Bytes the quantizer holds for n_tokens calibration tokens: the captured
+ * inputs, the layer input and the module outputs the search compares, and
+ * one layer in fp32 twice (its weights and a trial copy). */
+double nb_llama_awq_bytes(const struct nb_meta *cfg, size_t n_tokens);
+
 /* x [n, dim] = the embeddings of ids: the input of layer 0. */
 int nb_llama_awq_embed(const nb_model *m, const int32_t *ids, size_t n, float *x, nb_err *e);
 

@@ -143,6 +143,21 @@ static void describe(const nb_quant *q, const nb_awq_opts *o, size_t n_tokens, s
     printf("; %d thread%s\n", threads, threads > 1 ? "s" : "");
 }
 
+/* Refuses a run that would not fit in RAM before hours are spent on it:
+ * Linux overcommits, so a failing malloc would not tell, the OOM killer
+ * would, midway. */
+static int check_memory(const nb_model *m, size_t n_tokens)
+{
+    double need = nb_llama_awq_bytes(&m->meta, n_tokens);
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    double have = pages > 0 && page > 0 ? (double)pages * (double)page : 0;
+    if (have > 0 && need > 0.9 * have)
+        return nb_error("quantizing with %zu calibration tokens needs about %.1f GB, this machine "
+                        "has %.1f GB: lower --calib-tokens", n_tokens, need / 1e9, have / 1e9);
+    printf("memory: about %.2f GB for the calibration activations and one layer\n", need / 1e9);
+    return 0;
+}
+
 static int run(const nb_quant *q, const nb_model *m, const int32_t *ids, size_t n_tokens,
                size_t block, const char *out, int quiet, double t0)
 {
@@ -157,10 +172,12 @@ static int run(const nb_quant *q, const nb_model *m, const int32_t *ids, size_t 
         .report = stdout,
     };
     int threads = q->threads ? (int)q->threads : nb_cpu_count();
+    describe(q, &o, n_tokens, block, threads);
+    if (n_tokens && check_memory(m, n_tokens))
+        return 1;
     nb_pool *pool = nb_pool_create(threads);
     if (!pool)
         return nb_error("cannot start %d threads", threads);
-    describe(q, &o, n_tokens, block, threads);
     nb_err e = {{0}};
     int rc = nb_awq_quantize(m, ids, n_tokens, block, out, &o, pool, &e);
     nb_pool_free(pool);
