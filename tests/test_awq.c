@@ -326,6 +326,30 @@ static void test_threads(const nb_model *m, const int32_t *ids)
     free(fb);
 }
 
+/* The scale losses on a subset of blocks: counts, and a subset that
+ * covers every block computes what the whole set does. */
+static void test_search_tokens(const nb_model *m, const int32_t *ids)
+{
+    CHECK(nb_awq_search_blocks(32768, 512, 16384) == 32, "16384 of 32768 tokens: not 32 blocks");
+    CHECK(nb_awq_search_blocks(32768, 512, 0) == 64, "0 is not every block");
+    CHECK(nb_awq_search_blocks(32768, 512, 100) == 1, "a part of a block is not one block");
+    CHECK(nb_awq_search_blocks(1024, 512, 1 << 20) == 2, "more than the set is not the set");
+    char a[512], b[512];
+    snprintf(a, sizeof a, "%s", tu_tmp("all.nib"));
+    snprintf(b, sizeof b, "%s", tu_tmp("sub.nib"));
+    nb_awq_opts o = {.q = {.bits = 4, .group = 32}, .scales = 1, .duo = 1, .quiet = 1};
+    if (quantize(m, ids, 2 * BLOCK, a, &o, 2))
+        return tu_failures++, (void)0;
+    o.search_tokens = 2 * BLOCK;
+    if (quantize(m, ids, 2 * BLOCK, b, &o, 2))
+        return tu_failures++, (void)0;
+    size_t na, nb;
+    void *fa = tu_read(a, &na), *fb = tu_read(b, &nb);
+    CHECK(fa && fb && na == nb && !memcmp(fa, fb, na), "search_tokens = all blocks differs from 0");
+    free(fa);
+    free(fb);
+}
+
 static void test_real(const char *ckpt, const char *tokenizer, const char *calib)
 {
     char path[512];
@@ -345,6 +369,7 @@ static void test_real(const char *ckpt, const char *tokenizer, const char *calib
         test_forward(&m, ids);
         test_fold(&m, path, ids);
         test_threads(&m, ids);
+        test_search_tokens(&m, ids);
     }
     free(ids);
     nb_model_close(&m);
