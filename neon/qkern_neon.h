@@ -28,6 +28,16 @@ void nb_qgemm_q8_i8mm(const nb_qlayout *l, const void *w, const nb_qact *a, floa
 
 #define NB_INLINE static inline __attribute__((always_inline))
 
+/* Empty asm statements that make a value opaque to the optimizer. A
+ * streamed pointer: otherwise it is rebuilt as base + offset, an add per
+ * load since LD1 (multiple structures) has no offset form. A loaded vector:
+ * otherwise the load is split into one scalar load per lane used. */
+#define NB_OPAQUE_PTR(p) __asm__("" : "+r"(p))
+#define NB_OPAQUE_VEC(v) __asm__("" : "+w"(v))
+/* A vector whose 16-bit lanes are multiplied by element: the instruction
+ * encodes that register in 4 bits, so it must be one of v0-v15. */
+#define NB_LOW_VEC(v) __asm__("" : "+x"(v))
+
 /* GCC's first scheduling pass hoists the next tiles' loads and unpacking
  * far ahead of their use and spills the codes: about 20% more
  * instructions in the decode loop. Its expansion of single-use values in
@@ -184,25 +194,26 @@ typedef struct nb_acts {
  * half a tile of SMULL ones (where one tile already fills 8 registers). */
 #define NB_ACT_PER_LOAD(kind) ((kind) == NB_K_SDOT ? 2 : 1)
 
-/* n (<= NB_ACT_PER_LOAD) tiles' activations stored back to back from p:
- * a token's next blocks in decode, the next tokens' block in prefill. */
-NB_INLINE void nb_load_acts(const int kind, const int8_t *p, const int n, nb_acts *x)
+/* n (<= NB_ACT_PER_LOAD) tiles' activations stored back to back from *p
+ * (a token's next blocks in decode, the next tokens' block in prefill),
+ * which is advanced past them. */
+NB_INLINE void nb_load_acts(const int kind, const int8_t **p, const int n, nb_acts *x)
 {
     if (kind == NB_K_SDOT && n == 2) {
-        int8x16x4_t v = nb_ld1q_s8_x4(p);
+        int8x16x4_t v = nb_ld1q_s8_x4(*p);
         x[0].v[0] = v.val[0], x[0].v[1] = v.val[1];
         x[1].v[0] = v.val[2], x[1].v[1] = v.val[3];
     } else if (kind == NB_K_SDOT) {
-        x[0].v[0] = vld1q_s8(p), x[0].v[1] = vld1q_s8(p + 16);
+        int8x16x2_t v = nb_ld1q_s8_x2(*p);
+        x[0].v[0] = v.val[0], x[0].v[1] = v.val[1];
     } else {
-#pragma GCC unroll 2
-        for (int h = 0; h < 2; h++) {
-            int8x16x4_t v = nb_ld1q_s8_x4(p + 64 * h);
-#pragma GCC unroll 4
-            for (int k = 0; k < 4; k++)
-                x[0].v[4 * h + k] = v.val[k];
-        }
+        /* single loads: register tuples of several LD1s cost copies */
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++)
+            x[0].v[k] = vld1q_s8(*p + 16 * k);
     }
+    *p += (size_t)n * NB_ACT_TILE(kind);
+    NB_OPAQUE_PTR(*p);
 }
 
 /* acc[r] += sum over the tile's 32 columns of code[r][c] * a[c].
@@ -233,16 +244,6 @@ NB_INLINE int32x4_t nb_dot_tile(const int kind, int32x4_t acc, const nb_codes *c
     }
     return vpadalq_s16(acc, vpaddq_s16(lo, hi));
 }
-
-/* Empty asm statements that make a value opaque to the optimizer. A
- * streamed pointer: otherwise it is rebuilt as base + offset, an add per
- * load since LD1 (multiple structures) has no offset form. A loaded vector:
- * otherwise the load is split into one scalar load per lane used. */
-#define NB_OPAQUE_PTR(p) __asm__("" : "+r"(p))
-#define NB_OPAQUE_VEC(v) __asm__("" : "+w"(v))
-/* A vector whose 16-bit lanes are multiplied by element: the instruction
- * encodes that register in 4 bits, so it must be one of v0-v15. */
-#define NB_LOW_VEC(v) __asm__("" : "+x"(v))
 
 /* Two activation block entries {scale bits, nsum}, or one (two = 0). */
 NB_INLINE int32x4_t nb_load_blk(const int32_t *b, const int two)
@@ -360,11 +361,11 @@ NB_INLINE void nb_q8_tile_tokens(struct nb_q8state *st, const int32x4_t *bv, con
     st->w[0] += bits == 4 ? 64 : 48;
     NB_OPAQUE_PTR(st->w[0]);
     nb_acts x[2];
+    const int8_t *p = st->a;
 #pragma GCC unroll 4
     for (int k = 0; k < nt; k++) {
         if (k % per == 0)
-            nb_load_acts(kind, st->a + (size_t)k * NB_ACT_TILE(kind), k + per <= nt ? per : 1,
-                         x);
+            nb_load_acts(kind, &p, k + per <= nt ? per : 1, x);
         int32x4_t acc = nb_zterm(st->z[0], 0, bv[k / 2], k % 2);
         st->f[0][k] = nb_q8_tile(kind, st->f[0][k], acc, &c, &x[k % per], bv[k / 2], k % 2,
                                  first);
@@ -397,25 +398,22 @@ NB_INLINE void nb_q8_group(const struct nb_qjob *j, struct nb_q8state *st, float
     size_t n = len;
     int32x4_t bv[2];
     if (decode) {
-        const size_t at = NB_ACT_TILE(kind);
         const int per = NB_ACT_PER_LOAD(kind);
         nb_acts x[2];
 #pragma GCC unroll 2
         for (; n >= 2; n -= 2) {
             bv[0] = nb_load_blk(st->b, 1);
-            nb_load_acts(kind, st->a, per, x);
+            nb_load_acts(kind, &st->a, per, x);
             nb_q8_tile_rows(st, bv[0], 0, &x[0], known && n == len, nb, bits, kind);
             if (per == 1)
-                nb_load_acts(kind, st->a + at, 1, x + 1);
+                nb_load_acts(kind, &st->a, 1, x + 1);
             nb_q8_tile_rows(st, bv[0], 1, &x[1], 0, nb, bits, kind);
-            st->a += 2 * at;
             st->b += 4;
         }
         if (n) {
             bv[0] = nb_load_blk(st->b, 0);
-            nb_load_acts(kind, st->a, 1, x);
+            nb_load_acts(kind, &st->a, 1, x);
             nb_q8_tile_rows(st, bv[0], 0, &x[0], known && n == len, nb, bits, kind);
-            st->a += at;
             st->b += 2;
         }
     } else {
@@ -469,11 +467,8 @@ NB_INLINE void nb_q8_step(struct nb_q8state *st, float32x4_t y[2][4], const int 
 #pragma GCC unroll 4
     for (int t = 0; t < 4; t++) {
         const int g = t / gt, hi = t % 2;
-        if (t % per == 0) {
-            nb_load_acts(kind, st->a, per, x);
-            st->a += per * NB_ACT_TILE(kind);
-            NB_OPAQUE_PTR(st->a);
-        }
+        if (t % per == 0)
+            nb_load_acts(kind, &st->a, per, x);
 #pragma GCC unroll 2
         for (int i = 0; i < nb; i++) {
             nb_codes c = nb_unpack(bits, st->w[i]);
