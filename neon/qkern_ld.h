@@ -57,24 +57,4 @@ static inline __attribute__((always_inline)) int8x16x4_t nb_ld1q_s8_x4(const int
 #endif
 }
 
-static inline __attribute__((always_inline)) int8x16x2_t nb_ld1q_s8_x2(const int8_t *p)
-{
-#if NB_LD1_X
-    return vld1q_s8_x2(p);
-#else
-    int8x16x2_t v = {{vld1q_s8(p), vld1q_s8(p + 16)}};
-    return v;
-#endif
-}
-
-static inline __attribute__((always_inline)) int32x4x2_t nb_ld1q_s32_x2(const int32_t *p)
-{
-#if NB_LD1_X
-    return vld1q_s32_x2(p);
-#else
-    int32x4x2_t v = {{vld1q_s32(p), vld1q_s32(p + 4)}};
-    return v;
-#endif
-}
-
 #endif
