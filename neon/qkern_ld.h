@@ -37,12 +37,12 @@ static inline __attribute__((always_inline)) uint8x16x3_t nb_ld1q_u8_x3(const ui
 #endif
 }
 
-static inline __attribute__((always_inline)) uint8x16x2_t nb_ld1q_u8_x2(const uint8_t *p)
+static inline __attribute__((always_inline)) uint8x8x4_t nb_ld1_u8_x4(const uint8_t *p)
 {
 #if NB_LD1_X
-    return vld1q_u8_x2(p);
+    return vld1_u8_x4(p);
 #else
-    uint8x16x2_t v = {{vld1q_u8(p), vld1q_u8(p + 16)}};
+    uint8x8x4_t v = {{vld1_u8(p), vld1_u8(p + 8), vld1_u8(p + 16), vld1_u8(p + 24)}};
     return v;
 #endif
 }

@@ -236,11 +236,15 @@ NB_INLINE int32x4_t nb_dot_tile(const int kind, int32x4_t acc, const nb_codes *c
                                 const nb_acts *x)
 {
 #if defined(__ARM_FEATURE_DOTPROD)
-    if (kind == NB_K_SDOT) {
-#pragma GCC unroll 8
-        for (int k = 0; k < 8; k++)
-            acc = vdotq_laneq_s32(acc, c->c[k], x->v[k / 4], k % 4);
-        return acc;
+    if (kind == NB_K_SDOT) { /* lanes must be literals (clang) */
+        acc = vdotq_laneq_s32(acc, c->c[0], x->v[0], 0);
+        acc = vdotq_laneq_s32(acc, c->c[1], x->v[0], 1);
+        acc = vdotq_laneq_s32(acc, c->c[2], x->v[0], 2);
+        acc = vdotq_laneq_s32(acc, c->c[3], x->v[0], 3);
+        acc = vdotq_laneq_s32(acc, c->c[4], x->v[1], 0);
+        acc = vdotq_laneq_s32(acc, c->c[5], x->v[1], 1);
+        acc = vdotq_laneq_s32(acc, c->c[6], x->v[1], 2);
+        return vdotq_laneq_s32(acc, c->c[7], x->v[1], 3);
     }
 #endif
     (void)kind;
@@ -306,14 +310,11 @@ NB_INLINE int32x4_t nb_zterm32(int32x4_t z, int32x4_t blk, const int bhi)
  * (8 bytes of fp16 each, qpack.h): group k's in s[k]. */
 NB_INLINE void nb_load_scales(const uint8_t *p, const int ng, float32x4_t s[4])
 {
-    if (ng == 4) {
-        uint8x16x2_t v = nb_ld1q_u8_x2(p);
-#pragma GCC unroll 2
-        for (int h = 0; h < 2; h++) {
-            float16x8_t f = vreinterpretq_f16_u8(v.val[h]);
-            s[2 * h] = vcvt_f32_f16(vget_low_f16(f));
-            s[2 * h + 1] = vcvt_high_f32_f16(f);
-        }
+    if (ng == 4) { /* as 4 halves: clang converts a high half with 2 instructions */
+        uint8x8x4_t v = nb_ld1_u8_x4(p);
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++)
+            s[k] = vcvt_f32_f16(vreinterpret_f16_u8(v.val[k]));
     } else if (ng == 2) {
         float16x8_t f = vreinterpretq_f16_u8(vld1q_u8(p));
         s[0] = vcvt_f32_f16(vget_low_f16(f));
