@@ -1,11 +1,12 @@
 /* Loads of two to four vectors with one instruction (LD1 of several
- * registers), the only way the kernels use the vld1q_*_x2/_x3/_x4
+ * registers), the only way the kernels use the vld1*_x3/_x4
  * intrinsics. Older toolchains lack these (GCC before 8 or 9, as on old
  * Jetson and Ubuntu images): meson defines NB_HAVE_LD1_X only when they
  * compile, and otherwise each load here is spelled as single-vector loads
  * into the same structure (the compiler may or may not pair them again).
- * NB_LD1_X_FALLBACK forces that spelling, which is how tests/test_kernels.c
- * builds a second copy of the smull kernels to compare with the reference. */
+ * NB_LD1_X_FALLBACK forces that spelling: meson builds every variant file
+ * a second time so, and tests/test_kernels.c compares those copies with
+ * the reference too. */
 #ifndef NIBBLE_QKERN_LD_H
 #define NIBBLE_QKERN_LD_H
 

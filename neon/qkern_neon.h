@@ -13,18 +13,32 @@
 #include "qkern.h"
 #include "qkern_ld.h"
 
-void nb_qgemv_q8_neon(const nb_qlayout *l, const void *w, const nb_qact *a, float *y, size_t r0,
-                      size_t r1);
-void nb_qgemm_q8_neon(const nb_qlayout *l, const void *w, const nb_qact *a, float *y, size_t ldy,
-                      size_t r0, size_t r1);
-void nb_qgemv_f32_neon(const nb_qlayout *l, const void *w, const float *x, float *y, size_t r0,
-                       size_t r1);
-void nb_qgemv_q8_dotprod(const nb_qlayout *l, const void *w, const nb_qact *a, float *y,
-                         size_t r0, size_t r1);
-void nb_qgemm_q8_dotprod(const nb_qlayout *l, const void *w, const nb_qact *a, float *y,
-                         size_t ldy, size_t r0, size_t r1);
-void nb_qgemm_q8_i8mm(const nb_qlayout *l, const void *w, const nb_qact *a, float *y, size_t ldy,
-                      size_t r0, size_t r1);
+/* The entry points of the variant files. meson builds each file a second
+ * time with NB_LD1_X_FALLBACK (qkern_ld.h), its entry points named with
+ * the suffix _ld1fb, for tests/test_kernels.c to compare with the
+ * reference: only programs that call them link them in. */
+#define NB_DECLARE_KERNELS(sfx)                                                                \
+    void nb_qgemv_q8_neon##sfx(const nb_qlayout *l, const void *w, const nb_qact *a, float *y,  \
+                               size_t r0, size_t r1);                                          \
+    void nb_qgemm_q8_neon##sfx(const nb_qlayout *l, const void *w, const nb_qact *a, float *y,  \
+                               size_t ldy, size_t r0, size_t r1);                              \
+    void nb_qgemv_f32_neon##sfx(const nb_qlayout *l, const void *w, const float *x, float *y,   \
+                                size_t r0, size_t r1);                                         \
+    void nb_qgemv_q8_dotprod##sfx(const nb_qlayout *l, const void *w, const nb_qact *a,         \
+                                  float *y, size_t r0, size_t r1);                             \
+    void nb_qgemm_q8_dotprod##sfx(const nb_qlayout *l, const void *w, const nb_qact *a,         \
+                                  float *y, size_t ldy, size_t r0, size_t r1);                 \
+    void nb_qgemm_q8_i8mm##sfx(const nb_qlayout *l, const void *w, const nb_qact *a, float *y,  \
+                               size_t ldy, size_t r0, size_t r1);
+NB_DECLARE_KERNELS()
+NB_DECLARE_KERNELS(_ld1fb)
+
+/* The name a variant file gives an entry point in this build of it. */
+#if defined(NB_LD1_X_FALLBACK)
+#define NB_KERNEL(name) name##_ld1fb
+#else
+#define NB_KERNEL(name) name
+#endif
 
 #define NB_INLINE static inline __attribute__((always_inline))
 
