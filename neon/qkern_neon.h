@@ -601,15 +601,16 @@ NB_INLINE void nb_check_args(const nb_qlayout *l, const nb_qact *a, int form, si
 /* Each weight width's decode is a function of its own (kind, the same
  * constant at every call, still reaches it): with both widths inlined in
  * one body, GCC's register allocation of the hot loops got worse (pointer
- * swaps and copies, 3 to 8% more instructions). */
+ * swaps and copies, 4 to 6% more instructions). Named nb_qgemv_* like the
+ * entry points, for tests/bench/icount_token.sh's per-function counts. */
 #define NB_NOINLINE static __attribute__((noinline, unused))
 
-NB_NOINLINE void nb_q8_gemv_int4(const int kind, const struct nb_qjob *j, size_t rb, size_t re)
+NB_NOINLINE void nb_qgemv_q8_int4(const int kind, const struct nb_qjob *j, size_t rb, size_t re)
 {
     NB_WITH_GT(j, nb_q8_gemv_rb, j, rb, re, 4, kind);
 }
 
-NB_WITH_TER NB_NOINLINE void nb_q8_gemv_int3(const int kind, const struct nb_qjob *j, size_t rb,
+NB_WITH_TER NB_NOINLINE void nb_qgemv_q8_int3(const int kind, const struct nb_qjob *j, size_t rb,
                                              size_t re)
 {
     NB_WITH_GT(j, nb_q8_gemv_rb, j, rb, re, 3, kind);
@@ -622,9 +623,9 @@ NB_INLINE void nb_q8_gemv(const int kind, const nb_qlayout *l, const void *w, co
     assert(a->ntok == 1);
     struct nb_qjob j = nb_qjob_make(l, w, a, y, 0, r1, NB_ACT_TILE(kind), 2, 1);
     if (l->bits == 4)
-        nb_q8_gemv_int4(kind, &j, r0 / 4, (r1 + 3) / 4);
+        nb_qgemv_q8_int4(kind, &j, r0 / 4, (r1 + 3) / 4);
     else
-        nb_q8_gemv_int3(kind, &j, r0 / 4, (r1 + 3) / 4);
+        nb_qgemv_q8_int3(kind, &j, r0 / 4, (r1 + 3) / 4);
 }
 
 NB_INLINE void nb_q8_gemm(const int kind, const nb_qlayout *l, const void *w, const nb_qact *a,
