@@ -463,10 +463,11 @@ NB_INLINE void nb_q8_group(const struct nb_qjob *j, struct nb_q8state *st, float
 
 /* Decode, groups of gt = 1, 2 or 4 tiles (32, 64 or 128 columns): one
  * step of 4 tiles holds ng = 4 / gt whole groups of nb row blocks. Their
- * zero points and scales come with one or two loads per row block (the
+ * zero points and scales come with one load each per row block (the
  * groups of a row block are side by side, qpack.h), the 4 tiles' block
- * entries with one and their activations with one per 64 bytes: with
- * small groups these loads, not the arithmetic, were the difference. */
+ * entries with two and SDOT activations with one per 64 bytes, all from
+ * streamed pointers: with small groups these loads and their address
+ * arithmetic, not the multiplies, were what stood above the target. */
 NB_INLINE void nb_q8_step(struct nb_q8state *st, float32x4_t y[2][4], const int nb,
                           const int bits, const int kind, const int gt)
 {
