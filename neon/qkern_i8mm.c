@@ -135,8 +135,8 @@ NB_INLINE void mm_rb(const struct nb_qjob *j, size_t ntok, size_t rb, size_t re,
     }
 }
 
-void nb_qgemm_q8_i8mm(const nb_qlayout *l, const void *w, const nb_qact *a, float *y, size_t ldy,
-                      size_t r0, size_t r1)
+void NB_KERNEL(nb_qgemm_q8_i8mm)(const nb_qlayout *l, const void *w, const nb_qact *a, float *y,
+                                 size_t ldy, size_t r0, size_t r1)
 {
     nb_check_args(l, a, NB_ACT_PAIRS, r0, r1);
     struct nb_qjob j = nb_qjob_make(l, w, a, y, ldy, r1, 64, 8, (a->ntok + 1) / 2);

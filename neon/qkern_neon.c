@@ -4,14 +4,14 @@
  * and every set uses it since it needs nothing newer. */
 #include "qkern_neon.h"
 
-void nb_qgemv_q8_neon(const nb_qlayout *l, const void *w, const nb_qact *a, float *y, size_t r0,
-                      size_t r1)
+void NB_KERNEL(nb_qgemv_q8_neon)(const nb_qlayout *l, const void *w, const nb_qact *a, float *y,
+                                 size_t r0, size_t r1)
 {
     nb_q8_gemv(NB_K_SMULL, l, w, a, y, r0, r1);
 }
 
-void nb_qgemm_q8_neon(const nb_qlayout *l, const void *w, const nb_qact *a, float *y, size_t ldy,
-                      size_t r0, size_t r1)
+void NB_KERNEL(nb_qgemm_q8_neon)(const nb_qlayout *l, const void *w, const nb_qact *a, float *y,
+                                 size_t ldy, size_t r0, size_t r1)
 {
     nb_q8_gemm(NB_K_SMULL, l, w, a, y, ldy, r0, r1);
 }
@@ -56,8 +56,8 @@ NB_INLINE void f32_rows(const struct nb_qjob *j, size_t rb, const float *x, cons
     nb_store_rows(j->y + 4 * rb, y, nb_rb_rows(j, rb));
 }
 
-void nb_qgemv_f32_neon(const nb_qlayout *l, const void *w, const float *x, float *y, size_t r0,
-                       size_t r1)
+NB_WITH_TER void NB_KERNEL(nb_qgemv_f32_neon)(const nb_qlayout *l, const void *w, const float *x,
+                                              float *y, size_t r0, size_t r1)
 {
     /* x is read a whole tile at a time: the last, partial tile comes from
      * a zero-padded copy, so nothing past cols is touched. */

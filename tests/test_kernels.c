@@ -3,7 +3,8 @@
  * references against qpack.c's nb_qgemv_ref and an independent double
  * computation, row splits, writes outside the row range, run-time
  * selection, and how far int8 activations move the GEMV from the exact
- * fp32 path on realistic data.
+ * fp32 path on realistic data. On aarch64 also the copies of the variants
+ * built with single-vector loads (neon/qkern_ld.h's fallback).
  *
  * Tolerances: the int8 variants do the same integer sums and the same
  * fused fp32 operations in the same order as nb_qgemv_q8_ref, and the
@@ -21,6 +22,24 @@
 
 #if defined(__aarch64__)
 #include <sys/auxv.h>
+
+#include "../neon/qkern_neon.h"
+
+/* The variant files again, built with neon/qkern_ld.h's single-vector
+ * loads forced (what compilers without vld1q_u8_x4 and kin get): checked
+ * like the sets they copy, so both spellings are compiled and compared on
+ * every aarch64 build. */
+static const nb_qkernels ld1fb_sets[] = {
+    {.name = "neon-ld1fb", .gemv_form = NB_ACT_WIDE, .gemm_form = NB_ACT_WIDE,
+     .gemv = nb_qgemv_q8_neon_ld1fb, .gemm = nb_qgemm_q8_neon_ld1fb,
+     .gemv_f32 = nb_qgemv_f32_neon_ld1fb},
+    {.name = "dotprod-ld1fb", .gemv_form = NB_ACT_PLAIN, .gemm_form = NB_ACT_PLAIN,
+     .gemv = nb_qgemv_q8_dotprod_ld1fb, .gemm = nb_qgemm_q8_dotprod_ld1fb,
+     .gemv_f32 = nb_qgemv_f32_neon_ld1fb, .needs = NB_CPU_DOTPROD},
+    {.name = "i8mm-ld1fb", .gemv_form = NB_ACT_PLAIN, .gemm_form = NB_ACT_PAIRS,
+     .gemv = nb_qgemv_q8_dotprod_ld1fb, .gemm = nb_qgemm_q8_i8mm_ld1fb,
+     .gemv_f32 = nb_qgemv_f32_neon_ld1fb, .needs = NB_CPU_DOTPROD | NB_CPU_I8MM},
+};
 #endif
 
 #define SENTINEL (-1234.5f)
@@ -369,6 +388,11 @@ int main(void)
     for (size_t i = 0; i < n_all && nsets < 8; i++)
         if (nb_kernels_get(all[i]->name))
             sets[nsets++] = all[i];
+#if defined(__aarch64__)
+    for (size_t i = 0; i < sizeof ld1fb_sets / sizeof ld1fb_sets[0] && nsets < 8; i++)
+        if ((ld1fb_sets[i].needs & nb_cpu_features()) == ld1fb_sets[i].needs)
+            sets[nsets++] = &ld1fb_sets[i];
+#endif
     printf("kernels: variants run here:");
     for (size_t i = 0; i < nsets; i++)
         printf(" %s", sets[i]->name);
