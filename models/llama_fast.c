@@ -65,6 +65,7 @@ typedef struct flayer {
 struct nb_fast {
     const nb_qkernels *k;
     nb_gemv_fn *gemv; /* plain weights */
+    nb_gemm_fn *gemm; /* plain weights, prefill */
     nb_attend_fn *attend;
     int exact, threads, tile;
     size_t min_chunk;
@@ -310,6 +311,7 @@ static int setup(nb_llama *m, const nb_run_opts *o, nb_err *e)
     f->tile = m->ctx < TILE ? m->ctx : TILE;
     f->attend = nb_attend_f16();
     f->gemv = nb_gemv_plain();
+    f->gemm = nb_gemm_plain();
     if (!(f->k = pick_kernels(o->kernels ? o->kernels : "auto", e)) ||
         (f->threads = thread_count(o, e)) < 0)
         return -1;
@@ -359,13 +361,15 @@ static void lin_rows(const struct nb_fast *f, const lin *w, const act *in, int n
             f->k->gemm(&w->l, w->w, &in->q, y, ldy, r0, r1);
         return;
     }
-    for (int t = 0; t < ntok; t++) {
-        const float *x = in->x + (size_t)t * in->cols;
-        if (packed(w))
-            f->k->gemv_f32(&w->l, w->w, x, y + (size_t)t * ldy, r0, r1);
+    if (!packed(w)) { /* the GEMM gives each token the GEMV's sums bit for bit */
+        if (ntok == 1)
+            f->gemv(y, w->w, (int)w->dtype, in->x, r0, r1, w->cols);
         else
-            f->gemv(y + (size_t)t * ldy, w->w, (int)w->dtype, x, r0, r1, w->cols);
+            f->gemm(y, ldy, w->w, (int)w->dtype, in->x, (size_t)ntok, r0, r1, w->cols);
+        return;
     }
+    for (int t = 0; t < ntok; t++)
+        f->k->gemv_f32(&w->l, w->w, in->x + (size_t)t * in->cols, y + (size_t)t * ldy, r0, r1);
 }
 
 /* Quantizes a's tokens when a packed weight will read them as int8. */

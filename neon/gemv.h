@@ -16,6 +16,12 @@ enum nb_wtype { NB_W_F32 = 0, NB_W_F16 = 1, NB_W_BF16 = 2 };
 void nb_gemv_ref(float *y, const void *w, int wtype, const float *x, size_t r0, size_t r1,
                  size_t cols);
 
+/* y[t * ldy + r] = sum_c W[r, c] * x[t * cols + c] for rows r in [r0, r1)
+ * and tokens t in [0, ntok): nb_gemv_ref on each token, bit for bit, with
+ * each weight row read for all tokens while it is in cache. */
+void nb_gemm_ref(float *y, size_t ldy, const void *w, int wtype, const float *x, size_t ntok,
+                 size_t r0, size_t r1, size_t cols);
+
 /* out[c] = W[row, c] as fp32. */
 void nb_row_ref(float *out, const void *w, int wtype, size_t row, size_t cols);
 

@@ -36,29 +36,65 @@ INLINE float elem(const void *w, const int wtype, size_t i)
     return ((const float *)w)[i];
 }
 
-/* y[r .. r+n) for n = 4 or 1 rows. */
-INLINE void rows(float *y, const void *w, const int wtype, const float *x, size_t r,
-                 size_t cols, const int n)
+/* The GEMM's tile, rows x tokens: per 8 columns it loads 2 weight and
+ * 2 x vectors per row and token, for 2 * ROWS * TOKS multiply-adds. */
+#ifndef NB_GEMM_ROWS
+#define NB_GEMM_ROWS 2
+#endif
+#ifndef NB_GEMM_TOKS
+#define NB_GEMM_TOKS 4
+#endif
+#define MAX_ROWS 4 /* the GEMV's tile: 4 rows share each x load */
+
+/* Rows of one block of the GEMM: their weights stay in cache (L2 at
+ * worst) while every token tile passes over them. */
+#define BLOCK_BYTES 65536
+
+/* One output: s (its 8 lanes summed) plus the tail columns in order. */
+INLINE float tail(float s, const void *w, const int wtype, const float *x, size_t row, size_t c,
+                  size_t cols)
 {
-    float32x4_t acc[4][2];
-    for (int k = 0; k < n; k++)
-        acc[k][0] = acc[k][1] = vdupq_n_f32(0.0f);
+    for (; c < cols; c++)
+        s += elem(w, wtype, row * cols + c) * x[c];
+    return s;
+}
+
+/* y[t * ldy + r + k] for nr rows from r and nt tokens of x (cols apart).
+ * Each output sums column c in lane c mod 8 whatever the tile, so the
+ * shape only decides how often each weight and x vector is loaded. */
+INLINE void tile(float *y, size_t ldy, const void *w, const int wtype, const float *x, size_t r,
+                 size_t cols, const int nr, const int nt)
+{
+    float32x4_t acc[MAX_ROWS][NB_GEMM_TOKS][2];
+    for (int k = 0; k < nr; k++)
+        for (int j = 0; j < nt; j++)
+            acc[k][j][0] = acc[k][j][1] = vdupq_n_f32(0.0f);
     size_t c = 0;
     for (; c + 8 <= cols; c += 8) {
-        float32x4_t x0 = vld1q_f32(x + c), x1 = vld1q_f32(x + c + 4);
-        for (int k = 0; k < n; k++) {
+        float32x4_t xv[NB_GEMM_TOKS][2];
+        for (int j = 0; j < nt; j++) {
+            xv[j][0] = vld1q_f32(x + (size_t)j * cols + c);
+            xv[j][1] = vld1q_f32(x + (size_t)j * cols + c + 4);
+        }
+        for (int k = 0; k < nr; k++) {
             float32x4_t lo, hi;
             load8(w, wtype, (r + (size_t)k) * cols + c, &lo, &hi);
-            acc[k][0] = vfmaq_f32(acc[k][0], lo, x0);
-            acc[k][1] = vfmaq_f32(acc[k][1], hi, x1);
+            for (int j = 0; j < nt; j++) {
+                acc[k][j][0] = vfmaq_f32(acc[k][j][0], lo, xv[j][0]);
+                acc[k][j][1] = vfmaq_f32(acc[k][j][1], hi, xv[j][1]);
+            }
         }
     }
-    for (int k = 0; k < n; k++) {
-        float s = vaddvq_f32(vaddq_f32(acc[k][0], acc[k][1]));
-        for (size_t t = c; t < cols; t++)
-            s += elem(w, wtype, (r + (size_t)k) * cols + t) * x[t];
-        y[r + (size_t)k] = s;
-    }
+    /* Lanes summed in a loop of its own, which unrolls whole: indexed in
+     * the tail loop, acc would live on the stack, stored every step. */
+    float s[MAX_ROWS][NB_GEMM_TOKS];
+    for (int k = 0; k < nr; k++)
+        for (int j = 0; j < nt; j++)
+            s[k][j] = vaddvq_f32(vaddq_f32(acc[k][j][0], acc[k][j][1]));
+    for (int k = 0; k < nr; k++)
+        for (int j = 0; j < nt; j++)
+            y[(size_t)j * ldy + r + (size_t)k] =
+                tail(s[k][j], w, wtype, x + (size_t)j * cols, r + (size_t)k, c, cols);
 }
 
 INLINE void gemv(float *y, const void *w, const int wtype, const float *x, size_t r0, size_t r1,
@@ -66,9 +102,55 @@ INLINE void gemv(float *y, const void *w, const int wtype, const float *x, size_
 {
     size_t r = r0;
     for (; r + 4 <= r1; r += 4)
-        rows(y, w, wtype, x, r, cols, 4);
+        tile(y, 0, w, wtype, x, r, cols, 4, 1);
     for (; r < r1; r++)
-        rows(y, w, wtype, x, r, cols, 1);
+        tile(y, 0, w, wtype, x, r, cols, 1, 1);
+}
+
+/* Rows [r0, r1) for nt tokens. */
+INLINE void gemm_rows(float *y, size_t ldy, const void *w, const int wtype, const float *x,
+                      size_t r0, size_t r1, size_t cols, const int nt)
+{
+    size_t r = r0;
+    for (; r + NB_GEMM_ROWS <= r1; r += NB_GEMM_ROWS)
+        tile(y, ldy, w, wtype, x, r, cols, NB_GEMM_ROWS, nt);
+    for (; r < r1; r++)
+        tile(y, ldy, w, wtype, x, r, cols, 1, nt);
+}
+
+/* Tokens [t, t + n) of a block, if that many are left and n is less than
+ * a whole tile; returns the next token. */
+INLINE size_t gemm_rest(float *y, size_t ldy, const void *w, const int wtype, const float *x,
+                        size_t t, size_t ntok, size_t r0, size_t r1, size_t cols, const int n)
+{
+    if (n >= NB_GEMM_TOKS || ntok - t < (size_t)n)
+        return t;
+    gemm_rows(y + t * ldy, ldy, w, wtype, x + t * cols, r0, r1, cols, n);
+    return t + (size_t)n;
+}
+
+/* Rows [r0, r1) for all tokens: whole token tiles, then the rest in
+ * tiles of 4, 2 and 1 tokens. */
+INLINE void gemm_block(float *y, size_t ldy, const void *w, const int wtype, const float *x,
+                       size_t ntok, size_t r0, size_t r1, size_t cols)
+{
+    size_t t = 0;
+    for (; t + NB_GEMM_TOKS <= ntok; t += NB_GEMM_TOKS)
+        gemm_rows(y + t * ldy, ldy, w, wtype, x + t * cols, r0, r1, cols, NB_GEMM_TOKS);
+    t = gemm_rest(y, ldy, w, wtype, x, t, ntok, r0, r1, cols, 4);
+    t = gemm_rest(y, ldy, w, wtype, x, t, ntok, r0, r1, cols, 2);
+    gemm_rest(y, ldy, w, wtype, x, t, ntok, r0, r1, cols, 1);
+}
+
+INLINE void gemm(float *y, size_t ldy, const void *w, const int wtype, const float *x,
+                 size_t ntok, size_t r0, size_t r1, size_t cols)
+{
+    size_t row_bytes = cols * (wtype == NB_W_F32 ? 4 : 2);
+    size_t block = BLOCK_BYTES / (row_bytes ? row_bytes : 1) / NB_GEMM_ROWS * NB_GEMM_ROWS;
+    if (block < NB_GEMM_ROWS)
+        block = NB_GEMM_ROWS;
+    for (size_t b = r0; b < r1; b += block)
+        gemm_block(y, ldy, w, wtype, x, ntok, b, r1 - b < block ? r1 : b + block, cols);
 }
 
 void nb_gemv_neon(float *y, const void *w, int wtype, const float *x, size_t r0, size_t r1,
@@ -81,13 +163,33 @@ void nb_gemv_neon(float *y, const void *w, int wtype, const float *x, size_t r0,
     }
 }
 
+void nb_gemm_neon(float *y, size_t ldy, const void *w, int wtype, const float *x, size_t ntok,
+                  size_t r0, size_t r1, size_t cols)
+{
+    switch (wtype) {
+    case NB_W_F16: gemm(y, ldy, w, NB_W_F16, x, ntok, r0, r1, cols); break;
+    case NB_W_BF16: gemm(y, ldy, w, NB_W_BF16, x, ntok, r0, r1, cols); break;
+    default: gemm(y, ldy, w, NB_W_F32, x, ntok, r0, r1, cols);
+    }
+}
+
 nb_gemv_fn *nb_gemv_plain(void)
 {
     return nb_gemv_neon;
+}
+
+nb_gemm_fn *nb_gemm_plain(void)
+{
+    return nb_gemm_neon;
 }
 #else
 nb_gemv_fn *nb_gemv_plain(void)
 {
     return nb_gemv_ref;
+}
+
+nb_gemm_fn *nb_gemm_plain(void)
+{
+    return nb_gemm_ref;
 }
 #endif

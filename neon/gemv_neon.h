@@ -13,9 +13,18 @@
 typedef void nb_gemv_fn(float *y, const void *w, int wtype, const float *x, size_t r0,
                         size_t r1, size_t cols);
 
-nb_gemv_fn nb_gemv_neon; /* aarch64 only */
+/* The prefill GEMM, with the signature of nb_gemm_ref: tiles of rows x
+ * tokens load each weight vector once per tile, and each output is summed
+ * exactly as nb_gemv_neon sums it, so prefill and token-by-token decoding
+ * give the same logits bit for bit. */
+typedef void nb_gemm_fn(float *y, size_t ldy, const void *w, int wtype, const float *x,
+                        size_t ntok, size_t r0, size_t r1, size_t cols);
 
-/* The variant this build runs: NEON on aarch64, else nb_gemv_ref. */
+nb_gemv_fn nb_gemv_neon; /* aarch64 only */
+nb_gemm_fn nb_gemm_neon; /* aarch64 only */
+
+/* The variants this build runs: NEON on aarch64, else the references. */
 nb_gemv_fn *nb_gemv_plain(void);
+nb_gemm_fn *nb_gemm_plain(void);
 
 #endif
