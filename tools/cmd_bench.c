@@ -1,6 +1,7 @@
 /* nibble bench: prefill and decode speed, measured as llama-bench does.
  * ppN prefills N tokens into an empty context; tgN decodes N tokens one
- * at a time from an empty context. Each test runs once to warm up, then
+ * at a time from an empty context; with --depth D both start at position
+ * D instead (named "ppN @ dD"). Each test runs once to warm up, then
  * -r times; the table shows the mean and standard deviation of tokens per
  * second, and the effective bandwidth: weight bytes read per token times
  * tokens per second. The model is a file, or a random one of a known
@@ -20,8 +21,9 @@ static const char help[] =
     "usage: nibble bench (-m MODEL.nib | --shape SHAPE) [options]\n"
     "\n"
     "Measures prefill (ppN: N prompt tokens) and decode (tgN: N tokens one at a\n"
-    "time) speed from an empty context, like llama-bench: tokens per second as\n"
-    "mean +- standard deviation over the repetitions, after one warm-up.\n"
+    "time) speed from an empty context (or from --depth), like llama-bench: tokens\n"
+    "per second as mean +- standard deviation over the repetitions, after one\n"
+    "warm-up.\n"
     "  -m, --model FILE     a .nib model\n"
     "  --shape SHAPE        instead, a random model built in memory: tinyllama-1.1b,\n"
     "                       llama2-7b, llama2-13b, mistral-7b, or\n"
@@ -33,13 +35,17 @@ static const char help[] =
     "  -p, --n-prompt N     prompt tokens of the prefill test, 0 = skip it (default 512)\n"
     "  -n, --n-gen N        tokens of the decode test, 0 = skip it (default 128)\n"
     "  -r, --repetitions N  measured runs of each test (default 5)\n"
-    "  -c, --ctx-size N     context (default: N-PROMPT + N-GEN)\n"
+    "  -d, --depth N        both tests start at position N of the context, as after\n"
+    "                       an N-token prompt (default 0); the cache rows before are\n"
+    "                       zeros, not a prefilled text: attending to them costs the\n"
+    "                       same, and a long context is measured without prefilling it\n"
+    "  -c, --ctx-size N     context (default: DEPTH + N-PROMPT + N-GEN)\n"
     "  -o, --output FORMAT  md (default), a markdown table, or json\n"
     "\n";
 
 struct bench_opts {
     const char *model, *shape, *format;
-    long layers, bits, group, n_prompt, n_gen, reps, ctx;
+    long layers, bits, group, n_prompt, n_gen, reps, ctx, depth;
     nb_session_opts run;
 };
 
@@ -85,6 +91,8 @@ static int parse_value(struct bench_opts *b, const char *a, const char *v)
         return nb_parse_int(a, v, 1, 1000, &b->reps);
     else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size"))
         return nb_parse_int(a, v, 1, 1 << 22, &b->ctx);
+    else if (!strcmp(a, "-d") || !strcmp(a, "--depth"))
+        return nb_parse_int(a, v, 0, 1 << 22, &b->depth);
     else
         return nb_error("bench: unknown option '%s' (see --help)", a), -1;
     return 0;
@@ -186,12 +194,13 @@ static int open_subject(struct subject *s, const struct bench_opts *b, nb_err *e
     } else if (b->layers && (uint32_t)b->layers < in_file) {
         s->model.meta.n_layers = (uint32_t)b->layers; /* bind the first ones only */
     }
-    long need = b->n_prompt > b->n_gen ? b->n_prompt : b->n_gen;
-    int ctx = (int)(b->ctx ? b->ctx : b->n_prompt + b->n_gen);
+    long need = b->depth + (b->n_prompt > b->n_gen ? b->n_prompt : b->n_gen);
+    int ctx = (int)(b->ctx ? b->ctx : b->depth + b->n_prompt + b->n_gen);
     if (ctx < need)
-        return nb_fail(e, "-c %d is shorter than the longest test (%ld tokens)", ctx, need);
+        return nb_fail(e, "-c %d is shorter than the longest test (%ld tokens, depth included)",
+                       ctx, need);
     if ((uint32_t)ctx > s->model.meta.max_ctx)
-        return nb_fail(e, "a context of %d tokens (-c, or -p + -n) is more than the model's %u",
+        return nb_fail(e, "a context of %d tokens (-c, or -d + -p + -n) is more than the model's %u",
                        ctx, s->model.meta.max_ctx);
     int rc = b->run.reference ? nb_llama_init(&s->llama, &s->model, ctx, e)
                               : nb_llama_init_fast(&s->llama, &s->model, ctx, &b->run.run, e);
@@ -210,19 +219,28 @@ static void close_subject(struct subject *s)
 
 /* ---- measuring ---- */
 
-static double run_prompt(nb_llama *m, const int32_t *ids, int n)
+static double run_prompt(nb_llama *m, const int32_t *ids, int n, int depth)
 {
     double t0 = nb_now();
-    nb_llama_prefill(m, ids, n, 0);
+    nb_llama_prefill(m, ids, n, depth);
     return nb_now() - t0;
 }
 
-static double run_decode(nb_llama *m, const int32_t *ids, int n)
+static double run_decode(nb_llama *m, const int32_t *ids, int n, int depth)
 {
     double t0 = nb_now();
     for (int i = 0; i < n; i++)
-        nb_llama_forward(m, ids[i], i);
+        nb_llama_forward(m, ids[i], depth + i);
     return nb_now() - t0;
+}
+
+/* ppN, or ppN @ dDEPTH as llama-bench names it. */
+static void name_test(struct test *t, const char *kind, long n, long depth)
+{
+    if (depth)
+        snprintf(t->name, sizeof t->name, "%s%ld @ d%ld", kind, n, depth);
+    else
+        snprintf(t->name, sizeof t->name, "%s%ld", kind, n);
 }
 
 static void summarize(struct test *t)
@@ -247,21 +265,22 @@ static int measure(struct subject *s, const struct bench_opts *b, struct test *t
     for (int i = 0; i < n; i++) /* any tokens: the work does not depend on them */
         ids[i] = (int32_t)((seed = seed * 6364136223846793005ull + 1442695040888963407ull) >>
                            33) % (int32_t)s->llama.cfg.vocab_size;
+    int d = (int)b->depth;
     if (b->n_prompt) {
         struct test *t = &tests[k++];
-        snprintf(t->name, sizeof t->name, "pp%ld", b->n_prompt);
+        name_test(t, "pp", b->n_prompt, b->depth);
         t->n_prompt = (int)b->n_prompt;
-        run_prompt(&s->llama, ids, t->n_prompt); /* warm-up */
+        run_prompt(&s->llama, ids, t->n_prompt, d); /* warm-up */
         for (t->count = 0; t->count < b->reps; t->count++)
-            t->tps[t->count] = t->n_prompt / run_prompt(&s->llama, ids, t->n_prompt);
+            t->tps[t->count] = t->n_prompt / run_prompt(&s->llama, ids, t->n_prompt, d);
     }
     if (b->n_gen) {
         struct test *t = &tests[k++];
-        snprintf(t->name, sizeof t->name, "tg%ld", b->n_gen);
+        name_test(t, "tg", b->n_gen, b->depth);
         t->n_gen = (int)b->n_gen;
-        run_decode(&s->llama, ids, 1);
+        run_decode(&s->llama, ids, 1, d);
         for (t->count = 0; t->count < b->reps; t->count++)
-            t->tps[t->count] = t->n_gen / run_decode(&s->llama, ids, t->n_gen);
+            t->tps[t->count] = t->n_gen / run_decode(&s->llama, ids, t->n_gen, d);
     }
     free(ids);
     for (int i = 0; i < k; i++)
@@ -352,9 +371,9 @@ static void print_json(const struct subject *s, const struct bench_opts *b,
            nb_llama_threads(&s->llama), s->llama.ctx, (unsigned long long)s->bytes_per_token,
            peak_rss(), kv, other);
     for (int i = 0; i < n; i++) {
-        printf("%s\n  {\"test\": \"%s\", \"n_prompt\": %d, \"n_gen\": %d, \"avg_ts\": %.6g, "
+        printf("%s\n  {\"test\": \"%s\", \"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %ld, \"avg_ts\": %.6g, "
                "\"stddev_ts\": %.6g, \"gb_per_s\": %.6g, \"samples_ts\": [",
-               i ? "," : "", t[i].name, t[i].n_prompt, t[i].n_gen, t[i].mean, t[i].sd,
+               i ? "," : "", t[i].name, t[i].n_prompt, t[i].n_gen, b->depth, t[i].mean, t[i].sd,
                t[i].mean * (double)s->bytes_per_token / 1e9);
         for (int k = 0; k < t[i].count; k++)
             printf("%s%.6g", k ? ", " : "", t[i].tps[k]);
