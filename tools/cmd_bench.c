@@ -200,8 +200,8 @@ static int open_subject(struct subject *s, const struct bench_opts *b, nb_err *e
         return nb_fail(e, "-c %d is shorter than the longest test (%ld tokens, depth included)",
                        ctx, need);
     if ((uint32_t)ctx > s->model.meta.max_ctx)
-        return nb_fail(e, "a context of %d tokens (-c, or -d + -p + -n) is more than the model's %u",
-                       ctx, s->model.meta.max_ctx);
+        return nb_fail(e, "a context of %d tokens (-c, or -d + -p + -n) is more than the "
+                          "model's %u", ctx, s->model.meta.max_ctx);
     int rc = b->run.reference ? nb_llama_init(&s->llama, &s->model, ctx, e)
                               : nb_llama_init_fast(&s->llama, &s->model, ctx, &b->run.run, e);
     if (rc)
@@ -371,8 +371,8 @@ static void print_json(const struct subject *s, const struct bench_opts *b,
            nb_llama_threads(&s->llama), s->llama.ctx, (unsigned long long)s->bytes_per_token,
            peak_rss(), kv, other);
     for (int i = 0; i < n; i++) {
-        printf("%s\n  {\"test\": \"%s\", \"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %ld, \"avg_ts\": %.6g, "
-               "\"stddev_ts\": %.6g, \"gb_per_s\": %.6g, \"samples_ts\": [",
+        printf("%s\n  {\"test\": \"%s\", \"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %ld, "
+               "\"avg_ts\": %.6g, \"stddev_ts\": %.6g, \"gb_per_s\": %.6g, \"samples_ts\": [",
                i ? "," : "", t[i].name, t[i].n_prompt, t[i].n_gen, b->depth, t[i].mean, t[i].sd,
                t[i].mean * (double)s->bytes_per_token / 1e9);
         for (int k = 0; k < t[i].count; k++)
