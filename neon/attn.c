@@ -3,10 +3,7 @@
 #include <math.h>
 
 #include "f16.h"
-
-#if defined(__aarch64__)
-#include <arm_neon.h>
-#endif
+#include "vexp.h"
 
 /* The running softmax state: the largest score so far and the sum of
  * exp(score - max); out holds the weighted values at that scale. */
@@ -15,22 +12,23 @@ typedef struct online {
 } online;
 
 /* Raises the maximum to s when s is larger, rescaling what was summed
- * at the old one. */
-static void raise_max(online *o, float s, float *out, size_t hd)
+ * at the old one by c (returned; 1 when the maximum stays). */
+static float raise_max(online *o, float s, float *out, size_t hd)
 {
-    if (s > o->max) {
-        float c = expf(o->max - s); /* 0 for the first position */
-        o->sum *= c;
-        for (size_t i = 0; i < hd; i++)
-            out[i] *= c;
-        o->max = s;
-    }
+    if (!(s > o->max))
+        return 1.0f;
+    float c = nb_exp_ref(o->max - s); /* 0 for the first position */
+    o->sum *= c;
+    for (size_t i = 0; i < hd; i++)
+        out[i] *= c;
+    o->max = s;
+    return c;
 }
 
 /* Weight of score s at the current maximum, counted in the sum. */
 static float weigh(online *o, float s)
 {
-    float w = expf(s - o->max);
+    float w = nb_exp_ref(s - o->max);
     o->sum += w;
     return w;
 }
@@ -87,7 +85,7 @@ static float dot_f16(const float *q, const uint16_t *k, size_t hd)
     return s;
 }
 
-enum { BLOCK = 8 }; /* positions whose weights are applied together */
+enum { BLOCK = 8 }; /* positions whose weights are applied together: 2 vectors */
 
 static inline float32x4_t low8(uint16x8_t h)
 {
@@ -172,32 +170,45 @@ static void accumulate(float *out, const float *w, const uint16_t *v, size_t str
             out[i] += w[j] * nb_f16_to_f32(v[j * stride + i]);
 }
 
+/* Unscaled scores of the m positions of a block into w; the lanes past m
+ * get -inf, a weight of 0. */
+static void score_block(float *w, const float *q, const uint16_t *k, size_t stride, size_t m,
+                        size_t hd)
+{
+    size_t j = 0;
+    for (; j + 4 <= m; j += 4)
+        dot4_f16(q, k + j * stride, stride, hd, w + j);
+    for (; j < m; j++)
+        w[j] = dot_f16(q, k + j * stride, hd);
+    for (; j < BLOCK; j++)
+        w[j] = -INFINITY;
+}
+
 /* Scores of a block of positions: the running maximum moves (and out is
- * rescaled) at most once per block. */
+ * rescaled) at most once per block; the block's weights are 2 vectors of
+ * exp, summed in 4 lanes (o.sum is their total only at the end). */
 void nb_attend_f16_neon(float *out, const float *q, const uint16_t *k, const uint16_t *v,
                         size_t stride, size_t n, size_t hd, float scale)
 {
     online o = {-INFINITY, 0.0f};
+    float32x4_t sum = vdupq_n_f32(0.0f);
     float w[BLOCK];
     for (size_t i = 0; i < hd; i++)
         out[i] = 0.0f;
     for (size_t t = 0; t < n; t += BLOCK) {
         size_t m = n - t < BLOCK ? n - t : BLOCK;
-        size_t j = 0;
-        for (; j + 4 <= m; j += 4)
-            dot4_f16(q, k + (t + j) * stride, stride, hd, w + j);
-        for (; j < m; j++)
-            w[j] = dot_f16(q, k + (t + j) * stride, hd);
-        float top = -INFINITY;
-        for (j = 0; j < m; j++) {
-            w[j] *= scale;
-            top = w[j] > top ? w[j] : top;
-        }
-        raise_max(&o, top, out, hd);
-        for (size_t j = 0; j < m; j++)
-            w[j] = weigh(&o, w[j]);
+        score_block(w, q, k + t * stride, stride, m, hd);
+        float32x4_t s0 = vmulq_n_f32(vld1q_f32(w), scale);
+        float32x4_t s1 = vmulq_n_f32(vld1q_f32(w + 4), scale);
+        sum = vmulq_n_f32(sum, raise_max(&o, vmaxvq_f32(vmaxq_f32(s0, s1)), out, hd));
+        float32x4_t top = vdupq_n_f32(o.max);
+        float32x4_t w0 = nb_exp_neon(vsubq_f32(s0, top)), w1 = nb_exp_neon(vsubq_f32(s1, top));
+        sum = vaddq_f32(sum, vaddq_f32(w0, w1));
+        vst1q_f32(w, w0);
+        vst1q_f32(w + 4, w1);
         accumulate(out, w, v + t * stride, stride, m, hd);
     }
+    o.sum = vaddvq_f32(sum);
     finish(&o, out, hd);
 }
 
