@@ -7,6 +7,7 @@
  * tokens per second. The model is a file, or a random one of a known
  * shape built in memory (tools/synth.c), so a 7B needs no download. */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include <sys/resource.h>
 
 #include "cli.h"
+#include "ppl.h"
 #include "progress.h"
 #include "synth.h"
 
@@ -41,13 +43,35 @@ static const char help[] =
     "                       same, and a long context is measured without prefilling it\n"
     "  -c, --ctx-size N     context (default: DEPTH + N-PROMPT + N-GEN)\n"
     "  -o, --output FORMAT  md (default), a markdown table, or json\n"
+    "\n"
+    "Quality of the int8 activations (-m only): after the speed tests, the\n"
+    "perplexity on a text (as nibble ppl) of the fast path with int8 activations\n"
+    "and with fp32 ones (--exact), and their relative difference, flagged when\n"
+    "it is over 0.5%. Both use the -t, --cpus and --kernels given; --exact and\n"
+    "--reference apply to the speed tests only.\n"
+    "  --ppl FILE           the text (e.g. wiki.test.raw); -p 0 -n 0 skips the\n"
+    "                       speed tests\n"
+    "  --ppl-ctx N          window length in tokens (default: 512, or the model's\n"
+    "                       maximum if smaller)\n"
+    "  --ppl-windows W      the first W windows only (default: all)\n"
+    "  -q, --quiet          no progress on stderr\n"
     "\n";
 
 struct bench_opts {
-    const char *model, *shape, *format;
+    const char *model, *shape, *format, *ppl_text;
     long layers, bits, group, n_prompt, n_gen, reps, ctx, depth;
+    nb_ppl_opts ppl;
     nb_session_opts run;
 };
+
+/* The perplexities of the two activation paths. */
+struct ppl_pair {
+    nb_ppl int8, exact;
+    double diff; /* int8 relative to exact, in percent */
+};
+
+/* The int8 path's bound: its perplexity within 0.5% of the exact path's. */
+static const double ppl_limit_pct = 0.5;
 
 /* One test: its samples in tokens per second. */
 struct test {
@@ -64,6 +88,7 @@ struct subject {
     nb_llama llama;
     char name[128];
     uint64_t size, params, bytes_per_token;
+    double rss; /* peak resident bytes after the speed tests */
 };
 
 static int parse_value(struct bench_opts *b, const char *a, const char *v)
@@ -93,6 +118,12 @@ static int parse_value(struct bench_opts *b, const char *a, const char *v)
         return nb_parse_int(a, v, 1, 1 << 22, &b->ctx);
     else if (!strcmp(a, "-d") || !strcmp(a, "--depth"))
         return nb_parse_int(a, v, 0, 1 << 22, &b->depth);
+    else if (!strcmp(a, "--ppl"))
+        b->ppl_text = v;
+    else if (!strcmp(a, "--ppl-ctx"))
+        return nb_parse_int(a, v, 2, 1 << 22, &b->ppl.ctx);
+    else if (!strcmp(a, "--ppl-windows"))
+        return nb_parse_int(a, v, 1, 1L << 30, &b->ppl.windows);
     else
         return nb_error("bench: unknown option '%s' (see --help)", a), -1;
     return 0;
@@ -105,7 +136,9 @@ static int parse(struct bench_opts *b, int argc, char **argv)
         const char *a = argv[i], *v;
         if (nb_is_help(a))
             return fputs(help, stdout), nb_run_help(stdout), 1;
-        if (!nb_run_switch(&b->run, a) &&
+        if (!strcmp(a, "-q") || !strcmp(a, "--quiet"))
+            b->ppl.quiet = 1;
+        else if (!nb_run_switch(&b->run, a) &&
             (!(v = nb_arg(argc, argv, &i)) || parse_value(b, a, v)))
             return -1;
     }
@@ -115,8 +148,15 @@ static int parse(struct bench_opts *b, int argc, char **argv)
         return nb_error("-o expects md or json, got '%s'", b->format), -1;
     if (b->group % 32)
         return nb_error("--group must be 0 or a multiple of 32, got %ld", b->group), -1;
-    if (!b->n_prompt && !b->n_gen)
+    if (!b->n_prompt && !b->n_gen && !b->ppl_text)
         return nb_error("-p and -n are both 0: nothing to measure"), -1;
+    if (b->ppl_text && !b->model)
+        return nb_error("--ppl needs -m MODEL: a random --shape model has no text to score"), -1;
+    FILE *f = b->ppl_text ? fopen(b->ppl_text, "rb") : NULL;
+    if (b->ppl_text && !f)
+        return nb_error("cannot read %s: %s", b->ppl_text, strerror(errno)), -1;
+    if (f)
+        fclose(f);
     return 0;
 }
 
@@ -199,6 +239,9 @@ static int open_subject(struct subject *s, const struct bench_opts *b, nb_err *e
     if (ctx < need)
         return nb_fail(e, "-c %d is shorter than the longest test (%ld tokens, depth included)",
                        ctx, need);
+    if (b->ppl.ctx > (long)s->model.meta.max_ctx)
+        return nb_fail(e, "--ppl-ctx %ld is longer than the model's context of %u", b->ppl.ctx,
+                       s->model.meta.max_ctx);
     if ((uint32_t)ctx > s->model.meta.max_ctx)
         return nb_fail(e, "a context of %d tokens (-c, or -d + -p + -n) is more than the "
                           "model's %u", ctx, s->model.meta.max_ctx);
@@ -258,6 +301,8 @@ static void summarize(struct test *t)
 static int measure(struct subject *s, const struct bench_opts *b, struct test *tests)
 {
     int n = (int)(b->n_prompt > b->n_gen ? b->n_prompt : b->n_gen), k = 0;
+    if (!n)
+        return 0;
     int32_t *ids = malloc((size_t)n * sizeof *ids);
     if (!ids)
         return nb_error("out of memory"), -1;
@@ -286,6 +331,37 @@ static int measure(struct subject *s, const struct bench_opts *b, struct test *t
     for (int i = 0; i < k; i++)
         summarize(&tests[i]);
     return k;
+}
+
+/* Perplexity on the fast path with int8 activations, then with fp32 ones:
+ * 0, or 1 after an error line. One session at a time; the weights are
+ * mapped, so each costs only its state. */
+static int measure_ppl(const struct bench_opts *b, struct ppl_pair *p)
+{
+    nb_ppl_opts o = b->ppl;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    int rc = 0;
+    for (int exact = 0; exact < 2 && !rc; exact++) {
+        nb_session_opts so = b->run;
+        so.reference = 0, so.run.exact = exact;
+        nb_session s;
+        nb_err e = {{0}};
+        if (nb_session_open_with(&s, b->model, 0, &so, &e)) {
+            rc = nb_error("%s", e.msg);
+            break;
+        }
+        if (!ids)
+            rc = nb_ppl_text(&s, b->ppl_text, &o, &ids, &n);
+        if (!rc)
+            rc = nb_ppl_eval(&s, ids, n, &o, exact ? "perplexity, exact" : "perplexity, int8",
+                             exact ? &p->exact : &p->int8);
+        nb_session_close(&s);
+    }
+    free(ids);
+    if (!rc)
+        p->diff = 100.0 * (p->int8.ppl - p->exact.ppl) / p->exact.ppl;
+    return rc;
 }
 
 /* ---- reporting ---- */
@@ -330,12 +406,27 @@ static void print_md(const struct subject *s, const struct bench_opts *b, const 
     size_t kv, other;
     nb_llama_memory(&s->llama, &kv, &other);
     char rss[32], kvs[32], others[32];
-    human_bytes(rss, sizeof rss, peak_rss());
+    human_bytes(rss, sizeof rss, s->rss);
     human_bytes(kvs, sizeof kvs, (double)kv);
     human_bytes(others, sizeof others, (double)other);
     printf("\npeak RSS %s; context %d: KV cache %s (%s), activations and scratch %s beyond "
            "it\n",
            rss, s->llama.ctx, kvs, s->llama.fast ? "fp16" : "fp32", others);
+}
+
+static void print_ppl_md(const struct subject *s, const struct bench_opts *b,
+                         const struct ppl_pair *p)
+{
+    const char *text = strrchr(b->ppl_text, '/');
+    text = text ? text + 1 : b->ppl_text;
+    int ok = fabs(p->diff) <= ppl_limit_pct;
+    printf("\n| model | text | windows | ppl int8 | ppl exact | int8 vs exact |\n"
+           "| --- | --- | ---: | ---: | ---: | ---: |\n"
+           "| %s | %s | %ld × %ld tokens | %.4f ± %.4f | %.4f ± %.4f | %+.3f%% |\n",
+           s->name, text, p->int8.windows, p->int8.ctx, p->int8.ppl, p->int8.se, p->exact.ppl,
+           p->exact.se, p->diff);
+    printf("\nint8 activations: perplexity %s %.1f%% of the exact path's%s\n",
+           ok ? "within" : "NOT within", ppl_limit_pct, ok ? "" : " (FLAGGED)");
 }
 
 static void json_string(const char *s)
@@ -353,8 +444,14 @@ static void json_string(const char *s)
     putchar('"');
 }
 
+static void print_ppl_json(const nb_ppl *r)
+{
+    printf("{\"ppl\": %.6g, \"stderr\": %.6g, \"tokens\": %ld}", r->ppl, r->se, r->tokens);
+}
+
+/* p: the perplexities, or NULL when not asked for. */
 static void print_json(const struct subject *s, const struct bench_opts *b,
-                       const struct test *t, int n)
+                       const struct test *t, int n, const struct ppl_pair *p)
 {
     char kern[32];
     size_t kv, other;
@@ -369,7 +466,7 @@ static void print_json(const struct subject *s, const struct bench_opts *b,
            "\"peak_rss_bytes\": %.0f, \"kv_cache_bytes\": %zu, \"other_state_bytes\": %zu,\n"
            " \"tests\": [",
            nb_llama_threads(&s->llama), s->llama.ctx, (unsigned long long)s->bytes_per_token,
-           peak_rss(), kv, other);
+           s->rss, kv, other);
     for (int i = 0; i < n; i++) {
         printf("%s\n  {\"test\": \"%s\", \"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %ld, "
                "\"avg_ts\": %.6g, \"stddev_ts\": %.6g, \"gb_per_s\": %.6g, \"samples_ts\": [",
@@ -379,7 +476,18 @@ static void print_json(const struct subject *s, const struct bench_opts *b,
             printf("%s%.6g", k ? ", " : "", t[i].tps[k]);
         printf("]}");
     }
-    printf("]}\n");
+    printf("]");
+    if (p) {
+        printf(",\n \"ppl\": {\"text\": ");
+        json_string(b->ppl_text);
+        printf(", \"ctx\": %ld, \"windows\": %ld, \"int8\": ", p->int8.ctx, p->int8.windows);
+        print_ppl_json(&p->int8);
+        printf(", \"exact\": ");
+        print_ppl_json(&p->exact);
+        printf(", \"diff_pct\": %.6g, \"limit_pct\": %g, \"within_limit\": %s}", p->diff,
+               ppl_limit_pct, fabs(p->diff) <= ppl_limit_pct ? "true" : "false");
+    }
+    printf("}\n");
 }
 
 int cmd_bench(int argc, char **argv)
@@ -399,11 +507,17 @@ int cmd_bench(int argc, char **argv)
     double samples[2][1000];
     memset(tests, 0, sizeof tests);
     tests[0].tps = samples[0], tests[1].tps = samples[1];
-    int n = measure(&s, &b, tests);
-    if (n > 0 && !strcmp(b.format, "json"))
-        print_json(&s, &b, tests, n);
-    else if (n > 0)
+    int n = measure(&s, &b, tests), md = !strcmp(b.format, "md");
+    s.rss = peak_rss();
+    if (n > 0 && md)
         print_md(&s, &b, tests, n);
+    fflush(stdout); /* the speed table shows while the perplexity runs */
+    struct ppl_pair ppl;
+    int failed = n < 0 || (b.ppl_text && measure_ppl(&b, &ppl));
+    if (!failed && b.ppl_text && md)
+        print_ppl_md(&s, &b, &ppl);
+    else if (!failed && !md)
+        print_json(&s, &b, tests, n, b.ppl_text ? &ppl : NULL);
     close_subject(&s);
-    return n > 0 ? (fflush(stdout) ? nb_error("cannot write the output") : 0) : 1;
+    return failed ? 1 : fflush(stdout) ? nb_error("cannot write the output") : 0;
 }
