@@ -446,7 +446,7 @@ static void json_string(const char *s)
 
 static void print_ppl_json(const nb_ppl *r)
 {
-    printf("{\"ppl\": %.6g, \"stderr\": %.6g, \"tokens\": %ld}", r->ppl, r->se, r->tokens);
+    printf("{\"ppl\": %.8g, \"stderr\": %.6g, \"tokens\": %ld}", r->ppl, r->se, r->tokens);
 }
 
 /* p: the perplexities, or NULL when not asked for. */
