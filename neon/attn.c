@@ -3,10 +3,7 @@
 #include <math.h>
 
 #include "f16.h"
-
-#if defined(__aarch64__)
-#include <arm_neon.h>
-#endif
+#include "vexp.h"
 
 /* The running softmax state: the largest score so far and the sum of
  * exp(score - max); out holds the weighted values at that scale. */
@@ -15,22 +12,23 @@ typedef struct online {
 } online;
 
 /* Raises the maximum to s when s is larger, rescaling what was summed
- * at the old one. */
-static void raise_max(online *o, float s, float *out, size_t hd)
+ * at the old one by c (returned; 1 when the maximum stays). */
+static float raise_max(online *o, float s, float *out, size_t hd)
 {
-    if (s > o->max) {
-        float c = expf(o->max - s); /* 0 for the first position */
-        o->sum *= c;
-        for (size_t i = 0; i < hd; i++)
-            out[i] *= c;
-        o->max = s;
-    }
+    if (!(s > o->max))
+        return 1.0f;
+    float c = nb_exp_ref(o->max - s); /* 0 for the first position */
+    o->sum *= c;
+    for (size_t i = 0; i < hd; i++)
+        out[i] *= c;
+    o->max = s;
+    return c;
 }
 
 /* Weight of score s at the current maximum, counted in the sum. */
 static float weigh(online *o, float s)
 {
-    float w = expf(s - o->max);
+    float w = nb_exp_ref(s - o->max);
     o->sum += w;
     return w;
 }
@@ -87,7 +85,7 @@ static float dot_f16(const float *q, const uint16_t *k, size_t hd)
     return s;
 }
 
-enum { BLOCK = 8 }; /* positions whose weights are applied together */
+enum { BLOCK = 8 }; /* positions whose weights are applied together: 2 vectors */
 
 static inline float32x4_t low8(uint16x8_t h)
 {
@@ -106,6 +104,22 @@ static inline float32x4_t fma8(float32x4_t a, const uint16_t *k, float32x4_t q0,
     return vfmaq_f32(vfmaq_f32(a, low8(h), q0), high8(h), q1);
 }
 
+/* Adds columns from .. hd-1 (the last, fewer than 8) to the scores of
+ * rows positions. */
+static void add_tails(const float *q, const uint16_t *k, size_t stride, size_t from, size_t hd,
+                      float *s, int rows)
+{
+    for (int r = 0; r < rows; r++)
+        for (size_t c = from; c < hd; c++)
+            s[r] += q[c] * nb_f16_to_f32(k[(size_t)r * stride + c]);
+}
+
+/* The sums of a, b, c, d's lanes, pairwise (as vaddvq_f32 adds each). */
+static inline float32x4_t sum4(float32x4_t a, float32x4_t b, float32x4_t c, float32x4_t d)
+{
+    return vpaddq_f32(vpaddq_f32(a, b), vpaddq_f32(c, d));
+}
+
 /* Scores of 4 positions at once: each load of q serves the 4 keys. (The
  * accumulators are named, not an array: GCC stores an array to memory on
  * every iteration.) */
@@ -120,10 +134,33 @@ static void dot4_f16(const float *q, const uint16_t *k, size_t stride, size_t hd
         a2 = fma8(a2, k + 2 * stride + i, q0, q1);
         a3 = fma8(a3, k + 3 * stride + i, q0, q1);
     }
-    s[0] = vaddvq_f32(a0), s[1] = vaddvq_f32(a1), s[2] = vaddvq_f32(a2), s[3] = vaddvq_f32(a3);
-    for (int r = 0; r < 4; r++)
-        for (size_t c = i; c < hd; c++)
-            s[r] += q[c] * nb_f16_to_f32(k[(size_t)r * stride + c]);
+    vst1q_f32(s, sum4(a0, a1, a2, a3));
+    add_tails(q, k, stride, i, hd, s, 4);
+}
+
+/* The same for the 8 positions of a whole block: a load of q serves 8
+ * keys. Each score's bits are dot4_f16's. Not inlined: in the caller, the
+ * exp's constants take the registers and accumulators spill to the stack. */
+__attribute__((noinline)) static void dot8_f16(const float *q, const uint16_t *k, size_t stride, size_t hd, float *s)
+{
+    float32x4_t a0 = vdupq_n_f32(0.0f), a1 = a0, a2 = a0, a3 = a0;
+    float32x4_t a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    const uint16_t *k4 = k + 4 * stride;
+    size_t i = 0;
+    for (; i + 8 <= hd; i += 8) {
+        float32x4_t q0 = vld1q_f32(q + i), q1 = vld1q_f32(q + i + 4);
+        a0 = fma8(a0, k + i, q0, q1);
+        a1 = fma8(a1, k + stride + i, q0, q1);
+        a2 = fma8(a2, k + 2 * stride + i, q0, q1);
+        a3 = fma8(a3, k + 3 * stride + i, q0, q1);
+        a4 = fma8(a4, k4 + i, q0, q1);
+        a5 = fma8(a5, k4 + stride + i, q0, q1);
+        a6 = fma8(a6, k4 + 2 * stride + i, q0, q1);
+        a7 = fma8(a7, k4 + 3 * stride + i, q0, q1);
+    }
+    vst1q_f32(s, sum4(a0, a1, a2, a3));
+    vst1q_f32(s + 4, sum4(a4, a5, a6, a7));
+    add_tails(q, k, stride, i, hd, s, 8);
 }
 
 /* The value row's columns i .. i+7, weighted by lane L of w, into a, b. */
@@ -172,32 +209,47 @@ static void accumulate(float *out, const float *w, const uint16_t *v, size_t str
             out[i] += w[j] * nb_f16_to_f32(v[j * stride + i]);
 }
 
+/* Unscaled scores of the m positions of a block into w; the lanes past m
+ * get -inf, a weight of 0. */
+static void score_block(float *w, const float *q, const uint16_t *k, size_t stride, size_t m,
+                        size_t hd)
+{
+    size_t j = 0;
+    if (m == BLOCK)
+        return dot8_f16(q, k, stride, hd, w);
+    for (; j + 4 <= m; j += 4)
+        dot4_f16(q, k + j * stride, stride, hd, w + j);
+    for (; j < m; j++)
+        w[j] = dot_f16(q, k + j * stride, hd);
+    for (; j < BLOCK; j++)
+        w[j] = -INFINITY;
+}
+
 /* Scores of a block of positions: the running maximum moves (and out is
- * rescaled) at most once per block. */
+ * rescaled) at most once per block; the block's weights are 2 vectors of
+ * exp, summed in 4 lanes (o.sum is their total only at the end). */
 void nb_attend_f16_neon(float *out, const float *q, const uint16_t *k, const uint16_t *v,
                         size_t stride, size_t n, size_t hd, float scale)
 {
     online o = {-INFINITY, 0.0f};
+    float32x4_t sum = vdupq_n_f32(0.0f);
     float w[BLOCK];
     for (size_t i = 0; i < hd; i++)
         out[i] = 0.0f;
     for (size_t t = 0; t < n; t += BLOCK) {
         size_t m = n - t < BLOCK ? n - t : BLOCK;
-        size_t j = 0;
-        for (; j + 4 <= m; j += 4)
-            dot4_f16(q, k + (t + j) * stride, stride, hd, w + j);
-        for (; j < m; j++)
-            w[j] = dot_f16(q, k + (t + j) * stride, hd);
-        float top = -INFINITY;
-        for (j = 0; j < m; j++) {
-            w[j] *= scale;
-            top = w[j] > top ? w[j] : top;
-        }
-        raise_max(&o, top, out, hd);
-        for (size_t j = 0; j < m; j++)
-            w[j] = weigh(&o, w[j]);
+        score_block(w, q, k + t * stride, stride, m, hd);
+        float32x4_t s0 = vmulq_n_f32(vld1q_f32(w), scale);
+        float32x4_t s1 = vmulq_n_f32(vld1q_f32(w + 4), scale);
+        sum = vmulq_n_f32(sum, raise_max(&o, vmaxvq_f32(vmaxq_f32(s0, s1)), out, hd));
+        float32x4_t top = vdupq_n_f32(o.max);
+        float32x4_t w0 = nb_exp_neon(vsubq_f32(s0, top)), w1 = nb_exp_neon(vsubq_f32(s1, top));
+        sum = vaddq_f32(sum, vaddq_f32(w0, w1));
+        vst1q_f32(w, w0);
+        vst1q_f32(w + 4, w1);
         accumulate(out, w, v + t * stride, stride, m, hd);
     }
+    o.sum = vaddvq_f32(sum);
     finish(&o, out, hd);
 }
 

@@ -6,8 +6,11 @@
  *   out[i] = sum_t softmax_t(scale * q . k_t) * v_t[i],  t < n
  * Keys and values of position t start at k + t * stride, v + t * stride
  * (stride = the cache row, so grouped-query heads read their kv head in
- * place). The NEON variant keeps 4 lanes of partial sums; the reference
- * adds in column order: they differ by fp32 rounding only. */
+ * place). The weights' exp is neon/vexp.h's, 4 lanes at a time in the
+ * NEON variant, one at a time in the reference (same algorithm, same bits).
+ * The NEON variant keeps 4 lanes of partial sums; the reference adds in
+ * column order: they differ by fp32 rounding only. A head's result depends
+ * on nothing but its inputs, whichever thread runs it. */
 #ifndef NIBBLE_ATTN_H
 #define NIBBLE_ATTN_H
 

@@ -350,6 +350,38 @@ assert r["kv_cache_bytes"] == 2 * 2 * 16 * 32 * 2, r["kv_cache_bytes"]
     fail "bench tinyllama, 1 layer, --cpus 0"
   grep -q "tinyllama-1.1b q4 g128, 1/22 layers .* | 1 | tg4 |" "$tmp/bench" ||
     fail "bench tinyllama row: $(cat "$tmp/bench")"
+  # bench --ppl: the speed table, then the int8 and exact perplexities, the
+  # same numbers nibble ppl prints with and without --exact.
+  run bench -m "$q" -p 4 -n 4 -r 1 --ppl "$DATA/tinystories_head.txt" --ppl-ctx 256 \
+    --ppl-windows 4 -q >"$tmp/bench" 2>"$tmp/err" || fail "bench --ppl: $(cat "$tmp/err")"
+  cat "$tmp/bench"
+  grep -q "| tg4 |" "$tmp/bench" || fail "bench --ppl: no speed table"
+  grep -q '^| model | text | windows | ppl int8 | ppl exact | int8 vs exact |$' "$tmp/bench" ||
+    fail "bench --ppl table header"
+  a=$(run ppl -q -m "$q" -f "$DATA/tinystories_head.txt" -c 256 --windows 4 |
+      sed -n 's/^PPL = \([0-9.]*\) +\/- \([0-9.]*\).*/\1 ± \2/p')
+  b=$(run ppl -q -m "$q" -f "$DATA/tinystories_head.txt" -c 256 --windows 4 --exact |
+      sed -n 's/^PPL = \([0-9.]*\) +\/- \([0-9.]*\).*/\1 ± \2/p')
+  grep -Eq "^\| q.nib q4 g32 \| tinystories_head.txt \| 4 × 256 tokens \| $a \| $b \| [-+][0-9.]+% \|$" \
+    "$tmp/bench" || fail "bench --ppl row, expected int8 $a and exact $b"
+  grep -q "^int8 activations: perplexity within 0.5% of the exact path's$" "$tmp/bench" ||
+    fail "bench --ppl verdict line"
+  run bench -m "$q" -p 0 -n 0 --ppl "$DATA/tinystories_head.txt" --ppl-ctx 256 --ppl-windows 4 \
+    -q -o json >"$tmp/json" || fail "bench --ppl -o json"
+  python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))["ppl"]
+i, e = r["int8"]["ppl"], r["exact"]["ppl"]
+assert r["ctx"] == 256 and r["windows"] == 4 and r["int8"]["tokens"] == 4 * 255, r
+assert abs(float(sys.argv[2]) - i) < 1e-4 and abs(float(sys.argv[3]) - e) < 1e-4, r
+assert abs(r["diff_pct"] - 100 * (i - e) / e) < 1e-3 and r["within_limit"] is True, r
+' "$tmp/json" "${a%% *}" "${b%% *}" && echo "ok: bench --ppl -o json" ||
+    fail "bench --ppl json: $(head -c 400 "$tmp/json")"
+  expect_error "bench --ppl on a random model" "needs -m" -- \
+    bench --shape 64,2,4,2,128,512 --ppl "$DATA/tinystories_head.txt"
+  expect_error "bench --ppl, no such text" "cannot read" -- bench -m "$q" --ppl "$tmp/none.txt"
+  expect_error "bench --ppl-ctx past the model" "longer than" -- \
+    bench -m "$q" --ppl "$DATA/tinystories_head.txt" --ppl-ctx 4096
 
   for cmd in "generate -m $q" "ppl -m $q -f $DATA/tinystories_head.txt" \
              "bench --shape 64,2,4,2,128,512"; do

@@ -1,11 +1,13 @@
 /* nibble bench: prefill and decode speed, measured as llama-bench does.
  * ppN prefills N tokens into an empty context; tgN decodes N tokens one
- * at a time from an empty context. Each test runs once to warm up, then
+ * at a time from an empty context; with --depth D both start at position
+ * D instead (named "ppN @ dD"). Each test runs once to warm up, then
  * -r times; the table shows the mean and standard deviation of tokens per
  * second, and the effective bandwidth: weight bytes read per token times
  * tokens per second. The model is a file, or a random one of a known
  * shape built in memory (tools/synth.c), so a 7B needs no download. */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,7 @@
 #include <sys/resource.h>
 
 #include "cli.h"
+#include "ppl.h"
 #include "progress.h"
 #include "synth.h"
 
@@ -20,8 +23,9 @@ static const char help[] =
     "usage: nibble bench (-m MODEL.nib | --shape SHAPE) [options]\n"
     "\n"
     "Measures prefill (ppN: N prompt tokens) and decode (tgN: N tokens one at a\n"
-    "time) speed from an empty context, like llama-bench: tokens per second as\n"
-    "mean +- standard deviation over the repetitions, after one warm-up.\n"
+    "time) speed from an empty context (or from --depth), like llama-bench: tokens\n"
+    "per second as mean +- standard deviation over the repetitions, after one\n"
+    "warm-up.\n"
     "  -m, --model FILE     a .nib model\n"
     "  --shape SHAPE        instead, a random model built in memory: tinyllama-1.1b,\n"
     "                       llama2-7b, llama2-13b, mistral-7b, or\n"
@@ -33,15 +37,41 @@ static const char help[] =
     "  -p, --n-prompt N     prompt tokens of the prefill test, 0 = skip it (default 512)\n"
     "  -n, --n-gen N        tokens of the decode test, 0 = skip it (default 128)\n"
     "  -r, --repetitions N  measured runs of each test (default 5)\n"
-    "  -c, --ctx-size N     context (default: N-PROMPT + N-GEN)\n"
+    "  -d, --depth N        both tests start at position N of the context, as after\n"
+    "                       an N-token prompt (default 0); the cache rows before are\n"
+    "                       zeros, not a prefilled text: attending to them costs the\n"
+    "                       same, and a long context is measured without prefilling it\n"
+    "  -c, --ctx-size N     context (default: DEPTH + N-PROMPT + N-GEN)\n"
     "  -o, --output FORMAT  md (default), a markdown table, or json\n"
+    "\n"
+    "Quality of the int8 activations (-m only): after the speed tests, the\n"
+    "perplexity on a text (as nibble ppl) of the fast path with int8 activations\n"
+    "and with fp32 ones (--exact), and their relative difference, flagged when\n"
+    "it is over 0.5%. Both use the -t, --cpus and --kernels given; --exact and\n"
+    "--reference apply to the speed tests only.\n"
+    "  --ppl FILE           the text (e.g. wiki.test.raw); -p 0 -n 0 skips the\n"
+    "                       speed tests\n"
+    "  --ppl-ctx N          window length in tokens (default: 512, or the model's\n"
+    "                       maximum if smaller)\n"
+    "  --ppl-windows W      the first W windows only (default: all)\n"
+    "  -q, --quiet          no progress on stderr\n"
     "\n";
 
 struct bench_opts {
-    const char *model, *shape, *format;
-    long layers, bits, group, n_prompt, n_gen, reps, ctx;
+    const char *model, *shape, *format, *ppl_text;
+    long layers, bits, group, n_prompt, n_gen, reps, ctx, depth;
+    nb_ppl_opts ppl;
     nb_session_opts run;
 };
+
+/* The perplexities of the two activation paths. */
+struct ppl_pair {
+    nb_ppl int8, exact;
+    double diff; /* int8 relative to exact, in percent */
+};
+
+/* The int8 path's bound: its perplexity within 0.5% of the exact path's. */
+static const double ppl_limit_pct = 0.5;
 
 /* One test: its samples in tokens per second. */
 struct test {
@@ -58,6 +88,7 @@ struct subject {
     nb_llama llama;
     char name[128];
     uint64_t size, params, bytes_per_token;
+    double rss; /* peak resident bytes after the speed tests */
 };
 
 static int parse_value(struct bench_opts *b, const char *a, const char *v)
@@ -85,6 +116,14 @@ static int parse_value(struct bench_opts *b, const char *a, const char *v)
         return nb_parse_int(a, v, 1, 1000, &b->reps);
     else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size"))
         return nb_parse_int(a, v, 1, 1 << 22, &b->ctx);
+    else if (!strcmp(a, "-d") || !strcmp(a, "--depth"))
+        return nb_parse_int(a, v, 0, 1 << 22, &b->depth);
+    else if (!strcmp(a, "--ppl"))
+        b->ppl_text = v;
+    else if (!strcmp(a, "--ppl-ctx"))
+        return nb_parse_int(a, v, 2, 1 << 22, &b->ppl.ctx);
+    else if (!strcmp(a, "--ppl-windows"))
+        return nb_parse_int(a, v, 1, 1L << 30, &b->ppl.windows);
     else
         return nb_error("bench: unknown option '%s' (see --help)", a), -1;
     return 0;
@@ -97,7 +136,9 @@ static int parse(struct bench_opts *b, int argc, char **argv)
         const char *a = argv[i], *v;
         if (nb_is_help(a))
             return fputs(help, stdout), nb_run_help(stdout), 1;
-        if (!nb_run_switch(&b->run, a) &&
+        if (!strcmp(a, "-q") || !strcmp(a, "--quiet"))
+            b->ppl.quiet = 1;
+        else if (!nb_run_switch(&b->run, a) &&
             (!(v = nb_arg(argc, argv, &i)) || parse_value(b, a, v)))
             return -1;
     }
@@ -107,8 +148,15 @@ static int parse(struct bench_opts *b, int argc, char **argv)
         return nb_error("-o expects md or json, got '%s'", b->format), -1;
     if (b->group % 32)
         return nb_error("--group must be 0 or a multiple of 32, got %ld", b->group), -1;
-    if (!b->n_prompt && !b->n_gen)
+    if (!b->n_prompt && !b->n_gen && !b->ppl_text)
         return nb_error("-p and -n are both 0: nothing to measure"), -1;
+    if (b->ppl_text && !b->model)
+        return nb_error("--ppl needs -m MODEL: a random --shape model has no text to score"), -1;
+    FILE *f = b->ppl_text ? fopen(b->ppl_text, "rb") : NULL;
+    if (b->ppl_text && !f)
+        return nb_error("cannot read %s: %s", b->ppl_text, strerror(errno)), -1;
+    if (f)
+        fclose(f);
     return 0;
 }
 
@@ -186,13 +234,17 @@ static int open_subject(struct subject *s, const struct bench_opts *b, nb_err *e
     } else if (b->layers && (uint32_t)b->layers < in_file) {
         s->model.meta.n_layers = (uint32_t)b->layers; /* bind the first ones only */
     }
-    long need = b->n_prompt > b->n_gen ? b->n_prompt : b->n_gen;
-    int ctx = (int)(b->ctx ? b->ctx : b->n_prompt + b->n_gen);
+    long need = b->depth + (b->n_prompt > b->n_gen ? b->n_prompt : b->n_gen);
+    int ctx = (int)(b->ctx ? b->ctx : b->depth + b->n_prompt + b->n_gen);
     if (ctx < need)
-        return nb_fail(e, "-c %d is shorter than the longest test (%ld tokens)", ctx, need);
+        return nb_fail(e, "-c %d is shorter than the longest test (%ld tokens, depth included)",
+                       ctx, need);
+    if (b->ppl.ctx > (long)s->model.meta.max_ctx)
+        return nb_fail(e, "--ppl-ctx %ld is longer than the model's context of %u", b->ppl.ctx,
+                       s->model.meta.max_ctx);
     if ((uint32_t)ctx > s->model.meta.max_ctx)
-        return nb_fail(e, "a context of %d tokens (-c, or -p + -n) is more than the model's %u",
-                       ctx, s->model.meta.max_ctx);
+        return nb_fail(e, "a context of %d tokens (-c, or -d + -p + -n) is more than the "
+                          "model's %u", ctx, s->model.meta.max_ctx);
     int rc = b->run.reference ? nb_llama_init(&s->llama, &s->model, ctx, e)
                               : nb_llama_init_fast(&s->llama, &s->model, ctx, &b->run.run, e);
     if (rc)
@@ -210,19 +262,28 @@ static void close_subject(struct subject *s)
 
 /* ---- measuring ---- */
 
-static double run_prompt(nb_llama *m, const int32_t *ids, int n)
+static double run_prompt(nb_llama *m, const int32_t *ids, int n, int depth)
 {
     double t0 = nb_now();
-    nb_llama_prefill(m, ids, n, 0);
+    nb_llama_prefill(m, ids, n, depth);
     return nb_now() - t0;
 }
 
-static double run_decode(nb_llama *m, const int32_t *ids, int n)
+static double run_decode(nb_llama *m, const int32_t *ids, int n, int depth)
 {
     double t0 = nb_now();
     for (int i = 0; i < n; i++)
-        nb_llama_forward(m, ids[i], i);
+        nb_llama_forward(m, ids[i], depth + i);
     return nb_now() - t0;
+}
+
+/* ppN, or ppN @ dDEPTH as llama-bench names it. */
+static void name_test(struct test *t, const char *kind, long n, long depth)
+{
+    if (depth)
+        snprintf(t->name, sizeof t->name, "%s%ld @ d%ld", kind, n, depth);
+    else
+        snprintf(t->name, sizeof t->name, "%s%ld", kind, n);
 }
 
 static void summarize(struct test *t)
@@ -240,6 +301,8 @@ static void summarize(struct test *t)
 static int measure(struct subject *s, const struct bench_opts *b, struct test *tests)
 {
     int n = (int)(b->n_prompt > b->n_gen ? b->n_prompt : b->n_gen), k = 0;
+    if (!n)
+        return 0;
     int32_t *ids = malloc((size_t)n * sizeof *ids);
     if (!ids)
         return nb_error("out of memory"), -1;
@@ -247,26 +310,58 @@ static int measure(struct subject *s, const struct bench_opts *b, struct test *t
     for (int i = 0; i < n; i++) /* any tokens: the work does not depend on them */
         ids[i] = (int32_t)((seed = seed * 6364136223846793005ull + 1442695040888963407ull) >>
                            33) % (int32_t)s->llama.cfg.vocab_size;
+    int d = (int)b->depth;
     if (b->n_prompt) {
         struct test *t = &tests[k++];
-        snprintf(t->name, sizeof t->name, "pp%ld", b->n_prompt);
+        name_test(t, "pp", b->n_prompt, b->depth);
         t->n_prompt = (int)b->n_prompt;
-        run_prompt(&s->llama, ids, t->n_prompt); /* warm-up */
+        run_prompt(&s->llama, ids, t->n_prompt, d); /* warm-up */
         for (t->count = 0; t->count < b->reps; t->count++)
-            t->tps[t->count] = t->n_prompt / run_prompt(&s->llama, ids, t->n_prompt);
+            t->tps[t->count] = t->n_prompt / run_prompt(&s->llama, ids, t->n_prompt, d);
     }
     if (b->n_gen) {
         struct test *t = &tests[k++];
-        snprintf(t->name, sizeof t->name, "tg%ld", b->n_gen);
+        name_test(t, "tg", b->n_gen, b->depth);
         t->n_gen = (int)b->n_gen;
-        run_decode(&s->llama, ids, 1);
+        run_decode(&s->llama, ids, 1, d);
         for (t->count = 0; t->count < b->reps; t->count++)
-            t->tps[t->count] = t->n_gen / run_decode(&s->llama, ids, t->n_gen);
+            t->tps[t->count] = t->n_gen / run_decode(&s->llama, ids, t->n_gen, d);
     }
     free(ids);
     for (int i = 0; i < k; i++)
         summarize(&tests[i]);
     return k;
+}
+
+/* Perplexity on the fast path with int8 activations, then with fp32 ones:
+ * 0, or 1 after an error line. One session at a time; the weights are
+ * mapped, so each costs only its state. */
+static int measure_ppl(const struct bench_opts *b, struct ppl_pair *p)
+{
+    nb_ppl_opts o = b->ppl;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    int rc = 0;
+    for (int exact = 0; exact < 2 && !rc; exact++) {
+        nb_session_opts so = b->run;
+        so.reference = 0, so.run.exact = exact;
+        nb_session s;
+        nb_err e = {{0}};
+        if (nb_session_open_with(&s, b->model, 0, &so, &e)) {
+            rc = nb_error("%s", e.msg);
+            break;
+        }
+        if (!ids)
+            rc = nb_ppl_text(&s, b->ppl_text, &o, &ids, &n);
+        if (!rc)
+            rc = nb_ppl_eval(&s, ids, n, &o, exact ? "perplexity, exact" : "perplexity, int8",
+                             exact ? &p->exact : &p->int8);
+        nb_session_close(&s);
+    }
+    free(ids);
+    if (!rc)
+        p->diff = 100.0 * (p->int8.ppl - p->exact.ppl) / p->exact.ppl;
+    return rc;
 }
 
 /* ---- reporting ---- */
@@ -311,12 +406,27 @@ static void print_md(const struct subject *s, const struct bench_opts *b, const 
     size_t kv, other;
     nb_llama_memory(&s->llama, &kv, &other);
     char rss[32], kvs[32], others[32];
-    human_bytes(rss, sizeof rss, peak_rss());
+    human_bytes(rss, sizeof rss, s->rss);
     human_bytes(kvs, sizeof kvs, (double)kv);
     human_bytes(others, sizeof others, (double)other);
     printf("\npeak RSS %s; context %d: KV cache %s (%s), activations and scratch %s beyond "
            "it\n",
            rss, s->llama.ctx, kvs, s->llama.fast ? "fp16" : "fp32", others);
+}
+
+static void print_ppl_md(const struct subject *s, const struct bench_opts *b,
+                         const struct ppl_pair *p)
+{
+    const char *text = strrchr(b->ppl_text, '/');
+    text = text ? text + 1 : b->ppl_text;
+    int ok = fabs(p->diff) <= ppl_limit_pct;
+    printf("\n| model | text | windows | ppl int8 | ppl exact | int8 vs exact |\n"
+           "| --- | --- | ---: | ---: | ---: | ---: |\n"
+           "| %s | %s | %ld × %ld tokens | %.4f ± %.4f | %.4f ± %.4f | %+.3f%% |\n",
+           s->name, text, p->int8.windows, p->int8.ctx, p->int8.ppl, p->int8.se, p->exact.ppl,
+           p->exact.se, p->diff);
+    printf("\nint8 activations: perplexity %s %.1f%% of the exact path's%s\n",
+           ok ? "within" : "NOT within", ppl_limit_pct, ok ? "" : " (FLAGGED)");
 }
 
 static void json_string(const char *s)
@@ -334,8 +444,14 @@ static void json_string(const char *s)
     putchar('"');
 }
 
+static void print_ppl_json(const nb_ppl *r)
+{
+    printf("{\"ppl\": %.8g, \"stderr\": %.6g, \"tokens\": %ld}", r->ppl, r->se, r->tokens);
+}
+
+/* p: the perplexities, or NULL when not asked for. */
 static void print_json(const struct subject *s, const struct bench_opts *b,
-                       const struct test *t, int n)
+                       const struct test *t, int n, const struct ppl_pair *p)
 {
     char kern[32];
     size_t kv, other;
@@ -350,17 +466,28 @@ static void print_json(const struct subject *s, const struct bench_opts *b,
            "\"peak_rss_bytes\": %.0f, \"kv_cache_bytes\": %zu, \"other_state_bytes\": %zu,\n"
            " \"tests\": [",
            nb_llama_threads(&s->llama), s->llama.ctx, (unsigned long long)s->bytes_per_token,
-           peak_rss(), kv, other);
+           s->rss, kv, other);
     for (int i = 0; i < n; i++) {
-        printf("%s\n  {\"test\": \"%s\", \"n_prompt\": %d, \"n_gen\": %d, \"avg_ts\": %.6g, "
-               "\"stddev_ts\": %.6g, \"gb_per_s\": %.6g, \"samples_ts\": [",
-               i ? "," : "", t[i].name, t[i].n_prompt, t[i].n_gen, t[i].mean, t[i].sd,
+        printf("%s\n  {\"test\": \"%s\", \"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %ld, "
+               "\"avg_ts\": %.6g, \"stddev_ts\": %.6g, \"gb_per_s\": %.6g, \"samples_ts\": [",
+               i ? "," : "", t[i].name, t[i].n_prompt, t[i].n_gen, b->depth, t[i].mean, t[i].sd,
                t[i].mean * (double)s->bytes_per_token / 1e9);
         for (int k = 0; k < t[i].count; k++)
             printf("%s%.6g", k ? ", " : "", t[i].tps[k]);
         printf("]}");
     }
-    printf("]}\n");
+    printf("]");
+    if (p) {
+        printf(",\n \"ppl\": {\"text\": ");
+        json_string(b->ppl_text);
+        printf(", \"ctx\": %ld, \"windows\": %ld, \"int8\": ", p->int8.ctx, p->int8.windows);
+        print_ppl_json(&p->int8);
+        printf(", \"exact\": ");
+        print_ppl_json(&p->exact);
+        printf(", \"diff_pct\": %.6g, \"limit_pct\": %g, \"within_limit\": %s}", p->diff,
+               ppl_limit_pct, fabs(p->diff) <= ppl_limit_pct ? "true" : "false");
+    }
+    printf("}\n");
 }
 
 int cmd_bench(int argc, char **argv)
@@ -380,11 +507,17 @@ int cmd_bench(int argc, char **argv)
     double samples[2][1000];
     memset(tests, 0, sizeof tests);
     tests[0].tps = samples[0], tests[1].tps = samples[1];
-    int n = measure(&s, &b, tests);
-    if (n > 0 && !strcmp(b.format, "json"))
-        print_json(&s, &b, tests, n);
-    else if (n > 0)
+    int n = measure(&s, &b, tests), md = !strcmp(b.format, "md");
+    s.rss = peak_rss();
+    if (n > 0 && md)
         print_md(&s, &b, tests, n);
+    fflush(stdout); /* the speed table shows while the perplexity runs */
+    struct ppl_pair ppl;
+    int failed = n < 0 || (b.ppl_text && measure_ppl(&b, &ppl));
+    if (!failed && b.ppl_text && md)
+        print_ppl_md(&s, &b, &ppl);
+    else if (!failed && !md)
+        print_json(&s, &b, tests, n, b.ppl_text ? &ppl : NULL);
     close_subject(&s);
-    return n > 0 ? (fflush(stdout) ? nb_error("cannot write the output") : 0) : 1;
+    return failed ? 1 : fflush(stdout) ? nb_error("cannot write the output") : 0;
 }

@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "convert.h"
+#include "ppl.h"
 #include "progress.h"
 
 static const char help[] =
@@ -25,9 +26,8 @@ static const char help[] =
 
 struct ppl_opts {
     const char *model, *file;
-    long ctx, windows;
+    nb_ppl_opts ppl;
     nb_session_opts run;
-    int quiet;
 };
 
 static int parse_value(struct ppl_opts *p, const char *a, const char *v)
@@ -40,9 +40,9 @@ static int parse_value(struct ppl_opts *p, const char *a, const char *v)
     else if (!strcmp(a, "-f") || !strcmp(a, "--file"))
         p->file = v;
     else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size"))
-        return nb_parse_int(a, v, 2, 1 << 22, &p->ctx);
+        return nb_parse_int(a, v, 2, 1 << 22, &p->ppl.ctx);
     else if (!strcmp(a, "--windows"))
-        return nb_parse_int(a, v, 1, 1L << 30, &p->windows);
+        return nb_parse_int(a, v, 1, 1L << 30, &p->ppl.windows);
     else
         return nb_error("ppl: unknown option '%s' (see --help)", a), -1;
     return 0;
@@ -55,7 +55,7 @@ static int parse(struct ppl_opts *p, int argc, char **argv)
         if (nb_is_help(a))
             return fputs(help, stdout), putchar('\n'), nb_run_help(stdout), 1;
         if (!strcmp(a, "-q") || !strcmp(a, "--quiet"))
-            p->quiet = 1;
+            p->ppl.quiet = 1;
         else if (!nb_run_switch(&p->run, a) &&
                  (!(v = nb_arg(argc, argv, &i)) || parse_value(p, a, v)))
             return -1;
@@ -109,30 +109,49 @@ static int run_window(nb_session *s, const int32_t *ids, int ctx, struct tally *
     return 0;
 }
 
-static int evaluate(nb_session *s, const int32_t *ids, size_t n_ids, const struct ppl_opts *p)
+int nb_ppl_eval(nb_session *s, const int32_t *ids, size_t n_ids, const nb_ppl_opts *o,
+                const char *what, nb_ppl *r)
 {
-    long windows = (long)(n_ids / (size_t)p->ctx);
+    long windows = (long)(n_ids / (size_t)o->ctx);
     if (windows == 0)
-        return nb_error("the text has %zu tokens, fewer than one window of %ld", n_ids, p->ctx);
-    if (p->windows && p->windows < windows)
-        windows = p->windows;
+        return nb_error("the text has %zu tokens, fewer than one window of %ld", n_ids, o->ctx);
+    if (o->windows && o->windows < windows)
+        windows = o->windows;
     struct tally t = {0};
     nb_progress prog;
-    nb_progress_start(&prog, "perplexity", (uint64_t)windows, p->quiet);
+    nb_progress_start(&prog, what, (uint64_t)windows, o->quiet);
     nb_catch_interrupt();
     for (long w = 0; w < windows; w++) {
         if (nb_interrupted())
             return nb_error("interrupted after %ld of %ld windows", w, windows);
-        if (run_window(s, ids + w * p->ctx, (int)p->ctx, &t))
+        if (run_window(s, ids + w * o->ctx, (int)o->ctx, &t))
             return 1;
         nb_progress_update(&prog, (uint64_t)w + 1);
     }
     nb_progress_done(&prog);
     double mean = t.sum / t.count, var = t.sum_sq / t.count - mean * mean;
-    double ppl = exp(mean), se = ppl * sqrt(var > 0 ? var : 0) / sqrt((double)t.count);
-    printf("PPL = %.4f +/- %.4f  (%ld tokens scored, %ld windows of %ld)\n", ppl, se, t.count,
-           windows, p->ctx);
+    r->ppl = exp(mean);
+    r->se = r->ppl * sqrt(var > 0 ? var : 0) / sqrt((double)t.count);
+    r->tokens = t.count, r->windows = windows, r->ctx = o->ctx;
     return 0;
+}
+
+int nb_ppl_text(nb_session *s, const char *path, nb_ppl_opts *o, int32_t **ids, size_t *n_ids)
+{
+    if (!o->ctx)
+        o->ctx = s->llama.ctx < 512 ? s->llama.ctx : 512;
+    if (o->ctx > s->llama.ctx)
+        return nb_error("a window of %ld tokens is longer than the model's context of %d", o->ctx,
+                        s->llama.ctx);
+    nb_err e = {{0}};
+    size_t size;
+    char *text = nb_read_file(path, (size_t)1 << 31, &size, &e);
+    if (!text)
+        return nb_error("%s", e.msg);
+    *ids = NULL, *n_ids = 0;
+    int rc = nb_tok_encode(s->tok, text, size, 1, ids, n_ids, &e);
+    free(text);
+    return rc ? nb_error("%s: %s", path, e.msg) : 0;
 }
 
 int cmd_ppl(int argc, char **argv)
@@ -145,20 +164,14 @@ int cmd_ppl(int argc, char **argv)
     nb_err e = {{0}};
     if (nb_session_open_with(&s, p.model, 0, &p.run, &e))
         return nb_error("%s", e.msg);
-    if (!p.ctx)
-        p.ctx = s.llama.ctx < 512 ? s.llama.ctx : 512;
-    if (p.ctx > s.llama.ctx)
-        rc = nb_error("-c %ld is longer than the model's context of %d", p.ctx, s.llama.ctx);
-    size_t size, n_ids = 0;
+    size_t n_ids = 0;
     int32_t *ids = NULL;
-    char *text = rc ? NULL : nb_read_file(p.file, (size_t)1 << 31, &size, &e);
-    if (!rc && !text)
-        rc = nb_error("%s", e.msg);
-    else if (!rc && nb_tok_encode(s.tok, text, size, 1, &ids, &n_ids, &e))
-        rc = nb_error("%s: %s", p.file, e.msg);
-    else if (!rc)
-        rc = evaluate(&s, ids, n_ids, &p);
-    free(text);
+    nb_ppl r;
+    rc = nb_ppl_text(&s, p.file, &p.ppl, &ids, &n_ids) ||
+         nb_ppl_eval(&s, ids, n_ids, &p.ppl, "perplexity", &r);
+    if (!rc)
+        printf("PPL = %.4f +/- %.4f  (%ld tokens scored, %ld windows of %ld)\n", r.ppl, r.se,
+               r.tokens, r.windows, r.ctx);
     free(ids);
     nb_session_close(&s);
     return rc;

@@ -1,0 +1,68 @@
+/* Runs the attention of one decode token (every query head over N cached
+ * positions, neon/attn.h) reps times, for tests/bench/icount_attn.sh to
+ * count instructions under qemu (the difference between reps R and 2R
+ * leaves out the setup).
+ *   attn_bench REPS POSITIONS HEAD_DIM HEADS KV_HEADS */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "../../neon/attn.h"
+
+static uint64_t state = 7;
+
+static float uniform(void) /* [-1, 1) */
+{
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((double)(state >> 11) / 4503599627370496.0 - 1.0);
+}
+
+static float *random_floats(size_t n)
+{
+    float *x = malloc(n * sizeof *x);
+    for (size_t i = 0; x && i < n; i++)
+        x[i] = uniform();
+    return x;
+}
+
+static uint16_t *random_cache(size_t n)
+{
+    float *x = random_floats(n);
+    uint16_t *h = malloc(n * sizeof *h);
+    if (x && h)
+        nb_f32_to_f16_row(h, x, n);
+    free(x);
+    return h;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 6) {
+        fputs("usage: attn_bench REPS POSITIONS HEAD_DIM HEADS KV_HEADS\n", stderr);
+        return 1;
+    }
+    long reps = atol(argv[1]), n = atol(argv[2]), hd = atol(argv[3]);
+    long heads = atol(argv[4]), kv = atol(argv[5]);
+    if (reps < 0 || n < 1 || hd < 2 || kv < 1 || heads < kv || heads % kv) {
+        fputs("attn_bench: bad shape\n", stderr);
+        return 1;
+    }
+    size_t stride = (size_t)(kv * hd);
+    float *q = random_floats((size_t)(heads * hd)), *out = random_floats((size_t)(heads * hd));
+    uint16_t *k = random_cache((size_t)n * stride), *v = random_cache((size_t)n * stride);
+    if (!q || !out || !k || !v) {
+        fputs("attn_bench: out of memory\n", stderr);
+        return 1;
+    }
+    nb_attend_fn *attend = nb_attend_f16();
+    float scale = 1.0f / sqrtf((float)hd);
+    for (long r = 0; r < reps; r++)
+        for (long h = 0; h < heads; h++) {
+            size_t at = (size_t)(h / (heads / kv) * hd);
+            attend(out + h * hd, q + h * hd, k + at, v + at, stride, (size_t)n, (size_t)hd,
+                   scale);
+        }
+    printf("%g\n", (double)out[0]); /* the work is used */
+    free(q), free(out), free(k), free(v);
+    return 0;
+}
