@@ -141,7 +141,8 @@ static void dot4_f16(const float *q, const uint16_t *k, size_t stride, size_t hd
 /* The same for the 8 positions of a whole block: a load of q serves 8
  * keys. Each score's bits are dot4_f16's. Not inlined: in the caller, the
  * exp's constants take the registers and accumulators spill to the stack. */
-__attribute__((noinline)) static void dot8_f16(const float *q, const uint16_t *k, size_t stride, size_t hd, float *s)
+__attribute__((noinline)) static void dot8_f16(const float *q, const uint16_t *k, size_t stride,
+                                               size_t hd, float *s)
 {
     float32x4_t a0 = vdupq_n_f32(0.0f), a1 = a0, a2 = a0, a3 = a0;
     float32x4_t a4 = a0, a5 = a0, a6 = a0, a7 = a0;
