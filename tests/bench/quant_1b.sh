@@ -14,8 +14,7 @@ build=${1:-$root/build}
 layers=${NB_LAYERS:-2}
 tokens=${NB_CALIB_TOKENS:-65536}
 threads=(${NB_THREADS:+--threads "$NB_THREADS"})
-calib=$root/../shared/data/kjv.txt
-[ -f "$calib" ] || calib=$root/tests/data/kjv_head.txt
+. "$root/tests/bench/texts.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 

@@ -25,14 +25,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 [ -x "$nibble" ] || { echo "no nibble in $build (build it first)" >&2; exit 1; }
-if [ -d "$shared/data" ]; then
-  texts=("wiki.test.raw:$shared/data/wiki.test.raw"
-         "TinyStories:$shared/data/tinystories_valid.txt")
-  calib=$shared/data/kjv.txt
-else
-  texts=("TinyStories:$root/tests/data/tinystories_head.txt")
-  calib=$root/tests/data/kjv_head.txt
-fi
+. "$root/tests/bench/texts.sh"
 
 ppl() {
   "$nibble" ppl -q -m "$1" -f "$2" -c 256 --windows "$windows" |
