@@ -76,12 +76,8 @@ static int value_flag(struct args *p, const char *a, const char *v)
         return (p->o.out_dtype = parse_dtype(v)) == -2 ? -1 : 0;
     else if (!strcmp(a, "--quantize"))
         return p->quantize = 1, nb_quant_method(&p->q, a, v);
-    else {
-        int rc = nb_quant_flag(&p->q, a, v);
-        if (rc > 0)
-            return nb_error("convert: unknown option '%s' (see --help)", a), -1;
-        return rc;
-    }
+    else
+        return nb_quant_flag(&p->q, "convert", a, v);
     return 0;
 }
 

@@ -47,12 +47,8 @@ static int value_flag(struct args *p, const char *a, const char *v)
         p->out = v;
     else if (!strcmp(a, "--method"))
         return nb_quant_method(&p->q, a, v);
-    else {
-        int rc = nb_quant_flag(&p->q, a, v);
-        if (rc > 0)
-            return nb_error("quantize: unknown option '%s' (see --help)", a), -1;
-        return rc;
-    }
+    else
+        return nb_quant_flag(&p->q, "quantize", a, v);
     return 0;
 }
 

@@ -78,9 +78,11 @@ static int value_flag(nb_quant *q, const char *a, const char *v)
     return 0;
 }
 
-int nb_quant_flag(nb_quant *q, const char *flag, const char *value)
+int nb_quant_flag(nb_quant *q, const char *cmd, const char *flag, const char *value)
 {
     int rc = value_flag(q, flag, value);
+    if (rc > 0)
+        return nb_error("%s: unknown option '%s' (see --help)", cmd, flag), -1;
     if (!rc && !q->first)
         q->first = flag;
     return rc;

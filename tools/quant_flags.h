@@ -27,9 +27,10 @@ typedef struct nb_quant {
 
 void nb_quant_init(nb_quant *q); /* the defaults */
 
-/* A flag with a value: 0 parsed; 1 not a quantization flag; -1 bad value
- * (after an error line). */
-int nb_quant_flag(nb_quant *q, const char *flag, const char *value);
+/* The last of a command's flags with a value: 0 parsed; -1 after an error
+ * line (a bad value, or "CMD: unknown option" when it is not one of
+ * these either). */
+int nb_quant_flag(nb_quant *q, const char *cmd, const char *flag, const char *value);
 
 /* 1 when flag is one of the switches (--symmetric, --no-clip...): set. */
 int nb_quant_switch(nb_quant *q, const char *flag);
