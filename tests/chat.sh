@@ -252,7 +252,7 @@ class Term:
             self.send(k)
             time.sleep(pause)
 
-    def settle(self, quiet=0.5):
+    def settle(self, quiet=1.0):
         """Everything written until nothing more comes for `quiet` seconds."""
         while select.select([self.fd], [], [], quiet)[0]:
             self.seen += os.read(self.fd, 4096)
@@ -265,16 +265,26 @@ class Term:
     def lflag(self):
         return termios.tcgetattr(self.fd)[3]
 
+    def drain(self, wait):
+        """Reads what is there; False once nothing came within `wait` s."""
+        try:
+            if select.select([self.fd], [], [], wait)[0]:
+                chunk = os.read(self.fd, 4096)
+                self.seen += chunk
+                return bool(chunk)
+        except OSError:  # EIO: the child and its terminal are gone
+            pass
+        return False
+
     def exit_code(self, timeout=60):
         end = time.time() + timeout
         while time.time() < end:
-            try:  # drain, so the child never blocks on a full terminal
-                if select.select([self.fd], [], [], 0.1)[0]:
-                    self.seen += os.read(self.fd, 4096)
-            except OSError:
-                pass
+            self.drain(0.1)  # so the child never blocks on a full terminal
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid:
+                # what it wrote just before exiting is still in the pty
+                while self.drain(0):
+                    pass
                 return os.waitstatus_to_exitcode(status)
         os.kill(self.pid, signal.SIGKILL)
         raise AssertionError("did not exit")
@@ -453,12 +463,14 @@ def terminal_restored():
         t = Term(["-q", "--ignore-eos", "-n", "300"])
         cooked = cooked or termios.tcgetattr(t.fd)  # before nibble changes anything
         t.expect(PASTE_ON)
-        assert not t.lflag() & (termios.ECHO | termios.ICANON | termios.ISIG), how
+        assert not t.lflag() & (termios.ECHO | termios.ICANON | termios.ISIG), (how, "not raw")
         if how == "Ctrl-D":  # first a reply: the terminal is in its normal mode meanwhile
             t.send("Once upon a time\r")
-            t.expect("time\r\n")
-            t.more()
+            t.expect(PASTE_OFF)  # written once the mode is back to normal
+            t.send("\x13")  # XOFF: the reply blocks on its next write, however fast
+            time.sleep(0.2)
             assert t.lflag() & termios.ICANON and t.lflag() & termios.ECHO, "raw during a reply"
+            t.send("\x11")
             t.expect(PASTE_ON)
         if how.startswith("SIG"):
             os.kill(t.pid, getattr(signal, how))
@@ -467,7 +479,8 @@ def terminal_restored():
         code = t.exit_code()
         assert code == want, (how, code)
         assert termios.tcgetattr(t.fd) == cooked, (how, "terminal left changed")
-        assert t.seen.rfind(PASTE_OFF.encode()) > t.seen.rfind(PASTE_ON.encode()), how
+        assert t.seen.rfind(PASTE_OFF.encode()) > t.seen.rfind(PASTE_ON.encode()), \
+            (how, "bracketed paste left on", t.seen[-200:])
 
 def pipes_stay_plain():
     # stdin a terminal, stdout a pipe: no line editor, as before

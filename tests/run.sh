@@ -41,6 +41,9 @@ suite() {
   echo "== $name"
   env "$@" meson test -C "$dir" --no-rebuild --print-errorlogs -t 4 >"$log" 2>&1
   grep -E '^ *[0-9]+/[0-9]+ ' "$log" | grep -vE ' OK | SKIP ' | sed 's/^/   /'
+  # what the failing checks said, so a CI log names them without the files
+  grep -aE '^FAIL|check failed|Traceback|Error' "$log" | sort -u | head -n 20 | cut -c1-300 |
+    sed 's/^/     /'
   grep -E '^(Ok|Fail|Skipped):' "$log" | tr -s ' ' | paste -sd' ' | sed 's/^/   /'
   tally "$log"
 }
