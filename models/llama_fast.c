@@ -280,7 +280,10 @@ static const nb_qkernels *pick_kernels(const char *name, nb_err *e)
     if (!strcmp(name, "neon") || !strcmp(name, "dotprod") || !strcmp(name, "i8mm"))
         return nb_fail(e, "--kernels %s: this build has no such kernels (aarch64 only)", name),
                NULL;
-    nb_fail(e, "--kernels expects ref, neon, dotprod, i8mm or auto, got '%s'", name);
+    if (!strcmp(name, "avx2"))
+        return nb_fail(e, "--kernels avx2: this build has no such kernels (x86-64 only)"), NULL;
+    nb_fail(e, "--kernels expects ref, generic, avx2, neon, dotprod, i8mm or auto, got '%s'",
+            name);
     return NULL;
 }
 

@@ -2,6 +2,7 @@
 
 #include "f16.h"
 #include "gemv.h"
+#include "qkern.h"
 
 #if defined(__aarch64__)
 #include <arm_neon.h>
@@ -176,23 +177,38 @@ void nb_gemm_neon(float *y, size_t ldy, const void *w, int wtype, const float *x
     }
 }
 
-nb_gemv_fn *nb_gemv_plain(void)
-{
-    return nb_gemv_neon;
-}
-
-nb_gemm_fn *nb_gemm_plain(void)
-{
-    return nb_gemm_neon;
-}
-#else
-nb_gemv_fn *nb_gemv_plain(void)
-{
-    return nb_gemv_ref;
-}
-
-nb_gemm_fn *nb_gemm_plain(void)
-{
-    return nb_gemm_ref;
-}
 #endif
+
+/* Slowest first; on x86-64 avx2 is last, dropped when the CPU lacks it. */
+static const nb_plain_set plain_sets[] = {
+    {"generic", nb_gemv_generic, nb_gemm_generic},
+#if defined(__x86_64__)
+    {"avx2", nb_gemv_avx2, nb_gemm_avx2},
+#endif
+#if defined(__aarch64__)
+    {"neon", nb_gemv_neon, nb_gemm_neon},
+#endif
+};
+
+const nb_plain_set *nb_plain_sets(size_t *count)
+{
+    size_t n = sizeof plain_sets / sizeof *plain_sets;
+#if defined(__x86_64__)
+    if (!(nb_cpu_features() & NB_CPU_AVX2))
+        n--;
+#endif
+    *count = n;
+    return plain_sets;
+}
+
+nb_gemv_fn *nb_gemv_plain(void)
+{
+    size_t n;
+    return nb_plain_sets(&n)[n - 1].gemv;
+}
+
+nb_gemm_fn *nb_gemm_plain(void)
+{
+    size_t n;
+    return nb_plain_sets(&n)[n - 1].gemm;
+}

@@ -22,8 +22,22 @@ typedef void nb_gemm_fn(float *y, size_t ldy, const void *w, int wtype, const fl
 
 nb_gemv_fn nb_gemv_neon; /* aarch64 only */
 nb_gemm_fn nb_gemm_neon; /* aarch64 only */
+/* The same tiles in portable C (gemv_generic.c), for other hosts: built
+ * with the baseline flags, and on x86-64 again for AVX2, FMA and F16C. */
+nb_gemv_fn nb_gemv_generic, nb_gemv_avx2;
+nb_gemm_fn nb_gemm_generic, nb_gemm_avx2;
 
-/* The variants this build runs: NEON on aarch64, else the references. */
+typedef struct nb_plain_set {
+    const char *name;
+    nb_gemv_fn *gemv;
+    nb_gemm_fn *gemm;
+} nb_plain_set;
+
+/* The variants this build has and this CPU runs, slowest first. */
+const nb_plain_set *nb_plain_sets(size_t *count);
+
+/* The fastest of them: NEON on aarch64, AVX2 on x86-64 CPUs that have
+ * it, else the portable one. */
 nb_gemv_fn *nb_gemv_plain(void);
 nb_gemm_fn *nb_gemm_plain(void);
 

@@ -5,11 +5,14 @@
 #include <string.h>
 
 #include "qkern.h"
+#include "qkern_generic.h"
 
 #if defined(__aarch64__)
 #include <sys/auxv.h>
 
 #include "qkern_neon.h"
+#elif defined(__x86_64__)
+#include <cpuid.h>
 
 #ifndef HWCAP_ASIMDDP
 #define HWCAP_ASIMDDP (1ul << 20)
@@ -22,6 +25,17 @@
 static const nb_qkernels ref_set = {
     .name = "ref", .gemv_form = NB_ACT_PLAIN, .gemm_form = NB_ACT_PLAIN,
     .gemv = nb_qgemv_q8_ref, .gemm = nb_qgemm_q8_ref, .gemv_f32 = nb_qgemv_f32_ref};
+
+static const nb_qkernels generic_set = {
+    .name = "generic", .gemv_form = NB_ACT_WIDE, .gemm_form = NB_ACT_WIDE,
+    .gemv = nb_qgemv_q8_generic, .gemm = nb_qgemm_q8_generic, .gemv_f32 = nb_qgemv_f32_generic};
+
+#if defined(__x86_64__)
+static const nb_qkernels avx2_set = {
+    .name = "avx2", .gemv_form = NB_ACT_WIDE, .gemm_form = NB_ACT_WIDE,
+    .gemv = nb_qgemv_q8_avx2, .gemm = nb_qgemm_q8_avx2, .gemv_f32 = nb_qgemv_f32_avx2,
+    .needs = NB_CPU_AVX2};
+#endif
 
 #if defined(__aarch64__)
 static const nb_qkernels neon_set = {
@@ -39,7 +53,10 @@ static const nb_qkernels i8mm_set = {
 
 /* Slowest to fastest: "auto" takes the last one the CPU runs. */
 static const nb_qkernels *const all_sets[] = {
-    &ref_set,
+    &ref_set, &generic_set,
+#if defined(__x86_64__)
+    &avx2_set,
+#endif
 #if defined(__aarch64__)
     &neon_set, &dotprod_set, &i8mm_set,
 #endif
@@ -54,6 +71,12 @@ unsigned nb_cpu_features(void)
         f |= NB_CPU_DOTPROD;
     if (getauxval(AT_HWCAP2) & HWCAP2_I8MM)
         f |= NB_CPU_I8MM;
+#elif defined(__x86_64__)
+    unsigned a, b, c, d;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C))
+        f |= NB_CPU_AVX2;
 #endif
     return f;
 }

@@ -80,7 +80,7 @@ typedef void nb_qgemv_f32_fn(const nb_qlayout *l, const void *w, const float *x,
                              size_t r0, size_t r1);
 
 typedef struct nb_qkernels {
-    const char *name;  /* "ref", "neon", "dotprod", "i8mm" */
+    const char *name;  /* "ref", "generic", "avx2", "neon", "dotprod", "i8mm" */
     int gemv_form;     /* the activation form gemv reads */
     int gemm_form;     /* the one gemm reads */
     nb_qgemv_fn *gemv; /* decode */
@@ -91,14 +91,16 @@ typedef struct nb_qkernels {
 
 #define NB_CPU_DOTPROD 1u
 #define NB_CPU_I8MM 2u
+#define NB_CPU_AVX2 4u /* with FMA and F16C (x86-64-v3) */
 
-/* Features of this CPU (getauxval on aarch64 Linux, 0 elsewhere). */
+/* Features of this CPU (getauxval on aarch64 Linux, cpuid on x86-64, 0
+ * elsewhere). */
 unsigned nb_cpu_features(void);
 
 /* The set in use: "auto" (the fastest this CPU runs) until selected. */
 const nb_qkernels *nb_kernels(void);
 
-/* Selects "ref", "neon", "dotprod", "i8mm" or "auto": 0, or -1 when the
+/* Selects a set by name (as above) or "auto": 0, or -1 when the
  * name is unknown or this CPU cannot run it (the selection is kept). */
 int nb_kernels_select(const char *name);
 

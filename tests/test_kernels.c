@@ -370,8 +370,15 @@ static void check_selection(void)
         CHECK(nb_kernels_get("dotprod") == NULL, "dotprod offered on a CPU without it");
     CHECK(!strcmp(k->name, dotprod ? (i8mm ? "i8mm" : "dotprod") : "neon"), "auto is %s",
           k->name);
+#elif defined(__x86_64__)
+    __builtin_cpu_init();
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    printf("kernels: cpu avx2+fma %d\n", avx2);
+    CHECK(!strcmp(k->name, avx2 ? "avx2" : "generic"), "auto is %s", k->name);
+    if (!avx2)
+        CHECK(nb_kernels_get("avx2") == NULL, "avx2 offered on a CPU without it");
 #else
-    CHECK(!strcmp(k->name, "ref"), "auto is %s off ARM", k->name);
+    CHECK(!strcmp(k->name, "generic"), "auto is %s off ARM and x86", k->name);
 #endif
     CHECK(nb_kernels_select("no-such") == -1, "unknown name accepted");
     CHECK(nb_kernels_select("ref") == 0 && !strcmp(nb_kernels()->name, "ref"), "select ref");

@@ -1,0 +1,188 @@
+/* Portable packed-weight kernels (qkern_generic.h): the arithmetic of the
+ * references (qkern_ref.c), in the same order, but a tile at a time in
+ * loops of fixed length the compiler turns into SIMD code (SSE2, AVX2,
+ * NEON, RVV: whatever the build targets). NB_GENERIC_SET names the set
+ * this build of the file defines. */
+#include <assert.h>
+#include <math.h>
+#include <string.h>
+
+#include "f16.h"
+#include "qkern_generic.h"
+
+#ifndef NB_GENERIC_SET
+#define NB_GENERIC_SET generic
+#endif
+#define NB_CAT2(a, b) a##b
+#define NB_CAT(a, b) NB_CAT2(a, b)
+#define KERNEL(name) NB_CAT(name, NB_GENERIC_SET)
+
+enum {
+    TILE = NB_QTILE_COLS,
+    CHUNK = 8 /* tokens served by one unpacking of a tile's codes */
+};
+
+/* A tile's 128 codes in the order of the WIDE activations: nib[32v + m]
+ * and nib[32v + 16 + m] are the low and high nibble of tile byte 16v + m
+ * (m = 4 * row + j), and meet the activation bytes at the same index. */
+static void unpack4(const uint8_t *t, uint8_t nib[128])
+{
+    for (int v = 0; v < 4; v++)
+        for (int m = 0; m < 16; m++) {
+            nib[32 * v + m] = t[16 * v + m] & 15;
+            nib[32 * v + 16 + m] = t[16 * v + m] >> 4;
+        }
+}
+
+/* INT3 bit planes (qpack.h) into the same order. */
+static void unpack3(const uint8_t *t, uint8_t nib[128])
+{
+    for (int v = 0; v < 4; v++)
+        for (int h = 0; h < 2; h++)
+            for (int i = 0; i < 16; i++) {
+                int lo = t[16 * (v / 2) + i] >> (2 * (2 * (v % 2) + h)) & 3;
+                int hi = t[32 + i] >> (2 * v + h) & 1;
+                nib[32 * v + 16 * h + i] = (uint8_t)(lo | hi << 2);
+            }
+}
+
+static void unpack(const nb_qlayout *l, const uint8_t *tile, uint8_t nib[128])
+{
+    if (l->bits == 4)
+        unpack4(tile, nib);
+    else
+        unpack3(tile, nib);
+}
+
+/* Each row's sum of code x activation over the tile. int16 lanes are
+ * exact: each adds 8 products of at most 15 x 127. */
+static void tile_dot(const uint8_t nib[128], const int8_t *act, int32_t out[4])
+{
+    int16_t acc[16] = {0};
+    for (int u = 0; u < 8; u++)
+        for (int m = 0; m < 16; m++)
+            acc[m] = (int16_t)(acc[m] + nib[16 * u + m] * act[16 * u + m]);
+    for (int r = 0; r < 4; r++)
+        out[r] = acc[4 * r] + acc[4 * r + 1] + acc[4 * r + 2] + acc[4 * r + 3];
+}
+
+/* Scales and zero points of group g for the 4 rows of block rb. */
+static void group_params(const nb_qlayout *l, const uint8_t *w, size_t rb, size_t g, float s[4],
+                         int32_t z[4])
+{
+    size_t at = (rb * l->n_groups + g) * 4;
+    for (int r = 0; r < 4; r++) {
+        const uint8_t *p = w + l->scale_offset + 2 * (at + r);
+        s[r] = nb_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
+        z[r] = w[l->zero_offset + at + r];
+    }
+}
+
+static size_t tiles_per_group(const nb_qlayout *l)
+{
+    return l->group ? (size_t)l->group / TILE : l->cols_p / TILE;
+}
+
+/* Rows of block rb for tokens t0 .. t0 + nt - 1 (nt <= CHUNK). */
+static void block_q8(const nb_qlayout *l, const uint8_t *w, const nb_qact *a, size_t rb,
+                     size_t t0, size_t nt, float y[CHUNK][4])
+{
+    size_t n_tiles = l->cols_p / TILE, per = tiles_per_group(l);
+    const uint8_t *tiles = w + rb * n_tiles * l->tile_bytes;
+    uint8_t nib[128];
+    memset(y, 0, CHUNK * sizeof *y);
+    for (size_t g = 0; g < l->n_groups; g++) {
+        float s[4], f[CHUNK][4] = {{0.0f}};
+        int32_t z[4];
+        group_params(l, w, rb, g, s, z);
+        size_t b1 = (g + 1) * per < n_tiles ? (g + 1) * per : n_tiles;
+        for (size_t b = g * per; b < b1; b++) {
+            unpack(l, tiles + b * l->tile_bytes, nib);
+            for (size_t t = 0; t < nt; t++) {
+                size_t at = b * a->ntok + t0 + t;
+                int32_t d[4], nsum = a->blk[2 * at + 1];
+                float scale = nb_bits_to_f32((uint32_t)a->blk[2 * at]);
+                tile_dot(nib, a->q + 4 * TILE * at, d);
+                for (int r = 0; r < 4; r++)
+                    f[t][r] = fmaf((float)(z[r] * nsum + d[r]), scale, f[t][r]);
+            }
+        }
+        for (size_t t = 0; t < nt; t++)
+            for (int r = 0; r < 4; r++)
+                y[t][r] = fmaf(f[t][r], s[r], y[t][r]);
+    }
+}
+
+/* y[t * ldy + r] for the first ntok tokens of a, r in [r0, r1). */
+static void q8_rows(const nb_qlayout *l, const void *w, const nb_qact *a, size_t ntok, float *y,
+                    size_t ldy, size_t r0, size_t r1)
+{
+    assert(a->form == NB_ACT_WIDE && a->cols_p == l->cols_p && r0 % 4 == 0 && r1 <= l->rows);
+    for (size_t rb = r0 / 4; 4 * rb < r1; rb++)
+        for (size_t t0 = 0; t0 < ntok; t0 += CHUNK) {
+            size_t nt = ntok - t0 < CHUNK ? ntok - t0 : CHUNK;
+            float out[CHUNK][4];
+            block_q8(l, w, a, rb, t0, nt, out);
+            for (size_t t = 0; t < nt; t++)
+                for (size_t r = 4 * rb; r < 4 * rb + 4 && r < r1; r++)
+                    y[(t0 + t) * ldy + r] = out[t][r % 4];
+        }
+}
+
+void KERNEL(nb_qgemv_q8_)(const nb_qlayout *l, const void *w, const nb_qact *a, float *y,
+                          size_t r0, size_t r1)
+{
+    assert(a->ntok >= 1);
+    q8_rows(l, w, a, 1, y, 0, r0, r1);
+}
+
+void KERNEL(nb_qgemm_q8_)(const nb_qlayout *l, const void *w, const nb_qact *a, float *y,
+                          size_t ldy, size_t r0, size_t r1)
+{
+    q8_rows(l, w, a, a->ntok, y, ldy, r0, r1);
+}
+
+/* Exact path, block rb: per row four partial sums by column mod 4 in
+ * column order, as nb_qgemv_f32_ref; here p[4 * row + column % 4]. */
+static void block_f32(const nb_qlayout *l, const uint8_t *w, const float *x, size_t rb,
+                      float y[4])
+{
+    size_t n_tiles = l->cols_p / TILE, per = tiles_per_group(l);
+    const uint8_t *tiles = w + rb * n_tiles * l->tile_bytes;
+    uint8_t nib[128];
+    float tail[TILE];
+    memset(y, 0, 4 * sizeof *y);
+    for (size_t g = 0; g < l->n_groups; g++) {
+        float s[4], p[16] = {0.0f};
+        int32_t z[4];
+        group_params(l, w, rb, g, s, z);
+        size_t b1 = (g + 1) * per < n_tiles ? (g + 1) * per : n_tiles;
+        for (size_t b = g * per; b < b1; b++) {
+            const float *xb = x + b * TILE;
+            if ((b + 1) * TILE > l->cols) { /* x ends inside this tile */
+                memset(tail, 0, sizeof tail);
+                memcpy(tail, xb, (l->cols - b * TILE) * sizeof *tail);
+                xb = tail;
+            }
+            unpack(l, tiles + b * l->tile_bytes, nib);
+            /* nib[16u + m] is column 4u + m % 4 of row m / 4 */
+            for (int u = 0; u < 8; u++)
+                for (int m = 0; m < 16; m++)
+                    p[m] = fmaf((float)(nib[16 * u + m] - z[m / 4]), xb[4 * u + m % 4], p[m]);
+        }
+        for (int r = 0; r < 4; r++)
+            y[r] = fmaf((p[4 * r] + p[4 * r + 1]) + (p[4 * r + 2] + p[4 * r + 3]), s[r], y[r]);
+    }
+}
+
+void KERNEL(nb_qgemv_f32_)(const nb_qlayout *l, const void *w, const float *x, float *y,
+                           size_t r0, size_t r1)
+{
+    assert(r0 % 4 == 0 && r1 <= l->rows);
+    for (size_t rb = r0 / 4; 4 * rb < r1; rb++) {
+        float out[4];
+        block_f32(l, w, x, rb, out);
+        for (size_t r = 4 * rb; r < 4 * rb + 4 && r < r1; r++)
+            y[r] = out[r % 4];
+    }
+}
