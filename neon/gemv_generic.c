@@ -37,9 +37,10 @@ enum {
  * function taking or returning one is inlined, so GCC's note that the
  * ABI of such calls changes with AVX does not apply. */
 typedef float v8f __attribute__((vector_size(32)));
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wpsabi"
+#if defined(__clang__)
+#pragma clang diagnostic ignored "-Wunknown-warning-option"
 #endif
+#pragma GCC diagnostic ignored "-Wpsabi"
 
 INLINE v8f load_f32(const float *p)
 {

@@ -55,15 +55,37 @@ static void unpack(const nb_qlayout *l, const uint8_t *tile, uint8_t nib[128])
 }
 
 /* Each row's sum of code x activation over the tile. int16 lanes are
- * exact: each adds 8 products of at most 15 x 127. */
+ * exact: each adds 8 products of at most 15 x 127; so are the pairs of
+ * lanes added before the widening (at most 30480). Vector types, as
+ * arrays of scalars indexed in loops would live on the stack. */
+#if defined(__clang__) || __GNUC__ >= 9
+typedef int16_t v16s __attribute__((vector_size(32)));
+typedef uint8_t v16u8 __attribute__((vector_size(16)));
+typedef int8_t v16s8 __attribute__((vector_size(16)));
+#define WIDEN(v) __builtin_convertvector(v, v16s)
+#else /* no __builtin_convertvector: plain arrays, slower */
+typedef int16_t v16s[16];
+typedef uint8_t v16u8[16];
+typedef int8_t v16s8[16];
+#endif
+
 static void tile_dot(const uint8_t nib[128], const int8_t *act, int32_t out[4])
 {
-    int16_t acc[16] = {0};
-    for (int u = 0; u < 8; u++)
+    v16s acc = {0};
+    for (int u = 0; u < 8; u++) {
+        v16u8 n;
+        v16s8 a;
+        memcpy(&n, nib + 16 * u, sizeof n);
+        memcpy(&a, act + 16 * u, sizeof a);
+#if defined(WIDEN)
+        acc += WIDEN(n) * WIDEN(a);
+#else
         for (int m = 0; m < 16; m++)
-            acc[m] = (int16_t)(acc[m] + nib[16 * u + m] * act[16 * u + m]);
+            acc[m] = (int16_t)(acc[m] + n[m] * a[m]);
+#endif
+    }
     for (int r = 0; r < 4; r++)
-        out[r] = acc[4 * r] + acc[4 * r + 1] + acc[4 * r + 2] + acc[4 * r + 3];
+        out[r] = (int16_t)(acc[4 * r] + acc[4 * r + 1]) + (int16_t)(acc[4 * r + 2] + acc[4 * r + 3]);
 }
 
 /* Scales and zero points of group g for the 4 rows of block rb. */
