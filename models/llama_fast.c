@@ -297,7 +297,7 @@ static int thread_count(const nb_run_opts *o, nb_err *e)
     int cpus[NB_MAX_CPUS], n;
     if (o->cpus)
         return nb_cpu_list_parse(o->cpus, cpus, NB_MAX_CPUS, &n, e) ? -1 : n;
-    return nb_cpu_count();
+    return nb_default_threads();
 }
 
 int nb_run_opts_check(const nb_run_opts *o, nb_err *e)

@@ -19,4 +19,16 @@ int nb_cpu_list_parse(const char *list, int *cpus, int cap, int *n, nb_err *e);
  * list is invalid or a CPU is not available to this process. */
 int nb_pool_pin(nb_pool *p, const char *list, nb_err *e);
 
+/* How many compute threads to run by default: one per big core this
+ * process may run on. Big: a capacity (or else a maximum frequency) at
+ * least half the largest, so a phone's prime and performance cores count
+ * and its efficiency cores do not, whose slower chunks every job would
+ * wait for. One per physical core: SMT siblings share its units. At
+ * least 1; every CPU allowed when sysfs says nothing. */
+int nb_default_threads(void);
+
+/* The same over a sysfs CPU directory (normally /sys/devices/system/cpu,
+ * a copy in the tests) and an explicit list of allowed CPUs. */
+int nb_big_core_count(const char *sysfs, const int *allowed, int n_allowed);
+
 #endif

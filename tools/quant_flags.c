@@ -125,7 +125,7 @@ void nb_quant_help(FILE *out)
             "  --search-tokens N   calibration tokens on which the scale search evaluates its\n"
             "                      losses (whole blocks spread over the set; the activation\n"
             "                      statistics use every token); 0 = all (default: %d)\n"
-            "  -t, --threads N     worker threads (default: one per CPU); the output is the\n"
+            "  -t, --threads N     worker threads (default: one per big core); the output is the\n"
             "                      same for any number\n"
             "  --symmetric         symmetric groups (zero point fixed at the middle)\n"
             "  --scale S           duo (default): activation and weight statistics; x:\n"

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../runtime/affinity.h"
 #include "../runtime/qtensor.h"
 #include "awq.h"
 #include "cli.h"
@@ -171,7 +172,7 @@ static int run(const nb_quant *q, const nb_model *m, const int32_t *ids, size_t 
         .quiet = quiet,
         .report = stdout,
     };
-    int threads = q->threads ? (int)q->threads : nb_cpu_count();
+    int threads = q->threads ? (int)q->threads : nb_default_threads();
     describe(q, &o, n_tokens, block, threads);
     if (n_tokens && check_memory(m, n_tokens))
         return 1;

@@ -49,7 +49,7 @@ int nb_run_switch(nb_session_opts *o, const char *flag)
 void nb_run_help(FILE *out)
 {
     fputs("how the model runs:\n"
-          "  -t, --threads N    threads, 1..256 (default: one per core, or per CPU of --cpus)\n"
+          "  -t, --threads N    threads, 1..256 (default: one per big core, or per CPU of --cpus)\n"
           "  --cpus LIST        pin the threads to these CPUs, e.g. 0-3 or 4-7,2\n"
           "  --kernels NAME     packed-weight kernels: auto (default: the fastest this\n"
           "                     CPU runs), neon, dotprod, i8mm (aarch64), avx2 (x86-64),\n"
