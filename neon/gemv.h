@@ -7,9 +7,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "f16.h"
+
 /* Weight element types understood by the kernels (same values as the
  * file format's dtypes, which the kernels must not know about). */
 enum nb_wtype { NB_W_F32 = 0, NB_W_F16 = 1, NB_W_BF16 = 2 };
+
+/* Element i of w as fp32. */
+static inline float nb_weight_at(const void *w, int wtype, size_t i)
+{
+    if (wtype == NB_W_F16)
+        return nb_f16_to_f32(((const uint16_t *)w)[i]);
+    if (wtype == NB_W_BF16)
+        return nb_bf16_to_f32(((const uint16_t *)w)[i]);
+    return ((const float *)w)[i];
+}
 
 /* y[r] = sum_c W[r, c] * x[c] for rows r in [r0, r1); W is row-major with
  * cols columns, fp32 accumulation in column order. */

@@ -11,17 +11,12 @@
 #include "f16.h"
 #include "gemv.h"
 #include "gemv_neon.h"
+#include "qkern_generic.h"
 
 #if defined(__F16C__) || defined(__FMA__)
 #include <immintrin.h>
 #endif
 
-#ifndef NB_GENERIC_SET
-#define NB_GENERIC_SET generic
-#endif
-#define NB_CAT2(a, b) a##b
-#define NB_CAT(a, b) NB_CAT2(a, b)
-#define KERNEL(name) NB_CAT(name, NB_GENERIC_SET)
 
 #define INLINE static inline __attribute__((always_inline))
 
@@ -74,15 +69,6 @@ INLINE v8f load8(const void *w, const int wtype, size_t i)
     return load_f32(f);
 }
 
-INLINE float elem(const void *w, const int wtype, size_t i)
-{
-    if (wtype == NB_W_F16)
-        return nb_f16_to_f32(((const uint16_t *)w)[i]);
-    if (wtype == NB_W_BF16)
-        return nb_bf16_to_f32(((const uint16_t *)w)[i]);
-    return ((const float *)w)[i];
-}
-
 /* The 8 lanes summed as NEON's vaddvq_f32(vaddq_f32(lo, hi)) sums them. */
 INLINE float lanes_sum(v8f a)
 {
@@ -118,74 +104,11 @@ INLINE void tile(float *y, size_t ldy, const void *w, const int wtype, const flo
             float s = lanes_sum(acc[k][j]);
             const float *xj = x + (size_t)j * cols;
             for (size_t t = c; t < cols; t++)
-                s += elem(w, wtype, (r + (size_t)k) * cols + t) * xj[t];
+                s += nb_weight_at(w, wtype, (r + (size_t)k) * cols + t) * xj[t];
             y[(size_t)j * ldy + r + (size_t)k] = s;
         }
 }
 
-INLINE void gemv(float *y, const void *w, const int wtype, const float *x, size_t r0, size_t r1,
-                 size_t cols)
-{
-    size_t r = r0;
-    for (; r + MAX_ROWS <= r1; r += MAX_ROWS)
-        tile(y, 0, w, wtype, x, r, cols, MAX_ROWS, 1);
-    for (; r < r1; r++)
-        tile(y, 0, w, wtype, x, r, cols, 1, 1);
-}
-
-/* Rows [r0, r1) for nt tokens. */
-INLINE void gemm_rows(float *y, size_t ldy, const void *w, const int wtype, const float *x,
-                      size_t r0, size_t r1, size_t cols, const int nt)
-{
-    size_t r = r0;
-    for (; r + GEMM_ROWS <= r1; r += GEMM_ROWS)
-        tile(y, ldy, w, wtype, x, r, cols, GEMM_ROWS, nt);
-    for (; r < r1; r++)
-        tile(y, ldy, w, wtype, x, r, cols, 1, nt);
-}
-
-/* Rows [r0, r1) for all tokens: whole token tiles, then 2 and 1. */
-INLINE void gemm_block(float *y, size_t ldy, const void *w, const int wtype, const float *x,
-                       size_t ntok, size_t r0, size_t r1, size_t cols)
-{
-    size_t t = 0;
-    for (; t + GEMM_TOKS <= ntok; t += GEMM_TOKS)
-        gemm_rows(y + t * ldy, ldy, w, wtype, x + t * cols, r0, r1, cols, GEMM_TOKS);
-    if (t + 2 <= ntok) {
-        gemm_rows(y + t * ldy, ldy, w, wtype, x + t * cols, r0, r1, cols, 2);
-        t += 2;
-    }
-    if (t < ntok)
-        gemm_rows(y + t * ldy, ldy, w, wtype, x + t * cols, r0, r1, cols, 1);
-}
-
-INLINE void gemm(float *y, size_t ldy, const void *w, const int wtype, const float *x,
-                 size_t ntok, size_t r0, size_t r1, size_t cols)
-{
-    size_t row_bytes = cols * (wtype == NB_W_F32 ? 4 : 2);
-    size_t block = BLOCK_BYTES / (row_bytes ? row_bytes : 1) / GEMM_ROWS * GEMM_ROWS;
-    if (block < GEMM_ROWS)
-        block = GEMM_ROWS;
-    for (size_t b = r0; b < r1; b += block)
-        gemm_block(y, ldy, w, wtype, x, ntok, b, r1 - b < block ? r1 : b + block, cols);
-}
-
-void KERNEL(nb_gemv_)(float *y, const void *w, int wtype, const float *x, size_t r0, size_t r1,
-                      size_t cols)
-{
-    switch (wtype) {
-    case NB_W_F16: gemv(y, w, NB_W_F16, x, r0, r1, cols); break;
-    case NB_W_BF16: gemv(y, w, NB_W_BF16, x, r0, r1, cols); break;
-    default: gemv(y, w, NB_W_F32, x, r0, r1, cols);
-    }
-}
-
-void KERNEL(nb_gemm_)(float *y, size_t ldy, const void *w, int wtype, const float *x, size_t ntok,
-                      size_t r0, size_t r1, size_t cols)
-{
-    switch (wtype) {
-    case NB_W_F16: gemm(y, ldy, w, NB_W_F16, x, ntok, r0, r1, cols); break;
-    case NB_W_BF16: gemm(y, ldy, w, NB_W_BF16, x, ntok, r0, r1, cols); break;
-    default: gemm(y, ldy, w, NB_W_F32, x, ntok, r0, r1, cols);
-    }
-}
+#define GEMV_NAME KERNEL(nb_gemv_)
+#define GEMM_NAME KERNEL(nb_gemm_)
+#include "gemv_tiles.h"

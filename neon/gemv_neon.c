@@ -28,15 +28,6 @@ INLINE void load8(const void *w, const int wtype, size_t i, float32x4_t *lo, flo
     }
 }
 
-INLINE float elem(const void *w, const int wtype, size_t i)
-{
-    if (wtype == NB_W_F16)
-        return nb_f16_to_f32(((const uint16_t *)w)[i]);
-    if (wtype == NB_W_BF16)
-        return nb_bf16_to_f32(((const uint16_t *)w)[i]);
-    return ((const float *)w)[i];
-}
-
 /* The GEMM's tile, rows x tokens: per 8 columns it loads 2 weight and
  * 2 x vectors per row and token, for 2 * GEMM_ROWS * GEMM_TOKS
  * multiply-adds into as many accumulators (16 of the 32 registers).
@@ -56,7 +47,7 @@ INLINE float tail(float s, const void *w, const int wtype, const float *x, size_
                   size_t cols)
 {
     for (; c < cols; c++)
-        s += elem(w, wtype, row * cols + c) * x[c];
+        s += nb_weight_at(w, wtype, row * cols + c) * x[c];
     return s;
 }
 
@@ -101,81 +92,9 @@ INLINE void tile(float *y, size_t ldy, const void *w, const int wtype, const flo
                 tail(s[k][j], w, wtype, x + (size_t)j * cols, r + (size_t)k, c, cols);
 }
 
-INLINE void gemv(float *y, const void *w, const int wtype, const float *x, size_t r0, size_t r1,
-                 size_t cols)
-{
-    size_t r = r0;
-    for (; r + 4 <= r1; r += 4)
-        tile(y, 0, w, wtype, x, r, cols, 4, 1);
-    for (; r < r1; r++)
-        tile(y, 0, w, wtype, x, r, cols, 1, 1);
-}
-
-/* Rows [r0, r1) for nt tokens. */
-INLINE void gemm_rows(float *y, size_t ldy, const void *w, const int wtype, const float *x,
-                      size_t r0, size_t r1, size_t cols, const int nt)
-{
-    size_t r = r0;
-    for (; r + GEMM_ROWS <= r1; r += GEMM_ROWS)
-        tile(y, ldy, w, wtype, x, r, cols, GEMM_ROWS, nt);
-    for (; r < r1; r++)
-        tile(y, ldy, w, wtype, x, r, cols, 1, nt);
-}
-
-/* Tokens [t, t + n) of a block, if that many are left and n is less than
- * a whole tile; returns the next token. */
-INLINE size_t gemm_rest(float *y, size_t ldy, const void *w, const int wtype, const float *x,
-                        size_t t, size_t ntok, size_t r0, size_t r1, size_t cols, const int n)
-{
-    if (n >= GEMM_TOKS || ntok - t < (size_t)n)
-        return t;
-    gemm_rows(y + t * ldy, ldy, w, wtype, x + t * cols, r0, r1, cols, n);
-    return t + (size_t)n;
-}
-
-/* Rows [r0, r1) for all tokens: whole token tiles, then the rest in
- * tiles of 4, 2 and 1 tokens. */
-INLINE void gemm_block(float *y, size_t ldy, const void *w, const int wtype, const float *x,
-                       size_t ntok, size_t r0, size_t r1, size_t cols)
-{
-    size_t t = 0;
-    for (; t + GEMM_TOKS <= ntok; t += GEMM_TOKS)
-        gemm_rows(y + t * ldy, ldy, w, wtype, x + t * cols, r0, r1, cols, GEMM_TOKS);
-    t = gemm_rest(y, ldy, w, wtype, x, t, ntok, r0, r1, cols, 4);
-    t = gemm_rest(y, ldy, w, wtype, x, t, ntok, r0, r1, cols, 2);
-    gemm_rest(y, ldy, w, wtype, x, t, ntok, r0, r1, cols, 1);
-}
-
-INLINE void gemm(float *y, size_t ldy, const void *w, const int wtype, const float *x,
-                 size_t ntok, size_t r0, size_t r1, size_t cols)
-{
-    size_t row_bytes = cols * (wtype == NB_W_F32 ? 4 : 2);
-    size_t block = BLOCK_BYTES / (row_bytes ? row_bytes : 1) / GEMM_ROWS * GEMM_ROWS;
-    if (block < GEMM_ROWS)
-        block = GEMM_ROWS;
-    for (size_t b = r0; b < r1; b += block)
-        gemm_block(y, ldy, w, wtype, x, ntok, b, r1 - b < block ? r1 : b + block, cols);
-}
-
-void nb_gemv_neon(float *y, const void *w, int wtype, const float *x, size_t r0, size_t r1,
-                  size_t cols)
-{
-    switch (wtype) {
-    case NB_W_F16: gemv(y, w, NB_W_F16, x, r0, r1, cols); break;
-    case NB_W_BF16: gemv(y, w, NB_W_BF16, x, r0, r1, cols); break;
-    default: gemv(y, w, NB_W_F32, x, r0, r1, cols);
-    }
-}
-
-void nb_gemm_neon(float *y, size_t ldy, const void *w, int wtype, const float *x, size_t ntok,
-                  size_t r0, size_t r1, size_t cols)
-{
-    switch (wtype) {
-    case NB_W_F16: gemm(y, ldy, w, NB_W_F16, x, ntok, r0, r1, cols); break;
-    case NB_W_BF16: gemm(y, ldy, w, NB_W_BF16, x, ntok, r0, r1, cols); break;
-    default: gemm(y, ldy, w, NB_W_F32, x, ntok, r0, r1, cols);
-    }
-}
+#define GEMV_NAME nb_gemv_neon
+#define GEMM_NAME nb_gemm_neon
+#include "gemv_tiles.h"
 
 #endif
 

@@ -4,21 +4,12 @@
 
 #include "f16.h"
 
-static float elem(const void *w, int wtype, size_t i)
-{
-    switch (wtype) {
-    case NB_W_F16: return nb_f16_to_f32(((const uint16_t *)w)[i]);
-    case NB_W_BF16: return nb_bf16_to_f32(((const uint16_t *)w)[i]);
-    default: return ((const float *)w)[i];
-    }
-}
-
 /* Row r of W times x, in column order: the one order of both references. */
 static float dot(const void *w, int wtype, const float *x, size_t r, size_t cols)
 {
     float acc = 0.0f;
     for (size_t c = 0; c < cols; c++)
-        acc += elem(w, wtype, r * cols + c) * x[c];
+        acc += nb_weight_at(w, wtype, r * cols + c) * x[c];
     return acc;
 }
 
@@ -40,7 +31,7 @@ void nb_gemm_ref(float *y, size_t ldy, const void *w, int wtype, const float *x,
 void nb_row_ref(float *out, const void *w, int wtype, size_t row, size_t cols)
 {
     for (size_t c = 0; c < cols; c++)
-        out[c] = elem(w, wtype, row * cols + c);
+        out[c] = nb_weight_at(w, wtype, row * cols + c);
 }
 
 void nb_rmsnorm_ref(float *out, const float *x, const void *g, int gtype, size_t n, float eps)
@@ -50,5 +41,5 @@ void nb_rmsnorm_ref(float *out, const float *x, const void *g, int gtype, size_t
         ss += x[i] * x[i];
     float inv = 1.0f / sqrtf(ss / (float)n + eps);
     for (size_t i = 0; i < n; i++)
-        out[i] = x[i] * inv * elem(g, gtype, i);
+        out[i] = x[i] * inv * nb_weight_at(g, gtype, i);
 }

@@ -10,12 +10,6 @@
 #include "f16.h"
 #include "qkern_generic.h"
 
-#ifndef NB_GENERIC_SET
-#define NB_GENERIC_SET generic
-#endif
-#define NB_CAT2(a, b) a##b
-#define NB_CAT(a, b) NB_CAT2(a, b)
-#define KERNEL(name) NB_CAT(name, NB_GENERIC_SET)
 
 enum {
     TILE = NB_QTILE_COLS,

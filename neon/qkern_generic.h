@@ -19,4 +19,12 @@
 NB_DECLARE_GENERIC(generic)
 NB_DECLARE_GENERIC(avx2)
 
+/* Inside the generic files: name##set for the set being built. */
+#ifndef NB_GENERIC_SET
+#define NB_GENERIC_SET generic
+#endif
+#define NB_CAT2(a, b) a##b
+#define NB_CAT(a, b) NB_CAT2(a, b)
+#define KERNEL(name) NB_CAT(name, NB_GENERIC_SET)
+
 #endif
