@@ -10,6 +10,10 @@
 #include "f16.h"
 #include "qkern_generic.h"
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 
 enum {
     TILE = NB_QTILE_COLS,
@@ -52,6 +56,23 @@ static void unpack(const nb_qlayout *l, const uint8_t *tile, uint8_t nib[128])
  * exact: each adds 8 products of at most 15 x 127; so are the pairs of
  * lanes added before the widening (at most 30480). Vector types, as
  * arrays of scalars indexed in loops would live on the stack. */
+#if defined(__AVX2__)
+/* maddubs adds each row's adjacent pairs of products (at most 2 x 15 x
+ * 127, no saturation) into int16 lanes, four tiles' worth each; madd
+ * widens the pairs of those to int32, row r in lane r of each half. */
+static void tile_dot(const uint8_t nib[128], const int8_t *act, int32_t out[4])
+{
+    __m256i acc = _mm256_setzero_si256();
+    for (int i = 0; i < 4; i++) {
+        __m256i n = _mm256_loadu_si256((const __m256i *)(const void *)(nib + 32 * i));
+        __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)(act + 32 * i));
+        acc = _mm256_add_epi16(acc, _mm256_maddubs_epi16(n, a));
+    }
+    __m256i d = _mm256_madd_epi16(acc, _mm256_set1_epi16(1));
+    __m128i r = _mm_add_epi32(_mm256_castsi256_si128(d), _mm256_extracti128_si256(d, 1));
+    _mm_storeu_si128((__m128i *)(void *)out, r);
+}
+#else
 #if defined(__clang__) || __GNUC__ >= 9
 typedef int16_t v16s __attribute__((vector_size(32)));
 typedef uint8_t v16u8 __attribute__((vector_size(16)));
@@ -81,6 +102,7 @@ static void tile_dot(const uint8_t nib[128], const int8_t *act, int32_t out[4])
     for (int r = 0; r < 4; r++)
         out[r] = (int16_t)(acc[4 * r] + acc[4 * r + 1]) + (int16_t)(acc[4 * r + 2] + acc[4 * r + 3]);
 }
+#endif
 
 /* Scales and zero points of group g for the 4 rows of block rb. */
 static void group_params(const nb_qlayout *l, const uint8_t *w, size_t rb, size_t g, float s[4],
@@ -158,6 +180,39 @@ void KERNEL(nb_qgemm_q8_)(const nb_qlayout *l, const void *w, const nb_qact *a, 
     q8_rows(l, w, a, a->ntok, y, ldy, r0, r1);
 }
 
+/* p[m] = fmaf(code - z, x, p[m]) over the tile in column order, where
+ * nib[16u + m] is column 4u + m % 4 of row m / 4. With FMA the 16 sums
+ * run in two AVX registers (each lane fused as fmaf: the same bits);
+ * without, fmaf is a library call and vectors would change the result. */
+#if defined(__FMA__) && defined(__AVX2__)
+static void tile_f32(const uint8_t nib[128], const int32_t z[4], const float *xb, float p[16])
+{
+    __m256 p0 = _mm256_loadu_ps(p), p1 = _mm256_loadu_ps(p + 8);
+    __m256 z0 = _mm256_setr_ps((float)z[0], (float)z[0], (float)z[0], (float)z[0], (float)z[1],
+                               (float)z[1], (float)z[1], (float)z[1]);
+    __m256 z1 = _mm256_setr_ps((float)z[2], (float)z[2], (float)z[2], (float)z[2], (float)z[3],
+                               (float)z[3], (float)z[3], (float)z[3]);
+    for (int u = 0; u < 8; u++) {
+        __m128 x4 = _mm_loadu_ps(xb + 4 * u);
+        __m256 xx = _mm256_insertf128_ps(_mm256_castps128_ps256(x4), x4, 1);
+        __m128i n = _mm_loadu_si128((const __m128i *)(const void *)(nib + 16 * u));
+        __m256 c0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(n));
+        __m256 c1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(n, 8)));
+        p0 = _mm256_fmadd_ps(_mm256_sub_ps(c0, z0), xx, p0); /* code - z: exact */
+        p1 = _mm256_fmadd_ps(_mm256_sub_ps(c1, z1), xx, p1);
+    }
+    _mm256_storeu_ps(p, p0);
+    _mm256_storeu_ps(p + 8, p1);
+}
+#else
+static void tile_f32(const uint8_t nib[128], const int32_t z[4], const float *xb, float p[16])
+{
+    for (int u = 0; u < 8; u++)
+        for (int m = 0; m < 16; m++)
+            p[m] = fmaf((float)(nib[16 * u + m] - z[m / 4]), xb[4 * u + m % 4], p[m]);
+}
+#endif
+
 /* Exact path, block rb: per row four partial sums by column mod 4 in
  * column order, as nb_qgemv_f32_ref; here p[4 * row + column % 4]. */
 static void block_f32(const nb_qlayout *l, const uint8_t *w, const float *x, size_t rb,
@@ -181,10 +236,7 @@ static void block_f32(const nb_qlayout *l, const uint8_t *w, const float *x, siz
                 xb = tail;
             }
             unpack(l, tiles + b * l->tile_bytes, nib);
-            /* nib[16u + m] is column 4u + m % 4 of row m / 4 */
-            for (int u = 0; u < 8; u++)
-                for (int m = 0; m < 16; m++)
-                    p[m] = fmaf((float)(nib[16 * u + m] - z[m / 4]), xb[4 * u + m % 4], p[m]);
+            tile_f32(nib, z, xb, p);
         }
         for (int r = 0; r < 4; r++)
             y[r] = fmaf((p[4 * r] + p[4 * r + 1]) + (p[4 * r + 2] + p[4 * r + 3]), s[r], y[r]);
