@@ -52,27 +52,53 @@ static void unpack(const nb_qlayout *l, const uint8_t *tile, uint8_t nib[128])
         unpack3(tile, nib);
 }
 
-/* Each row's sum of code x activation over the tile. int16 lanes are
- * exact: each adds 8 products of at most 15 x 127; so are the pairs of
- * lanes added before the widening (at most 30480). Vector types, as
- * arrays of scalars indexed in loops would live on the stack. */
 #if defined(__AVX2__)
+/* A tile's codes as loaded for the int8 dot: INT4 nibbles split in
+ * registers (the low ones of 16 bytes, then their high ones: nib order),
+ * as a detour through memory would stall on store forwarding. */
+typedef __m256i tile_codes[4];
+
+static inline __attribute__((always_inline)) void load_codes(const nb_qlayout *l,
+                                                             const uint8_t *t, tile_codes c)
+{
+    if (l->bits == 4) {
+        const __m128i low = _mm_set1_epi8(15);
+        for (int i = 0; i < 4; i++) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(t + 16 * i));
+            __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), low);
+            c[i] = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_and_si128(v, low)), hi, 1);
+        }
+        return;
+    }
+    uint8_t nib[128];
+    unpack3(t, nib);
+    for (int i = 0; i < 4; i++)
+        c[i] = _mm256_loadu_si256((const __m256i *)(const void *)(nib + 32 * i));
+}
+
 /* maddubs adds each row's adjacent pairs of products (at most 2 x 15 x
  * 127, no saturation) into int16 lanes, four tiles' worth each; madd
  * widens the pairs of those to int32, row r in lane r of each half. */
-static void tile_dot(const uint8_t nib[128], const int8_t *act, int32_t out[4])
+static inline __attribute__((always_inline)) void tile_dot(const tile_codes c,
+                                                           const int8_t *act, int32_t out[4])
 {
     __m256i acc = _mm256_setzero_si256();
     for (int i = 0; i < 4; i++) {
-        __m256i n = _mm256_loadu_si256((const __m256i *)(const void *)(nib + 32 * i));
         __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)(act + 32 * i));
-        acc = _mm256_add_epi16(acc, _mm256_maddubs_epi16(n, a));
+        acc = _mm256_add_epi16(acc, _mm256_maddubs_epi16(c[i], a));
     }
     __m256i d = _mm256_madd_epi16(acc, _mm256_set1_epi16(1));
     __m128i r = _mm_add_epi32(_mm256_castsi256_si128(d), _mm256_extracti128_si256(d, 1));
     _mm_storeu_si128((__m128i *)(void *)out, r);
 }
-#else
+#else /* the codes in nib order, and the dot in portable vector types */
+typedef uint8_t tile_codes[128];
+
+static void load_codes(const nb_qlayout *l, const uint8_t *t, tile_codes c)
+{
+    unpack(l, t, c);
+}
+
 #if defined(__clang__) || __GNUC__ >= 9
 typedef int16_t v16s __attribute__((vector_size(32)));
 typedef uint8_t v16u8 __attribute__((vector_size(16)));
@@ -84,6 +110,10 @@ typedef uint8_t v16u8[16];
 typedef int8_t v16s8[16];
 #endif
 
+/* Each row's sum of code x activation over the tile. int16 lanes are
+ * exact: each adds 8 products of at most 15 x 127; so are the pairs of
+ * lanes added before the widening (at most 30480). Vector types, as
+ * arrays of scalars indexed in loops would live on the stack. */
 static void tile_dot(const uint8_t nib[128], const int8_t *act, int32_t out[4])
 {
     v16s acc = {0};
@@ -127,7 +157,7 @@ static void block_q8(const nb_qlayout *l, const uint8_t *w, const nb_qact *a, si
 {
     size_t n_tiles = l->cols_p / TILE, per = tiles_per_group(l);
     const uint8_t *tiles = w + rb * n_tiles * l->tile_bytes;
-    uint8_t nib[128];
+    tile_codes codes;
     memset(y, 0, CHUNK * sizeof *y);
     for (size_t g = 0; g < l->n_groups; g++) {
         float s[4], f[CHUNK][4] = {{0.0f}};
@@ -135,12 +165,12 @@ static void block_q8(const nb_qlayout *l, const uint8_t *w, const nb_qact *a, si
         group_params(l, w, rb, g, s, z);
         size_t b1 = (g + 1) * per < n_tiles ? (g + 1) * per : n_tiles;
         for (size_t b = g * per; b < b1; b++) {
-            unpack(l, tiles + b * l->tile_bytes, nib);
+            load_codes(l, tiles + b * l->tile_bytes, codes);
             for (size_t t = 0; t < nt; t++) {
                 size_t at = b * a->ntok + t0 + t;
                 int32_t d[4], nsum = a->blk[2 * at + 1];
                 float scale = nb_bits_to_f32((uint32_t)a->blk[2 * at]);
-                tile_dot(nib, a->q + 4 * TILE * at, d);
+                tile_dot(codes, a->q + 4 * TILE * at, d);
                 for (int r = 0; r < 4; r++)
                     f[t][r] = fmaf((float)(z[r] * nsum + d[r]), scale, f[t][r]);
             }
