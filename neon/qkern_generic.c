@@ -1,8 +1,10 @@
 /* Portable packed-weight kernels (qkern_generic.h): the arithmetic of the
  * references (qkern_ref.c), in the same order, but a tile at a time in
  * loops of fixed length the compiler turns into SIMD code (SSE2, AVX2,
- * NEON, RVV: whatever the build targets). NB_GENERIC_SET names the set
- * this build of the file defines. */
+ * NEON, RVV: whatever the build targets), except where AVX2 has what
+ * C cannot say (maddubs, per-lane fused multiply-adds): the AVX2 build
+ * spells those tiles with intrinsics. NB_GENERIC_SET names the set this
+ * build of the file defines. */
 #include <assert.h>
 #include <math.h>
 #include <string.h>
@@ -13,7 +15,6 @@
 #if defined(__AVX2__)
 #include <immintrin.h>
 #endif
-
 
 enum {
     TILE = NB_QTILE_COLS,
