@@ -3,42 +3,9 @@
 #include <math.h>
 
 #include "f16.h"
+#include "attn_online.h"
+#include "qkern.h"
 #include "vexp.h"
-
-/* The running softmax state: the largest score so far and the sum of
- * exp(score - max); out holds the weighted values at that scale. */
-typedef struct online {
-    float max, sum;
-} online;
-
-/* Raises the maximum to s when s is larger, rescaling what was summed
- * at the old one by c (returned; 1 when the maximum stays). */
-static float raise_max(online *o, float s, float *out, size_t hd)
-{
-    if (!(s > o->max))
-        return 1.0f;
-    float c = nb_exp_ref(o->max - s); /* 0 for the first position */
-    o->sum *= c;
-    for (size_t i = 0; i < hd; i++)
-        out[i] *= c;
-    o->max = s;
-    return c;
-}
-
-/* Weight of score s at the current maximum, counted in the sum. */
-static float weigh(online *o, float s)
-{
-    float w = nb_exp_ref(s - o->max);
-    o->sum += w;
-    return w;
-}
-
-static void finish(const online *o, float *out, size_t hd)
-{
-    float inv = 1.0f / o->sum;
-    for (size_t i = 0; i < hd; i++)
-        out[i] *= inv;
-}
 
 void nb_attend_f16_ref(float *out, const float *q, const uint16_t *k, const uint16_t *v,
                        size_t stride, size_t n, size_t hd, float scale)
@@ -254,16 +221,35 @@ void nb_attend_f16_neon(float *out, const float *q, const uint16_t *k, const uin
     finish(&o, out, hd);
 }
 
-nb_attend_fn *nb_attend_f16(void)
-{
-    return nb_attend_f16_neon;
-}
-#else
-nb_attend_fn *nb_attend_f16(void)
-{
-    return nb_attend_f16_ref;
-}
 #endif
+
+/* Slowest first; on x86-64 avx2 is last, dropped when the CPU lacks it. */
+static const nb_attend_set attend_sets[] = {
+    {"generic", nb_attend_f16_generic},
+#if defined(__x86_64__)
+    {"avx2", nb_attend_f16_avx2},
+#endif
+#if defined(__aarch64__)
+    {"neon", nb_attend_f16_neon},
+#endif
+};
+
+const nb_attend_set *nb_attend_sets(size_t *count)
+{
+    size_t n = sizeof attend_sets / sizeof *attend_sets;
+#if defined(__x86_64__)
+    if (!(nb_cpu_features() & NB_CPU_AVX2))
+        n--;
+#endif
+    *count = n;
+    return attend_sets;
+}
+
+nb_attend_fn *nb_attend_f16(void)
+{
+    size_t n;
+    return nb_attend_sets(&n)[n - 1].attend;
+}
 
 void nb_f32_to_f16_row(uint16_t *out, const float *x, size_t n)
 {

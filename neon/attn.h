@@ -7,9 +7,10 @@
  * Keys and values of position t start at k + t * stride, v + t * stride
  * (stride = the cache row, so grouped-query heads read their kv head in
  * place). The weights' exp is neon/vexp.h's, 4 lanes at a time in the
- * NEON variant, one at a time in the reference (same algorithm, same bits).
- * The NEON variant keeps 4 lanes of partial sums; the reference adds in
- * column order: they differ by fp32 rounding only. A head's result depends
+ * NEON variant, one at a time in the reference and the portable variants
+ * (same algorithm, same bits). The NEON variant keeps 4 lanes of partial
+ * sums, the portable ones 8; the reference adds in column order: they
+ * differ by fp32 rounding only. A head's result depends
  * on nothing but its inputs, whichever thread runs it. */
 #ifndef NIBBLE_ATTN_H
 #define NIBBLE_ATTN_H
@@ -22,9 +23,19 @@ typedef void nb_attend_fn(float *out, const float *q, const uint16_t *k, const u
 
 nb_attend_fn nb_attend_f16_ref;
 nb_attend_fn nb_attend_f16_neon; /* aarch64 only */
+/* Portable C (attn_generic.c), and its x86-64 build for AVX2, FMA, F16C. */
+nb_attend_fn nb_attend_f16_generic, nb_attend_f16_avx2;
 
-/* The variant this build runs (NEON on aarch64: fp16 conversion is part
- * of every ARMv8 core, so there is nothing to choose at run time). */
+typedef struct nb_attend_set {
+    const char *name;
+    nb_attend_fn *attend;
+} nb_attend_set;
+
+/* The variants this build has and this CPU runs, slowest first. */
+const nb_attend_set *nb_attend_sets(size_t *count);
+
+/* The fastest of them: NEON on aarch64 (fp16 conversion is part of every
+ * ARMv8 core), AVX2 on x86-64 CPUs that have it, else the portable one. */
 nb_attend_fn *nb_attend_f16(void);
 
 /* out[i] = x[i] rounded to fp16, to nearest even. */

@@ -82,17 +82,21 @@ static void check(size_t hd, size_t n, size_t heads, float qscale)
     nb_f32_to_f16_row(v, kf, n * stride);
     size_t h = heads - 1; /* the last kv head: the stride matters */
     float scale = 1.0f / sqrtf((float)hd);
-    nb_attend_f16()(a, q, k + h * hd, v + h * hd, stride, n, hd, scale);
     nb_attend_f16_ref(b, q, k + h * hd, v + h * hd, stride, n, hd, scale);
     exact(c, q, k + h * hd, v + h * hd, stride, n, hd, scale);
     double *bd = malloc(hd * sizeof *bd);
     for (size_t i = 0; i < hd; i++)
         bd[i] = b[i];
-    double d_ref = max_diff(a, bd, hd), d_exact = fmax(max_diff(a, c, hd), max_diff(b, c, hd));
+    size_t n_sets;
+    const nb_attend_set *sets = nb_attend_sets(&n_sets);
+    for (size_t si = 0; si < n_sets; si++) {
+        sets[si].attend(a, q, k + h * hd, v + h * hd, stride, n, hd, scale);
+        double d_ref = max_diff(a, bd, hd), d_exact = fmax(max_diff(a, c, hd), max_diff(b, c, hd));
+        CHECK(d_ref <= 1e-5 * 2 && d_exact <= 2e-5 * 2,
+              "%s: hd %zu, n %zu, q scale %g: vs reference %g, vs float64 %g", sets[si].name, hd,
+              n, qscale, d_ref, d_exact);
+    }
     free(bd);
-    CHECK(d_ref <= 1e-5 * 2 && d_exact <= 2e-5 * 2,
-          "hd %zu, n %zu, q scale %g: vs reference %g, vs float64 %g", hd, n, qscale, d_ref,
-          d_exact);
     free(q), free(kf), free(a), free(b), free(c), free(k), free(v);
 }
 
@@ -220,5 +224,12 @@ int main(void)
     nb_f32_to_f16_row(h, x, 3);
     CHECK(h[0] == 0x3c00 && h[1] == 0x7bff && h[2] == 0x0000, "f16 row %04x %04x %04x", h[0],
           h[1], h[2]);
+    size_t n_sets;
+    const nb_attend_set *sets = nb_attend_sets(&n_sets);
+    printf("test_attn: variants");
+    for (size_t i = 0; i < n_sets; i++)
+        printf(" %s", sets[i].name);
+    printf("\n");
+    CHECK(sets[n_sets - 1].attend == nb_attend_f16(), "the attention in use is not the last");
     return tu_finish("test_attn");
 }
