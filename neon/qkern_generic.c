@@ -12,7 +12,7 @@
 #include "f16.h"
 #include "qkern_generic.h"
 
-#if defined(__AVX2__)
+#if defined(__AVX2__) || defined(__F16C__)
 #include <immintrin.h>
 #endif
 
@@ -140,11 +140,15 @@ static void group_params(const nb_qlayout *l, const uint8_t *w, size_t rb, size_
                          int32_t z[4])
 {
     size_t at = (rb * l->n_groups + g) * 4;
-    for (int r = 0; r < 4; r++) {
-        const uint8_t *p = w + l->scale_offset + 2 * (at + r);
-        s[r] = nb_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
+    const uint8_t *p = w + l->scale_offset + 2 * at;
+#if defined(__F16C__)
+    _mm_storeu_ps(s, _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(const void *)p)));
+#else
+    for (int r = 0; r < 4; r++)
+        s[r] = nb_f16_to_f32((uint16_t)(p[2 * r] | p[2 * r + 1] << 8));
+#endif
+    for (int r = 0; r < 4; r++)
         z[r] = w[l->zero_offset + at + r];
-    }
 }
 
 static size_t tiles_per_group(const nb_qlayout *l)
