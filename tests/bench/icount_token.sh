@@ -51,7 +51,12 @@ per=$n
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 if [ "$mode" = pp ]; then what="prefill token (prompts of $n and $((2 * n)))"
-else what="decoded token (positions $n..$((2 * n - 1)))"; fi
+else
+  # the positions decoded: after the depth (-d / --depth in the flags)
+  depth=$(sed -nE 's/.*(-d|--depth)[ =]([0-9]+).*/\2/p' <<<"$flags")
+  depth=${depth:-0}
+  what="decoded token (positions $((depth + n))..$((depth + 2 * n - 1)))"
+fi
 printf 'instructions per %s: %s, %s layers, 1 thread %s\n' "$what" "$shape" "$layers" "$flags"
 printf '%-11s %-13s %12s %12s %10s %9s\n' cpu kernels per_token in_gemv outside outside%
 for cpu in $cpus; do
