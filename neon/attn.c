@@ -236,12 +236,7 @@ static const nb_attend_set attend_sets[] = {
 
 const nb_attend_set *nb_attend_sets(size_t *count)
 {
-    size_t n = sizeof attend_sets / sizeof *attend_sets;
-#if defined(__x86_64__)
-    if (!(nb_cpu_features() & NB_CPU_AVX2))
-        n--;
-#endif
-    *count = n;
+    *count = nb_runnable_variants(sizeof attend_sets / sizeof *attend_sets);
     return attend_sets;
 }
 

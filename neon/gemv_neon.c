@@ -111,12 +111,7 @@ static const nb_plain_set plain_sets[] = {
 
 const nb_plain_set *nb_plain_sets(size_t *count)
 {
-    size_t n = sizeof plain_sets / sizeof *plain_sets;
-#if defined(__x86_64__)
-    if (!(nb_cpu_features() & NB_CPU_AVX2))
-        n--;
-#endif
-    *count = n;
+    *count = nb_runnable_variants(sizeof plain_sets / sizeof *plain_sets);
     return plain_sets;
 }
 

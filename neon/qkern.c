@@ -81,6 +81,15 @@ unsigned nb_cpu_features(void)
     return f;
 }
 
+size_t nb_runnable_variants(size_t compiled)
+{
+#if defined(__x86_64__)
+    if (!(nb_cpu_features() & NB_CPU_AVX2))
+        return compiled - 1;
+#endif
+    return compiled;
+}
+
 const nb_qkernels *const *nb_kernels_all(size_t *count)
 {
     *count = N_SETS;

@@ -97,6 +97,11 @@ typedef struct nb_qkernels {
  * elsewhere). */
 unsigned nb_cpu_features(void);
 
+/* How many of a list of variants (slowest first, compiled for this host)
+ * this CPU runs: on x86-64 the last one is the AVX2 build, which needs
+ * AVX2, FMA and F16C; elsewhere all of them. */
+size_t nb_runnable_variants(size_t compiled);
+
 /* The set in use: "auto" (the fastest this CPU runs) until selected. */
 const nb_qkernels *nb_kernels(void);
 
