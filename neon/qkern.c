@@ -1,6 +1,7 @@
 /* Run-time choice of the kernel set: one aarch64 binary (built for plain
  * armv8-a) runs sdot and smmla where the CPU has them, which the kernel
- * reports through the auxiliary vector. */
+ * reports through the auxiliary vector; one x86-64 binary runs the AVX2
+ * build of the portable kernels where cpuid reports AVX2, FMA and F16C. */
 #include <stdatomic.h>
 #include <string.h>
 
@@ -11,8 +12,6 @@
 #include <sys/auxv.h>
 
 #include "qkern_neon.h"
-#elif defined(__x86_64__)
-#include <cpuid.h>
 
 #ifndef HWCAP_ASIMDDP
 #define HWCAP_ASIMDDP (1ul << 20)
@@ -20,6 +19,9 @@
 #ifndef HWCAP2_I8MM
 #define HWCAP2_I8MM (1ul << 13)
 #endif
+#endif
+#if defined(__x86_64__)
+#include <cpuid.h>
 #endif
 
 static const nb_qkernels ref_set = {
