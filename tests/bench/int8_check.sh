@@ -10,23 +10,15 @@
 # AWQ g128 and RTN g128. AWQ calibrates on KJV text (NB_CALIB_TOKENS tokens,
 # default 16384). Texts: the first NB_WINDOWS (default 32) windows of 256
 # tokens of wiki.test.raw and of TinyStories (../shared/data when present,
-# else only tests/data's excerpt). NB_THREADS sets --threads (default: every
-# CPU); NB_WRAP runs nibble through a wrapper (cross/qemu-run for a cross
-# build, with NB_QEMU_CPU).
+# else only tests/data's excerpt). NB_THREADS sets --threads (default:
+# one per big core); NB_WRAP runs nibble through a wrapper (cross/qemu-run
+# for a cross build, with NB_QEMU_CPU).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-build=${1:-$root/build}
-nibble=$build/nibble
-shared=$root/../shared
+. "$root/tests/bench/common.sh"
 windows=${NB_WINDOWS:-32}
 calib_tokens=${NB_CALIB_TOKENS:-16384}
-threads=(${NB_THREADS:+--threads "$NB_THREADS"})
 wrap=(${NB_WRAP:+"$NB_WRAP"})
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-[ -x "$nibble" ] || { echo "no nibble in $build (build it first)" >&2; exit 1; }
-. "$root/tests/bench/texts.sh"
 
 nb() { "${wrap[@]}" "$nibble" "$@"; }
 

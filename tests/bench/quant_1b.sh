@@ -6,17 +6,13 @@
 # 65536 calibration tokens of KJV text). Prints the seconds per layer and
 # the whole model's estimate (22 layers). Figures, not a test.
 #   tests/bench/quant_1b.sh [build dir]        (default: build)
-# Environment: NB_LAYERS (default 2), NB_THREADS (default: every CPU),
+# Environment: NB_LAYERS (default 2), NB_THREADS (default: one per big core),
 # NB_CALIB_TOKENS (default 65536).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-build=${1:-$root/build}
+. "$root/tests/bench/common.sh"
 layers=${NB_LAYERS:-2}
 tokens=${NB_CALIB_TOKENS:-65536}
-threads=(${NB_THREADS:+--threads "$NB_THREADS"})
-. "$root/tests/bench/texts.sh"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
 
 cp "$root/tests/data/stories260K/tok512.model" "$tmp/tokenizer.model"
 /usr/bin/python3 - "$tmp" "$layers" <<'EOF'
@@ -56,7 +52,7 @@ json.dump({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden
           open(f"{out}/config.json", "w"))
 EOF
 
-"$build/nibble" quantize -q -m "$tmp" --calib "$calib" --calib-tokens "$tokens" "${threads[@]}" \
+"$nibble" quantize -q -m "$tmp" --calib "$calib" --calib-tokens "$tokens" "${threads[@]}" \
   -o "$tmp/q.nib" >"$tmp/report"
 grep -E '^(AWQ|memory|time:)' "$tmp/report"
 awk -v layers="$layers" '/done in/ { s += $3; n++ }

@@ -13,19 +13,11 @@
 # weights are stored dequantized (quantize --fake-quant), which computes
 # what the packed file does with ppl --exact, on the faster fp32 path. The
 # figures measure the quantizer, not the runtime's int8 activations.
-# NB_THREADS sets --threads (default: every CPU).
+# NB_THREADS sets --threads (default: one per big core).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-build=${1:-$root/build}
-nibble=$build/nibble
-shared=$root/../shared
+. "$root/tests/bench/common.sh"
 windows=${NB_WINDOWS:-32}
-threads=(${NB_THREADS:+--threads "$NB_THREADS"})
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-[ -x "$nibble" ] || { echo "no nibble in $build (build it first)" >&2; exit 1; }
-. "$root/tests/bench/texts.sh"
 
 ppl() {
   "$nibble" ppl -q -m "$1" -f "$2" -c 256 --windows "$windows" |
