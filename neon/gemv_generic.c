@@ -26,7 +26,7 @@ INLINE void tile(float *y, size_t ldy, const void *w, const int wtype, const flo
                  size_t cols, const int nr, const int nt)
 {
     v8f acc[MAX_ROWS][GEMM_TOKS];
-#pragma GCC unroll 16
+#pragma GCC unroll 4
     for (int k = 0; k < nr; k++)
 #pragma GCC unroll 4
         for (int j = 0; j < nt; j++)

@@ -151,25 +151,20 @@ static void group_params(const nb_qlayout *l, const uint8_t *w, size_t rb, size_
         z[r] = w[l->zero_offset + at + r];
 }
 
-static size_t tiles_per_group(const nb_qlayout *l)
-{
-    return l->group ? (size_t)l->group / TILE : l->cols_p / TILE;
-}
-
 /* Rows of block rb for tokens t0 .. t0 + nt - 1 (nt <= CHUNK). */
 static void block_q8(const nb_qlayout *l, const uint8_t *w, const nb_qact *a, size_t rb,
                      size_t t0, size_t nt, float y[CHUNK][4])
 {
-    size_t n_tiles = l->cols_p / TILE, per = tiles_per_group(l);
-    const uint8_t *tiles = w + rb * n_tiles * l->tile_bytes;
+    const uint8_t *tiles = w + rb * (l->cols_p / TILE) * l->tile_bytes;
     tile_codes codes;
     memset(y, 0, CHUNK * sizeof *y);
     for (size_t g = 0; g < l->n_groups; g++) {
         float s[4], f[CHUNK][4] = {{0.0f}};
         int32_t z[4];
         group_params(l, w, rb, g, s, z);
-        size_t b1 = (g + 1) * per < n_tiles ? (g + 1) * per : n_tiles;
-        for (size_t b = g * per; b < b1; b++) {
+        size_t b0, b1;
+        nb_qgroup_tiles(l, g, &b0, &b1);
+        for (size_t b = b0; b < b1; b++) {
             load_codes(l, tiles + b * l->tile_bytes, codes);
             for (size_t t = 0; t < nt; t++) {
                 size_t at = b * a->ntok + t0 + t;
@@ -253,8 +248,7 @@ static void tile_f32(const uint8_t nib[128], const int32_t z[4], const float *xb
 static void block_f32(const nb_qlayout *l, const uint8_t *w, const float *x, size_t rb,
                       float y[4])
 {
-    size_t n_tiles = l->cols_p / TILE, per = tiles_per_group(l);
-    const uint8_t *tiles = w + rb * n_tiles * l->tile_bytes;
+    const uint8_t *tiles = w + rb * (l->cols_p / TILE) * l->tile_bytes;
     uint8_t nib[128];
     float tail[TILE];
     memset(y, 0, 4 * sizeof *y);
@@ -262,8 +256,9 @@ static void block_f32(const nb_qlayout *l, const uint8_t *w, const float *x, siz
         float s[4], p[16] = {0.0f};
         int32_t z[4];
         group_params(l, w, rb, g, s, z);
-        size_t b1 = (g + 1) * per < n_tiles ? (g + 1) * per : n_tiles;
-        for (size_t b = g * per; b < b1; b++) {
+        size_t b0, b1;
+        nb_qgroup_tiles(l, g, &b0, &b1);
+        for (size_t b = b0; b < b1; b++) {
             const float *xb = x + b * TILE;
             if ((b + 1) * TILE > l->cols) { /* x ends inside this tile */
                 memset(tail, 0, sizeof tail);

@@ -38,21 +38,13 @@ static int zero_at(const nb_qlayout *l, const uint8_t *w, size_t row, size_t g)
     return w[l->zero_offset + param_index(l, row, g)];
 }
 
-/* Tiles [*t0, *t1) of group g. */
-static void group_tiles(const nb_qlayout *l, size_t g, size_t *t0, size_t *t1)
-{
-    size_t n = l->cols_p / TILE, per = l->group ? (size_t)l->group / TILE : n;
-    *t0 = g * per;
-    *t1 = *t0 + per < n ? *t0 + per : n;
-}
-
 static float q8_row(const nb_qlayout *l, const uint8_t *w, const nb_qact *a, size_t t,
                     size_t r)
 {
     float y = 0.0f;
     for (size_t g = 0; g < l->n_groups; g++) {
         size_t b0, b1;
-        group_tiles(l, g, &b0, &b1);
+        nb_qgroup_tiles(l, g, &b0, &b1);
         int z = zero_at(l, w, r, g);
         float f = 0.0f;
         for (size_t b = b0; b < b1; b++) {
@@ -88,7 +80,7 @@ static float f32_row(const nb_qlayout *l, const uint8_t *w, const float *x, size
     float y = 0.0f;
     for (size_t g = 0; g < l->n_groups; g++) {
         size_t b0, b1;
-        group_tiles(l, g, &b0, &b1);
+        nb_qgroup_tiles(l, g, &b0, &b1);
         int z = zero_at(l, w, r, g);
         float p[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         for (size_t c = b0 * TILE; c < b1 * TILE; c++) {

@@ -74,6 +74,15 @@ void nb_qpack(const nb_qlayout *l, const uint8_t *codes, const float *scales,
  * weights nb_quant_row encoded. */
 void nb_qrow_ref(const nb_qlayout *l, const void *data, size_t row, float *out);
 
+/* The column tiles [*t0, *t1) of group g (the last one ragged or not). */
+static inline void nb_qgroup_tiles(const nb_qlayout *l, size_t g, size_t *t0, size_t *t1)
+{
+    size_t n = l->cols_p / NB_QTILE_COLS;
+    size_t per = l->group ? (size_t)l->group / NB_QTILE_COLS : n;
+    *t0 = g * per;
+    *t1 = *t0 + per < n ? *t0 + per : n;
+}
+
 /* Reference GEMV, exact fp32 activations (W4A16 as in the paper):
  * y[r] = sum_c ((q - z) * s) * x[c] for r in [r0, r1), x[cols], y indexed
  * by absolute row; fp32 accumulation in column order, the same sums as
