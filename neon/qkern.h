@@ -20,7 +20,10 @@
  * Row ranges: every kernel computes rows [r0, r1) and writes y only
  * there; r0 must be a multiple of 4 and r1 a multiple of 4 or `rows`, so
  * a thread pool can split a tensor between threads. A row's result does
- * not depend on the split. */
+ * not depend on the split. An empty range writes nothing, wherever it
+ * starts (a split's last piece can be [rows, rows) with rows not a
+ * multiple of 4): kernels walk the 4-row blocks [nb_first_block(r0),
+ * (r1 + 3) / 4), which is empty then. */
 #ifndef NIBBLE_QKERN_H
 #define NIBBLE_QKERN_H
 
@@ -30,6 +33,13 @@
 #include "qpack.h"
 
 #define NB_QACT_BLOCK 32
+
+/* The first 4-row block of rows [r0, r1): r0 / 4 for the ranges above,
+ * and past the last block of an empty range. */
+static inline size_t nb_first_block(size_t r0)
+{
+    return (r0 + 3) / 4;
+}
 
 /* How a kernel set wants quantized activations laid out in memory. All
  * forms are block-major (block b of every token, then block b + 1), so a

@@ -185,8 +185,9 @@ static void block_q8(const nb_qlayout *l, const uint8_t *w, const nb_qact *a, si
 static void q8_rows(const nb_qlayout *l, const void *w, const nb_qact *a, size_t ntok, float *y,
                     size_t ldy, size_t r0, size_t r1)
 {
-    assert(a->form == NB_ACT_WIDE && a->cols_p == l->cols_p && r0 % 4 == 0 && r1 <= l->rows);
-    for (size_t rb = r0 / 4; 4 * rb < r1; rb++)
+    assert(a->form == NB_ACT_WIDE && a->cols_p == l->cols_p && (r0 % 4 == 0 || r0 == r1) && r0 <= r1 &&
+           r1 <= l->rows);
+    for (size_t rb = nb_first_block(r0); 4 * rb < r1; rb++)
         for (size_t t0 = 0; t0 < ntok; t0 += CHUNK) {
             size_t nt = ntok - t0 < CHUNK ? ntok - t0 : CHUNK;
             float out[CHUNK][4];
@@ -276,8 +277,9 @@ static void block_f32(const nb_qlayout *l, const uint8_t *w, const float *x, siz
 void KERNEL(nb_qgemv_f32_)(const nb_qlayout *l, const void *w, const float *x, float *y,
                            size_t r0, size_t r1)
 {
-    assert(r0 % 4 == 0 && r1 <= l->rows);
-    for (size_t rb = r0 / 4; 4 * rb < r1; rb++) {
+    assert((r0 % 4 == 0 || r0 == r1) && r0 <= r1 &&
+           r1 <= l->rows);
+    for (size_t rb = nb_first_block(r0); 4 * rb < r1; rb++) {
         float out[4];
         block_f32(l, w, x, rb, out);
         for (size_t r = 4 * rb; r < 4 * rb + 4 && r < r1; r++)

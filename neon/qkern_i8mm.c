@@ -141,7 +141,7 @@ void NB_KERNEL(nb_qgemm_q8_i8mm)(const nb_qlayout *l, const void *w, const nb_qa
     nb_check_args(l, a, NB_ACT_PAIRS, r0, r1);
     struct nb_qjob j = nb_qjob_make(l, w, a, y, ldy, r1, 64, 8, (a->ntok + 1) / 2);
     if (l->bits == 4)
-        NB_WITH_GT(&j, mm_rb, &j, a->ntok, r0 / 4, (r1 + 3) / 4, 4);
+        NB_WITH_GT(&j, mm_rb, &j, a->ntok, nb_first_block(r0), (r1 + 3) / 4, 4);
     else
-        NB_WITH_GT(&j, mm_rb, &j, a->ntok, r0 / 4, (r1 + 3) / 4, 3);
+        NB_WITH_GT(&j, mm_rb, &j, a->ntok, nb_first_block(r0), (r1 + 3) / 4, 3);
 }

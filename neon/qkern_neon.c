@@ -68,7 +68,7 @@ NB_WITH_TER void NB_KERNEL(nb_qgemv_f32_neon)(const nb_qlayout *l, const void *w
         memcpy(tail, x + NB_QTILE_COLS * nfull, rest * sizeof *x);
     nb_qact none = {0};
     struct nb_qjob j = nb_qjob_make(l, w, &none, y, 0, r1, 0, 0, 0);
-    for (size_t rb = r0 / 4; rb < (r1 + 3) / 4; rb++) {
+    for (size_t rb = nb_first_block(r0); rb < (r1 + 3) / 4; rb++) {
         if (l->bits == 4)
             f32_rows(&j, rb, x, tail, nfull, 4);
         else

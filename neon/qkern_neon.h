@@ -594,7 +594,7 @@ NB_INLINE void nb_q8_gemm_rb(const struct nb_qjob *j, size_t rb, size_t re, cons
 NB_INLINE void nb_check_args(const nb_qlayout *l, const nb_qact *a, int form, size_t r0,
                              size_t r1)
 {
-    assert(r0 % 4 == 0 && r0 <= r1 && r1 <= l->rows);
+    assert((r0 % 4 == 0 || r0 == r1) && r0 <= r1 && r1 <= l->rows);
     assert(!a || (a->form == form && a->cols_p == l->cols_p));
     (void)l, (void)a, (void)form, (void)r0, (void)r1;
 }
@@ -624,9 +624,9 @@ NB_INLINE void nb_q8_gemv(const int kind, const nb_qlayout *l, const void *w, co
     assert(a->ntok == 1);
     struct nb_qjob j = nb_qjob_make(l, w, a, y, 0, r1, NB_ACT_TILE(kind), 2, 1);
     if (l->bits == 4)
-        nb_qgemv_q8_int4(kind, &j, r0 / 4, (r1 + 3) / 4);
+        nb_qgemv_q8_int4(kind, &j, nb_first_block(r0), (r1 + 3) / 4);
     else
-        nb_qgemv_q8_int3(kind, &j, r0 / 4, (r1 + 3) / 4);
+        nb_qgemv_q8_int3(kind, &j, nb_first_block(r0), (r1 + 3) / 4);
 }
 
 NB_INLINE void nb_q8_gemm(const int kind, const nb_qlayout *l, const void *w, const nb_qact *a,
@@ -635,9 +635,9 @@ NB_INLINE void nb_q8_gemm(const int kind, const nb_qlayout *l, const void *w, co
     nb_check_args(l, a, kind == NB_K_SDOT ? NB_ACT_PLAIN : NB_ACT_WIDE, r0, r1);
     struct nb_qjob j = nb_qjob_make(l, w, a, y, ldy, r1, NB_ACT_TILE(kind), 2, a->ntok);
     if (l->bits == 4)
-        NB_WITH_GT(&j, nb_q8_gemm_rb, &j, r0 / 4, (r1 + 3) / 4, 4, kind);
+        NB_WITH_GT(&j, nb_q8_gemm_rb, &j, nb_first_block(r0), (r1 + 3) / 4, 4, kind);
     else
-        NB_WITH_GT(&j, nb_q8_gemm_rb, &j, r0 / 4, (r1 + 3) / 4, 3, kind);
+        NB_WITH_GT(&j, nb_q8_gemm_rb, &j, nb_first_block(r0), (r1 + 3) / 4, 3, kind);
 }
 
 #endif

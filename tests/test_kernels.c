@@ -226,6 +226,17 @@ static void check_set(size_t si, const nb_qkernels *k, const struct tensor *t, c
     }
     ran[si].gemm++;
 
+    /* the empty last piece of a split, [rows, rows), writes nothing */
+    fill(y, ntok * ldy);
+    k->gemm(l, t->data, &a, y, ldy, rows, rows);
+    for (size_t tk = 0; tk < ntok; tk++)
+        CHECK(untouched(y + tk * ldy, 0, 0, ldy), "%s gemm [%zu,%zu) wrote", k->name, rows, rows);
+    nb_qact_quantize(&a, x, l->cols + 1, 1, k->gemv_form);
+    fill(y, ldy);
+    k->gemv(l, t->data, &a, y, rows, rows);
+    k->gemv_f32(l, t->data, x, y, rows, rows);
+    CHECK(untouched(y, 0, 0, ldy), "%s gemv [%zu,%zu) wrote", k->name, rows, rows);
+
     /* exact path; x is followed by a NaN that must not be read */
     float *yf = malloc(ldy * sizeof *yf);
     fill(y, ldy);
