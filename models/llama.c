@@ -269,6 +269,16 @@ static void mlp(nb_llama *m, int l)
         m->x[i] += m->xb2[i];
 }
 
+int nb_logits_check(const float *logits, size_t n, int pos, nb_err *e)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(logits[i]))
+            return nb_fail(e, "the model produced non-finite values at position %d (NaN or Inf "
+                              "in its weights?): nibble info --verify names the tensor",
+                           pos);
+    return 0;
+}
+
 float *nb_llama_forward(nb_llama *m, int token, int pos)
 {
     if (m->fast)

@@ -86,6 +86,13 @@ float *nb_llama_prefill(nb_llama *m, const int32_t *tokens, int n, int pos);
 int nb_llama_prefill_each(nb_llama *m, const int32_t *tokens, int n, int pos,
                           void (*fn)(void *ctx, int i, const float *logits), void *ctx, nb_err *e);
 
+/* 0 when the n logits are all finite, else -1 with a message naming pos.
+ * A model whose weights hold NaN or Inf (a file damaged or crafted after
+ * its checksums were written: writers refuse such values) gives NaN or
+ * Inf logits whatever the kernels, which compute through them without
+ * undefined behaviour; callers stop there rather than sample garbage. */
+int nb_logits_check(const float *logits, size_t n, int pos, nb_err *e);
+
 /* Bytes of state allocated for the session: the KV cache, and everything
  * else (activations, scratch) beside it. Weights are mapped, not counted. */
 void nb_llama_memory(const nb_llama *m, size_t *kv_bytes, size_t *other_bytes);

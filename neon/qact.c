@@ -47,20 +47,34 @@ void nb_qact_free(nb_qact *a)
     memset(a, 0, sizeof *a);
 }
 
+/* A block's scale and its inverse from its largest magnitude. Under
+ * 127 / FLT_MAX (3.7e-37), 127 / amax would overflow, and 0 * inf is NaN:
+ * a block under 1e-30 (nothing, next to any activation) gets scale 0 and
+ * zero codes, as an all-zero one; the kernels rely on "scale 0 => block
+ * all zero" (see nb_q8_tile). An infinite amax keeps its infinite scale
+ * with inv 0, so the output turns NaN, where the caller's check of the
+ * logits sees it (nb_logits_finite). */
+static void block_scale(float amax, float *scale, float *inv)
+{
+    int tiny = !(amax >= 1e-30f);
+    *scale = tiny ? 0.0f : amax / 127.0f;
+    *inv = tiny ? 0.0f : 127.0f / amax;
+}
+
 /* One block of up to 32 values (the rest 0) to codes; returns -sum. */
 static int32_t quant_block(const float *x, size_t n, int8_t q[BLK], float *out_scale)
 {
     float amax = 0.0f;
     for (size_t i = 0; i < n; i++)
-        amax = fmaxf(amax, fabsf(x[i]));
-    /* a scale that underflows to 0 gets zero codes: the kernels rely on
-     * "scale 0 => block all zero" (see nb_q8_tile) */
-    float scale = amax / 127.0f, inv = scale > 0.0f ? 127.0f / amax : 0.0f;
+        amax = fmaxf(amax, fabsf(x[i])); /* fmaxf skips NaN */
+    float scale, inv;
+    block_scale(amax, &scale, &inv);
     int32_t sum = 0;
     for (size_t i = 0; i < BLK; i++) {
         float v = i < n ? nearbyintf(x[i] * inv) : 0.0f;
-        /* never -128: the smull kernels' int16 bound counts on 127 */
-        int c = v > 127.0f ? 127 : v < -127.0f ? -127 : (int)v;
+        /* never -128: the smull kernels' int16 bound counts on 127; NaN
+         * (a NaN input, or Inf times inv 0) becomes 0 as FCVTNS makes it */
+        int c = v > 127.0f ? 127 : v < -127.0f ? -127 : v == v ? (int)v : 0;
         q[i] = (int8_t)c;
         sum += c;
     }
@@ -71,7 +85,8 @@ static int32_t quant_block(const float *x, size_t n, int8_t q[BLK], float *out_s
 #if defined(__aarch64__)
 /* A full block, the same codes as quant_block 8 times fewer
  * instructions: FMAXNM is fmaxf, FCVTNS rounds to nearest even as
- * nearbyintf does, and |x * inv| <= 127 needs no clamp. */
+ * nearbyintf does (and gives 0 for NaN), and |x * inv| <= 127 needs no
+ * clamp. */
 static int32_t quant_block32(const float *x, int8_t q[BLK], float *out_scale)
 {
     float32x4_t v[8], m = vdupq_n_f32(0.0f);
@@ -79,8 +94,8 @@ static int32_t quant_block32(const float *x, int8_t q[BLK], float *out_scale)
         v[i] = vld1q_f32(x + 4 * i);
         m = vmaxnmq_f32(m, vabsq_f32(v[i]));
     }
-    float amax = vmaxnmvq_f32(m);
-    float scale = amax / 127.0f, inv = scale > 0.0f ? 127.0f / amax : 0.0f;
+    float amax = vmaxnmvq_f32(m), scale, inv;
+    block_scale(amax, &scale, &inv);
     int32x4_t sum = vdupq_n_s32(0);
     int16x8_t h[4];
     for (int i = 0; i < 4; i++) {

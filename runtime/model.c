@@ -96,7 +96,7 @@ static int check_header(const struct nb_header *h, size_t size, nb_err *e)
     return 0;
 }
 
-static int check_meta(const struct nb_meta *m, nb_err *e)
+int nb_meta_check(const struct nb_meta *m, nb_err *e)
 {
     if (m->arch != NB_ARCH_LLAMA)
         return nb_fail(e, "unsupported architecture id %u", m->arch);
@@ -204,7 +204,7 @@ int nb_model_parse(nb_model *m, const void *base, size_t size, nb_err *e)
     m->n_tensors = h->n_tensors;
     m->vocab = m->base + h->vocab_offset;
     m->vocab_size = h->vocab_size;
-    if (check_meta(&m->meta, e) || check_table(m, e)) {
+    if (nb_meta_check(&m->meta, e) || check_table(m, e)) {
         memset(m, 0, sizeof *m);
         return -1;
     }
@@ -295,6 +295,68 @@ int nb_model_verify(const nb_model *m, nb_err *e)
         const struct nb_tensor_entry *t = entry_at(m, i);
         if (nb_crc32(0, m->base + t->offset, t->size) != t->crc32)
             return nb_fail(e, "tensor '%s' fails its checksum (file corrupted)", t->name);
+        if (nb_tensor_values_check(t, m->base + t->offset, 0, t->size, e))
+            return -1;
     }
+    return 0;
+}
+
+/* Index of the first non-finite value among n of the given width (4: f32,
+ * 2: f16, or bf16 when bf16 is set), or n. The exponent bits all set
+ * mean Inf or NaN in all three formats. */
+static size_t first_nonfinite(const uint8_t *p, size_t n, size_t width, int bf16)
+{
+    uint32_t mask = width == 4 ? 0x7f800000u : bf16 ? 0x7f80u : 0x7c00u;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t v = 0;
+        memcpy(&v, p + i * width, width); /* little-endian hosts only, as the format */
+        if ((v & mask) == mask)
+            return i;
+    }
+    return n;
+}
+
+/* The part of [off, off + n) inside [lo, hi), as offsets into both. */
+static int overlap(uint64_t off, size_t n, uint64_t lo, uint64_t hi, uint64_t *a, uint64_t *b)
+{
+    *a = off > lo ? off : lo;
+    *b = off + n < hi ? off + n : hi;
+    return *a < *b;
+}
+
+static int check_packed(const struct nb_tensor_entry *t, const uint8_t *data, uint64_t off,
+                        size_t n, nb_err *e)
+{
+    nb_qlayout l;
+    uint64_t a, b;
+    if (nb_qentry_layout(t, &l, e))
+        return -1;
+    if (overlap(off, n, l.scale_offset, l.zero_offset, &a, &b)) {
+        size_t k = (size_t)(b - a) / 2, bad = first_nonfinite(data + (a - off), k, 2, 0);
+        if (bad < k)
+            return nb_fail(e, "tensor '%s' holds a non-finite scale (group %llu)", t->name,
+                           (unsigned long long)((a - l.scale_offset) / 2 + bad));
+    }
+    if (overlap(off, n, l.zero_offset, l.total_bytes, &a, &b))
+        for (uint64_t i = a; i < b; i++)
+            if (data[i - off] >> l.bits)
+                return nb_fail(e, "tensor '%s' holds zero point %u, out of range for %d-bit "
+                                  "codes",
+                               t->name, data[i - off], l.bits);
+    return 0;
+}
+
+int nb_tensor_values_check(const struct nb_tensor_entry *t, const void *data, uint64_t off,
+                           size_t n, nb_err *e)
+{
+    if (nb_dtype_packed(t->dtype))
+        return check_packed(t, data, off, n, e);
+    size_t width = nb_dtype_width(t->dtype);
+    if (!width)
+        return 0;
+    size_t k = n / width, bad = first_nonfinite(data, k, width, t->dtype == NB_BF16);
+    if (bad < k)
+        return nb_fail(e, "tensor '%s' holds a non-finite value (NaN or Inf) at element %llu",
+                       t->name, (unsigned long long)(off / width + bad));
     return 0;
 }

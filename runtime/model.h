@@ -42,8 +42,24 @@ const nb_tensor *nb_model_find(const nb_model *m, const char *name, nb_tensor *o
 int nb_model_expect(const nb_model *m, const char *name, int n_dims, const uint64_t *shape,
                     nb_tensor *out, nb_err *e);
 
-/* Recomputes every tensor's CRC-32; the message names the first bad one. */
+/* The loader's checks of the metadata (dimensions, attention shape, norm
+ * eps, RoPE, special ids, terminated strings): writers run them too, so
+ * that no file is written that would not load. */
+int nb_meta_check(const struct nb_meta *m, nb_err *e);
+
+/* Recomputes every tensor's CRC-32 and checks its values
+ * (nb_tensor_values_check); the message names the first bad tensor. */
 int nb_model_verify(const nb_model *m, nb_err *e);
+
+/* Checks bytes [off, off + n) of tensor t's data, held at data: every
+ * float (plain tensors; packed ones' fp16 scales) is finite, and every
+ * packed zero point fits its code width. Writers run it on all they
+ * write, so a file holds such values only if damaged or crafted after
+ * its checksums; the kernels then run through them without undefined
+ * behaviour and callers find non-finite logits (nb_logits_check). off
+ * and n must fall on whole values (streamed chunks do). */
+int nb_tensor_values_check(const struct nb_tensor_entry *t, const void *data, uint64_t off,
+                           size_t n, nb_err *e);
 
 uint32_t nb_crc32(uint32_t crc, const void *data, size_t n);
 

@@ -123,6 +123,11 @@ static int start_file(nb_writer *w, const char *path, nb_err *e)
 nb_writer *nb_writer_open(const char *path, const struct nb_meta *meta, const void *vocab,
                           size_t vocab_size, nb_err *e)
 {
+    nb_err why;
+    if (nb_meta_check(meta, &why)) {
+        nb_fail(e, "refusing to write '%s', which would not load: %s", path, why.msg);
+        return NULL;
+    }
     nb_writer *w = calloc(1, sizeof *w);
     if (!w) {
         nb_fail(e, "out of memory");
@@ -183,6 +188,8 @@ int nb_writer_append(nb_writer *w, const void *data, size_t n, nb_err *e)
     struct nb_tensor_entry *t = &w->table[w->n];
     if (!w->open_entry || w->pos - t->offset + n > t->size)
         return nb_fail(e, "tensor '%s': more data than its size", t->name);
+    if (nb_tensor_values_check(t, data, w->pos - t->offset, n, e))
+        return -1;
     t->crc32 = nb_crc32(t->crc32, data, n);
     return write_at_pos(w, data, n, e);
 }

@@ -327,6 +327,49 @@ static void check_quantizer(void)
     }
 }
 
+/* Values no healthy model produces, which a damaged or crafted file can
+ * (NaN or Inf weights, huge scales): codes stay in [-127, 127] without
+ * undefined behaviour (UBSan builds check the conversions), NaN codes
+ * are 0, a block under 1e-30 is all zero with scale 0, and an infinite
+ * block keeps an infinite scale so that the output shows it. Full
+ * blocks take the NEON quantizer on aarch64, the 20-column tail the C one. */
+static void check_quantizer_hostile(void)
+{
+    enum { COLS = 180 };
+    const float inf = INFINITY, nan_v = NAN, tiny = 1e-38f, huge = 3e38f;
+    float x[COLS];
+    for (size_t c = 0; c < COLS; c++) /* block b: one hostile value among ordinary ones */
+        x[c] = (float)(c % 7) - 3.0f;
+    x[0] = nan_v, x[1] = nan_v;        /* block 0: NaN twice (the sums once overflowed) */
+    x[33] = inf, x[40] = -inf;         /* block 1: Inf */
+    for (size_t c = 64; c < 96; c++)   /* block 2: all tiny */
+        x[c] = c % 2 ? tiny : -tiny;
+    x[100] = huge, x[101] = -huge;     /* block 3: huge */
+    x[165] = nan_v, x[170] = inf;      /* block 5, the tail: NaN and Inf */
+    static const int forms[] = {NB_ACT_PLAIN, NB_ACT_WIDE, NB_ACT_PAIRS};
+    nb_qact a;
+    nb_qact_init(&a, COLS, 1);
+    for (size_t fi = 0; fi < 3; fi++) {
+        nb_qact_quantize(&a, x, COLS, 1, forms[fi]);
+        int bad = 0;
+        for (size_t c = 0; c < a.cols_p; c++) {
+            int q = nb_qact_code(&a, 0, c);
+            bad += q < -127 || q > 127 || (c < COLS && x[c] != x[c] && q != 0);
+        }
+        CHECK(!bad, "form %d: %d hostile codes out of range or NaN not 0", forms[fi], bad);
+        CHECK(nb_qact_code(&a, 0, 2) == (int)nearbyintf(x[2] * (127.0f / 3.0f)),
+              "form %d: NaN changed the block's scale",
+              forms[fi]);
+        CHECK(isinf(nb_qact_scale(&a, 0, 1)) && isinf(nb_qact_scale(&a, 0, 5)),
+              "form %d: an infinite block must keep an infinite scale", forms[fi]);
+        CHECK(nb_qact_scale(&a, 0, 2) == 0.0f && nb_qact_nsum(&a, 0, 2) == 0,
+              "form %d: a tiny block must be all zero", forms[fi]);
+        CHECK(nb_qact_code(&a, 0, 100) == 127 && nb_qact_code(&a, 0, 101) == -127,
+              "form %d: huge values", forms[fi]);
+    }
+    nb_qact_free(&a);
+}
+
 /* ||y_int8 - y_exact|| / ||y_exact|| on a realistic layer: 4-bit g128
  * zero-point weights, activations with a few outlier channels. */
 static void report_error(void)
@@ -400,6 +443,7 @@ int main(void)
 {
     check_selection();
     check_quantizer();
+    check_quantizer_hostile();
     size_t n_all, nsets = 0;
     const nb_qkernels *const *all = nb_kernels_all(&n_all);
     const nb_qkernels *sets[8];

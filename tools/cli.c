@@ -9,14 +9,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Messages name things read from files (tensor and model names, paths,
+ * pieces): written escaped, they stay one line and cannot drive the
+ * terminal. */
 int nb_error(const char *fmt, ...)
 {
+    char msg[1024], safe[4096];
     va_list ap;
     va_start(ap, fmt);
-    fputs("nibble: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    fprintf(stderr, "nibble: %s\n", nb_utf8_escape(safe, sizeof safe, msg));
     return 1;
 }
 

@@ -9,6 +9,7 @@
 #include "../runtime/model.h"
 #include "../runtime/sampler.h"
 #include "../tokenizer/tokenizer.h"
+#include "../tokenizer/utf8.h"
 
 /* Every subcommand: argv[0] is its name; returns the exit code. */
 int cmd_chat(int argc, char **argv);

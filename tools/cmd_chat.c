@@ -229,13 +229,15 @@ static void pick_template(struct chat *c)
     if (c->t)
         return;
     c->t = nb_template_find("plain");
+    char name[256], template[128]; /* as read from the file: escaped */
+    nb_utf8_escape(name, sizeof name, c->s.model.meta.name);
     if (!want[0])
         note(c, "nibble: note: %s has no chat template: chatting as plain completion "
-                "(--template list shows the others)", c->s.model.meta.name);
+                "(--template list shows the others)", name);
     else
         note(c, "nibble: note: %s names chat template '%s', which nibble does not know: "
                 "chatting as plain completion (see --template list)",
-             c->s.model.meta.name, want);
+             name, nb_utf8_escape(template, sizeof template, want));
 }
 
 /* ---- the conversation ---- */
@@ -437,7 +439,7 @@ static void reply(struct chat *c)
 static const char *stop_name(int stop)
 {
     static const char *names[] = {"eos", "length", "stop_string", "context_full",
-                                  "interrupted", "write_error"};
+                                  "interrupted", "write_error", "error"};
     return names[stop];
 }
 
@@ -573,6 +575,8 @@ static int turn(struct chat *c, const char *text, size_t len)
     }
     nb_ids_free(&ids);
     reply(c);
+    if (c->st.stop == NB_STOP_ERROR) /* the model is broken: no use going on */
+        return fflush(stdout), nb_error("%s", c->st.err.msg), -1;
     if (keep_reply(c))
         return nb_error("out of memory"), -1;
     after_reply(c);
@@ -778,10 +782,12 @@ int cmd_chat(int argc, char **argv)
     rc = open_chat(&c, &o);
     if (!rc) {
         nb_catch_interrupt();
+        char name[256];
         if (c.interactive)
             note(&c, "nibble chat: %s, template %s, context %d tokens, %s kernels, %d threads. "
                      "/help for commands, Ctrl-D to quit.",
-                 c.s.model.meta.name, nb_template_name(c.t), c.gen.ctx,
+                 nb_utf8_escape(name, sizeof name, c.s.model.meta.name), nb_template_name(c.t),
+                 c.gen.ctx,
                  nb_llama_kernels(&c.s.llama), nb_llama_threads(&c.s.llama));
         rc = loop(&c);
     }

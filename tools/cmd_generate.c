@@ -112,6 +112,11 @@ static int decode(struct run *r, nb_sampler *smp)
     nb_gen_free(&gen);
     if (r->st.stop == NB_STOP_WRITE)
         return nb_error("cannot write the output (closed pipe?)");
+    if (r->st.stop == NB_STOP_ERROR) { /* end the text's line, then say why */
+        if (!g->ids)
+            putchar('\n');
+        return fflush(stdout), nb_error("%s", r->st.err.msg);
+    }
     if (r->st.stop == NB_STOP_FULL)
         fprintf(stderr, "\nnibble: stopping: the context of %d tokens is full\n",
                 r->s->llama.ctx);
@@ -169,7 +174,8 @@ int cmd_generate(int argc, char **argv)
     else if (!(rc = encode_prompt(&r))) {
         nb_catch_interrupt();
         rc = decode(&r, &smp);
-        report(&r);
+        if (!rc)
+            report(&r);
     }
     free(r.ids);
     nb_sampler_free(&smp);

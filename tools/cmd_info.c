@@ -16,7 +16,9 @@ static void print_meta(const nb_model *m, const char *path)
     const struct nb_meta *c = &m->meta;
     printf("file:       %s (%.2f MB, format %u.%u)\n", path, m->size / 1e6,
            m->header->version_major, m->header->version_minor);
-    printf("model:      %s (llama)\n", c->name[0] ? c->name : "(unnamed)");
+    char name[256];
+    printf("model:      %s (llama)\n",
+           c->name[0] ? nb_utf8_escape(name, sizeof name, c->name) : "(unnamed)");
     printf("dims:       dim %u, layers %u, heads %u, kv heads %u, head dim %u, ffn %u\n", c->dim,
            c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim, c->ffn_dim);
     printf("vocab:      %u tokens (bos %d, eos %d, unk %d, pad %d), tokenizer %zu bytes\n",
@@ -53,8 +55,9 @@ static void print_tensors(const nb_model *m, int list)
         bytes[t->dtype < 32 ? t->dtype : 31] += t->size;
         if (list)
         {
-            char shape[96];
-            printf("  %-24s %-5s %-16s %12llu bytes at %llu\n", t->name, nb_dtype_name(t->dtype),
+            char shape[96], name[4 * NB_NAME_LEN];
+            printf("  %-24s %-5s %-16s %12llu bytes at %llu\n",
+                   nb_utf8_escape(name, sizeof name, t->name), nb_dtype_name(t->dtype),
                    shape_text(t, shape, sizeof shape), (unsigned long long)t->size,
                    (unsigned long long)t->offset);
         }
@@ -96,7 +99,7 @@ int cmd_info(int argc, char **argv)
     if (verify && nb_model_verify(&m, &e))
         rc = nb_error("%s: %s", path, e.msg);
     else if (verify)
-        printf("checksums:  all %u tensors verified\n", m.n_tensors);
+        printf("checksums:  all %u tensors verified, their values finite\n", m.n_tensors);
     nb_model_close(&m);
     return rc;
 }

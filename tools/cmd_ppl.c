@@ -86,12 +86,15 @@ struct window {
     const int32_t *ids;
     int vocab;
     struct tally *t;
+    nb_err bad; /* the first non-finite logits */
 };
 
 /* Position i's logits predict token i + 1. */
 static void score(void *ctx, int i, const float *logits)
 {
     struct window *w = ctx;
+    if (w->bad.msg[0] || nb_logits_check(logits, (size_t)w->vocab, i, &w->bad))
+        return;
     double v = nll(logits, w->vocab, w->ids[i + 1]);
     w->t->sum += v;
     w->t->sum_sq += v * v;
@@ -102,11 +105,11 @@ static void score(void *ctx, int i, const float *logits)
  * logits kept (nb_llama_prefill_each). */
 static int run_window(nb_session *s, const int32_t *ids, int ctx, struct tally *t)
 {
-    struct window w = {ids, (int)s->model.meta.vocab_size, t};
+    struct window w = {ids, (int)s->model.meta.vocab_size, t, {{0}}};
     nb_err e = {{0}};
     if (nb_llama_prefill_each(&s->llama, ids, ctx - 1, 0, score, &w, &e))
         return nb_error("%s", e.msg);
-    return 0;
+    return w.bad.msg[0] ? nb_error("%s", w.bad.msg) : 0;
 }
 
 int nb_ppl_eval(nb_session *s, const int32_t *ids, size_t n_ids, const nb_ppl_opts *o,

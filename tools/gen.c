@@ -120,7 +120,12 @@ static int make_room(nb_gen *g, const nb_gen_sink *sink, nb_gen_stats *st)
 static int step(nb_gen *g, const nb_gen_opts *o, const nb_gen_sink *sink, nb_gen_stats *st,
                 double t0)
 {
-    int tok = sample(g, forward(g, g->n_seq - 1));
+    float *logits = forward(g, g->n_seq - 1);
+    if (nb_logits_check(logits, g->s->model.meta.vocab_size, g->n_seq - 1, &st->err)) {
+        st->stop = NB_STOP_ERROR;
+        return -1;
+    }
+    int tok = sample(g, logits);
     if (++st->n_steps == 1)
         st->t_first = nb_now() - t0;
     if (tok == nb_tok_eos(g->s->tok) && !o->ignore_eos) {

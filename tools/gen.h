@@ -15,6 +15,7 @@ enum nb_stop {
     NB_STOP_FULL,      /* the context is full and the caller made no room */
     NB_STOP_INTERRUPT, /* Ctrl-C */
     NB_STOP_WRITE,     /* the token callback could not write */
+    NB_STOP_ERROR,     /* the model gave non-finite logits: stats.err says so */
 };
 
 typedef struct nb_gen {
@@ -49,6 +50,7 @@ typedef struct nb_gen_stats {
     int n_steps;   /* forward passes after the prefill (one per sampled token) */
     double t_prefill, t_first, t_total; /* seconds from the start of the run */
     int stop;      /* enum nb_stop */
+    nb_err err;    /* why, for NB_STOP_ERROR */
 } nb_gen_stats;
 
 int nb_gen_init(nb_gen *g, nb_session *s, nb_sampler *smp, nb_err *e);

@@ -323,6 +323,18 @@ static int set_name(struct nb_meta *m, const char *dir, const char *given, nb_er
     return 0;
 }
 
+/* The loader of the converted file will parse these bytes: they must
+ * parse now, or the conversion would succeed and chat fail. */
+static int check_tokenizer(const void *bytes, size_t size, const char *path, nb_err *e)
+{
+    nb_err why;
+    nb_tokenizer *tok = nb_tok_load_bytes(bytes, size, &why);
+    if (!tok)
+        return nb_fail(e, "tokenizer '%s': %s", path, why.msg);
+    nb_tok_free(tok);
+    return 0;
+}
+
 static int load_tokenizer(nb_hf *imp, const char *dir, const char *given, nb_err *e)
 {
     char *path = given ? NULL : nb_hf_path(dir, "tokenizer.model");
@@ -335,6 +347,8 @@ static int load_tokenizer(nb_hf *imp, const char *dir, const char *given, nb_err
         rc = nb_fail(e, "no SentencePiece tokenizer: %s (give one with --tokenizer)", why.msg);
     else if (!imp->vocab_size)
         rc = nb_fail(e, "tokenizer '%s' is empty", given ? given : path);
+    else
+        rc = check_tokenizer(imp->vocab, imp->vocab_size, given ? given : path, e);
     free(path);
     return rc;
 }

@@ -54,7 +54,9 @@ int nb_quant_open_converted(nb_model *m, nb_importer import, const char *in,
     return rc ? nb_error("%s", e.msg) : 0;
 }
 
-static int check_not_quantized(const nb_model *m, const char *path)
+/* The input must be whole and hold finite values, which the quantizer's
+ * arithmetic assumes (a pass over the file: little next to the search). */
+static int check_input(const nb_model *m, const char *path)
 {
     for (uint32_t i = 0; i < m->n_tensors; i++) {
         const struct nb_tensor_entry *t =
@@ -63,7 +65,8 @@ static int check_not_quantized(const nb_model *m, const char *path)
             return nb_error("'%s' is already quantized (%s is %s): quantize the original model",
                             path, t->name, nb_dtype_name(t->dtype));
     }
-    return 0;
+    nb_err e = {{0}};
+    return nb_model_verify(m, &e) ? nb_error("'%s': %s", path, e.msg) : 0;
 }
 
 /* Tokenizes text [0, size) with BOS, or a prefix of it: tokenizing a
@@ -196,7 +199,7 @@ int nb_quant_model(const nb_quant *q, const nb_model *m, const char *path, const
     double t0 = nb_now();
     int32_t *ids = NULL;
     size_t n_tokens = 0, block = NB_QUANT_BLOCK;
-    int rc = check_not_quantized(m, path);
+    int rc = check_input(m, path);
     if (!rc && nb_quant_needs_calib(q))
         rc = load_calib(q, m, &ids, &n_tokens, &block);
     if (!rc)
