@@ -1,12 +1,14 @@
 #define _POSIX_C_SOURCE 200809L
 #include "writer.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include "model.h"
@@ -105,6 +107,48 @@ void nb_writer_abort(nb_writer *w)
     free_writer(w);
 }
 
+/* The pid a leftover's name carries: OUT.tmp<pid>, or a name built on it
+ * (OUT.tmp<pid>-unquantized.tmp<pid>, the intermediate of convert
+ * --quantize); 0 when name is not one. */
+static long leftover_pid(const char *name, const char *base)
+{
+    size_t n = strlen(base);
+    if (strncmp(name, base, n) || strncmp(name + n, ".tmp", 4))
+        return 0;
+    char *end;
+    long pid = strtol(name + n + 4, &end, 10);
+    return end > name + n + 4 && (*end == 0 || *end == '-') && pid > 0 ? pid : 0;
+}
+
+/* Removes what a writer of the same output killed by SIGKILL (no handler
+ * runs) left: temporary files whose process no longer exists. A live
+ * process's file, or one whose pid was reused, stays. */
+static void remove_leftovers(const char *path)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+    int n = slash ? snprintf(dir, sizeof dir, "%.*s", (int)(slash - path + 1), path)
+                  : snprintf(dir, sizeof dir, "./");
+    DIR *d = n > 0 && (size_t)n < sizeof dir ? opendir(dir) : NULL;
+    if (!d || !*base) {
+        if (d)
+            closedir(d);
+        return;
+    }
+    struct dirent *ent;
+    while ((ent = readdir(d))) {
+        long pid = leftover_pid(ent->d_name, base);
+        if (!pid || pid == (long)getpid() || !(kill((pid_t)pid, 0) && errno == ESRCH))
+            continue;
+        if ((size_t)n + strlen(ent->d_name) < sizeof dir) {
+            strcpy(dir + n, ent->d_name);
+            unlink(dir);
+            dir[n] = 0;
+        }
+    }
+    closedir(d);
+}
+
 static int start_file(nb_writer *w, const char *path, nb_err *e)
 {
     size_t n = strlen(path) + 16;
@@ -113,6 +157,7 @@ static int start_file(nb_writer *w, const char *path, nb_err *e)
     if (!w->path || !w->tmp)
         return nb_fail(e, "out of memory");
     snprintf(w->tmp, n, "%s.tmp%ld", path, (long)getpid());
+    remove_leftovers(path);
     w->f = fopen(w->tmp, "wb");
     if (!w->f)
         return nb_fail(e, "cannot create '%s': %s", w->tmp, strerror(errno));

@@ -15,6 +15,10 @@ failures=0
 
 run() { $NB_WRAP "$NIBBLE" "$@"; }
 fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+# A command that does not exist (a misspelt helper, a tool not installed)
+# fails the section instead of passing by silence.
+set -E
+trap '[ $? -ne 127 ] || fail "line $LINENO: command not found"' ERR
 ok() { echo "ok: $*"; }
 
 convert() {
@@ -518,6 +522,11 @@ EOF
 if ! command -v python3 >/dev/null; then
   echo "python3 not found: skipping"
   exit 77
+fi
+# An unknown section is a failure, never "all checks passed".
+if ! declare -F "section_${section//-/_}" >/dev/null; then
+  echo "FAIL: no section '$section' in $0" >&2
+  exit 1
 fi
 "section_${section//-/_}"
 if [ $failures -ne 0 ]; then
