@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -149,6 +150,24 @@ static void remove_leftovers(const char *path)
     closedir(d);
 }
 
+int nb_writer_check_path(const char *path, nb_err *e)
+{
+    struct stat st;
+    if (!*path)
+        return nb_fail(e, "the output path is empty");
+    if (!stat(path, &st) && S_ISDIR(st.st_mode))
+        return nb_fail(e, "output '%s' is a directory: give a file name", path);
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    int n = slash ? snprintf(dir, sizeof dir, "%.*s", (int)(slash - path + 1), path)
+                  : snprintf(dir, sizeof dir, ".");
+    if (n < 0 || (size_t)n >= sizeof dir)
+        return nb_fail(e, "output path '%.64s...' is too long", path);
+    if (access(dir, W_OK))
+        return nb_fail(e, "cannot write into '%s' (for '%s'): %s", dir, path, strerror(errno));
+    return 0;
+}
+
 static int start_file(nb_writer *w, const char *path, nb_err *e)
 {
     size_t n = strlen(path) + 16;
@@ -157,11 +176,13 @@ static int start_file(nb_writer *w, const char *path, nb_err *e)
     if (!w->path || !w->tmp)
         return nb_fail(e, "out of memory");
     snprintf(w->tmp, n, "%s.tmp%ld", path, (long)getpid());
+    if (nb_writer_check_path(path, e))
+        return -1;
     remove_leftovers(path);
+    guard_tmp(w->tmp); /* before the file exists: no window without it */
     w->f = fopen(w->tmp, "wb");
     if (!w->f)
         return nb_fail(e, "cannot create '%s': %s", w->tmp, strerror(errno));
-    guard_tmp(w->tmp);
     return 0;
 }
 

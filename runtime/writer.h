@@ -12,6 +12,11 @@
 
 typedef struct nb_writer nb_writer;
 
+/* 0 when a writer could put a file at path: not a directory, in a
+ * directory that exists and is writable. Tools check it before hours of
+ * work; nb_writer_open checks it again. */
+int nb_writer_check_path(const char *path, nb_err *e);
+
 /* Metadata and tokenizer bytes come first; tensors are then streamed in. */
 nb_writer *nb_writer_open(const char *path, const struct nb_meta *meta, const void *vocab,
                           size_t vocab_size, nb_err *e);

@@ -34,12 +34,14 @@ configure() {
     { tail -n 40 "$log_dir/${dir##*/}-build.log"; return 1; }
 }
 
-# suite NAME BUILD_DIR [env...]
+# suite NAME BUILD_DIR [env...] [-- meson test args...]
 suite() {
   local name=$1 dir=$2; shift 2
-  local log=$log_dir/$name.log
+  local log=$log_dir/$name.log vars=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do vars+=("$1"); shift; done
+  [ $# -gt 0 ] && shift
   echo "== $name"
-  env "$@" meson test -C "$dir" --no-rebuild --print-errorlogs -t 4 >"$log" 2>&1
+  env "${vars[@]}" meson test -C "$dir" --no-rebuild --print-errorlogs -t 4 "$@" >"$log" 2>&1
   grep -E '^ *[0-9]+/[0-9]+ ' "$log" | grep -vE ' OK | SKIP ' | sed 's/^/   /'
   # what the failing checks said, so a CI log names them without the files
   grep -aE '^FAIL|check failed|Traceback|Error' "$log" | sort -u | head -n 20 | cut -c1-300 |
@@ -52,6 +54,25 @@ if configure build; then
   suite native build
 else
   echo "native build failed"; failed=$((failed + 1))
+fi
+
+# The same suite built by clang with AddressSanitizer (leaks included) and
+# UndefinedBehaviorSanitizer, every report fatal, asserts on; the AWQ
+# quality sections (suite 'quality', half an hour under ASan) run there in
+# their reduced form (cli-quantize, test_awq). Then the fuzz targets, a
+# short run each from fixed seeds (tests/fuzz/run.sh; a crash fails it and
+# prints its input).
+if command -v clang >/dev/null; then
+  if CC=clang CXX=clang++ configure build-asan -Db_sanitize=address,undefined -Db_lundef=false \
+       -Dbuildtype=debugoptimized -Dc_args=-fno-sanitize-recover=all \
+       -Dcpp_args=-fno-sanitize-recover=all; then
+    suite sanitizers build-asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+      UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 -- --no-suite quality
+  else
+    echo "sanitizer build failed"; failed=$((failed + 1))
+  fi
+else # a board: tools/deps.sh installs clang only where it cross-builds
+  echo "clang missing: no sanitizer build"; skipped=$((skipped + 1))
 fi
 
 if [ "$(uname -m)" != aarch64 ]; then

@@ -77,9 +77,11 @@ int nb_session_open_with(nb_session *s, const char *path, int ctx, const nb_sess
         rc = nb_llama_init(&s->llama, &s->model, ctx, e);
     else if (s->tok)
         rc = nb_llama_init_fast(&s->llama, &s->model, ctx, o ? &o->run : NULL, e);
-    if (rc) {
+    if (rc) { /* the tokenizer's or the architecture's words: say which file */
+        char why[sizeof e->msg];
+        snprintf(why, sizeof why, "%s", e ? e->msg : "");
         nb_session_close(s);
-        return -1;
+        return nb_fail(e, "%s: %s", path, why);
     }
     /* Models may pad their vocabulary past the tokenizer's pieces. */
     if ((uint32_t)nb_tok_vocab_size(s->tok) > s->model.meta.vocab_size) {

@@ -311,6 +311,12 @@ static int measure(struct subject *s, const struct bench_opts *b, struct test *t
         ids[i] = (int32_t)((seed = seed * 6364136223846793005ull + 1442695040888963407ull) >>
                            33) % (int32_t)s->llama.cfg.vocab_size;
     int d = (int)b->depth;
+    /* A model whose weights hold NaN or Inf gives no speed worth a table. */
+    nb_err e = {{0}};
+    if (nb_logits_check(nb_llama_forward(&s->llama, ids[0], d), s->llama.cfg.vocab_size, d, &e)) {
+        free(ids);
+        return nb_error("%s", e.msg), -1;
+    }
     if (b->n_prompt) {
         struct test *t = &tests[k++];
         name_test(t, "pp", b->n_prompt, b->depth);
@@ -519,5 +525,6 @@ int cmd_bench(int argc, char **argv)
     else if (!failed && !md)
         print_json(&s, &b, tests, n, b.ppl_text ? &ppl : NULL);
     close_subject(&s);
-    return failed ? 1 : fflush(stdout) ? nb_error("cannot write the output") : 0;
+    /* ferror: the table's write may have failed at the flush above */
+    return failed ? 1 : fflush(stdout) || ferror(stdout) ? nb_error("cannot write the output") : 0;
 }

@@ -217,6 +217,9 @@ static int parse(struct chat_opts *o, int argc, char **argv)
                -1;
     if (!o->model)
         return nb_error("chat needs -m MODEL (see nibble chat --help)"), -1;
+    size_t bad, len = o->system ? strlen(o->system) : 0;
+    if (o->system && (bad = nb_utf8_bad_offset((const unsigned char *)o->system, len)) < len)
+        return nb_error("--system: invalid UTF-8 at byte offset %zu", bad), -1;
     nb_sampling_seed(&o->s);
     return 0;
 }
@@ -589,6 +592,11 @@ static int turn(struct chat *c, const char *text, size_t len)
 
 static void set_system(struct chat *c, const char *text)
 {
+    size_t bad, len = strlen(text);
+    if ((bad = nb_utf8_bad_offset((const unsigned char *)text, len)) < len) {
+        refuse(c, "the system prompt was not set: invalid UTF-8 at byte offset %zu", bad);
+        return;
+    }
     free(c->system);
     c->system = strdup(text);
     forget(c);

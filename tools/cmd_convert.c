@@ -2,6 +2,7 @@
  * way with --quantize (the flags and pipeline of nibble quantize, from
  * tools/quant_flags.h), so one command takes a download to a ready file. */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -99,6 +100,9 @@ static int parse(struct args *p, int argc, char **argv)
     }
     if (!p->in || !p->out)
         return nb_error("convert needs an INPUT and -o OUT (see nibble convert --help)"), -1;
+    nb_err e;
+    if (nb_writer_check_path(p->out, &e))
+        return nb_error("%s", e.msg), -1;
     if (!p->quantize && p->q.first)
         return nb_error("convert: %s is a quantization option: it needs --quantize awq|rtn",
                         p->q.first), -1;
@@ -110,7 +114,7 @@ static nb_importer importer(const struct args *p)
 {
     struct stat st;
     if (stat(p->in, &st))
-        return nb_error("cannot open '%s': no such file or directory", p->in), NULL;
+        return nb_error("cannot open '%s': %s", p->in, strerror(errno)), NULL;
     const char *from = p->from ? p->from : S_ISDIR(st.st_mode) ? "hf" : "llama2c";
     if (!strcmp(from, "llama2c"))
         return nb_import_llama2c;

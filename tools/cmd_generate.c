@@ -1,4 +1,5 @@
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,7 +83,15 @@ struct run {
     int32_t *ids;
     size_t n_ids;
     nb_gen_stats st;
+    int write_errno; /* why the output could not be written */
 };
+
+/* A reader that went away (EPIPE: `| head`) ends the text quietly, as in
+ * chat; any other write error is one. */
+static int write_failed(int err)
+{
+    return err == EPIPE ? 0 : nb_error("cannot write the output: %s", strerror(err));
+}
 
 static int emit(void *ctx, int id)
 {
@@ -91,7 +100,7 @@ static int emit(void *ctx, int id)
     size_t n = r->g->ids ? (size_t)snprintf(buf, sizeof buf, "%d\n", id)
                          : nb_detok_push(&r->d, id, buf, sizeof buf);
     if (n && (fwrite(buf, 1, n, stdout) != n || fflush(stdout)))
-        return -1;
+        return r->write_errno = errno, -1;
     return 0;
 }
 
@@ -111,7 +120,7 @@ static int decode(struct run *r, nb_sampler *smp)
     nb_gen_run(&gen, &o, &sink, &r->st);
     nb_gen_free(&gen);
     if (r->st.stop == NB_STOP_WRITE)
-        return nb_error("cannot write the output (closed pipe?)");
+        return write_failed(r->write_errno);
     if (r->st.stop == NB_STOP_ERROR) { /* end the text's line, then say why */
         if (!g->ids)
             putchar('\n');
@@ -127,7 +136,7 @@ static int decode(struct run *r, nb_sampler *smp)
         putchar('\n');
     if (r->st.stop == NB_STOP_INTERRUPT)
         fputs("nibble: interrupted\n", stderr);
-    return fflush(stdout) ? nb_error("cannot write the output") : 0;
+    return fflush(stdout) ? write_failed(errno) : 0;
 }
 
 static int encode_prompt(struct run *r)

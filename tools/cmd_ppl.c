@@ -3,6 +3,7 @@
  * (a short tail is dropped), each window run from position 0; in each,
  * tokens 1..c-1 are predicted from those before them. */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,7 +118,8 @@ int nb_ppl_eval(nb_session *s, const int32_t *ids, size_t n_ids, const nb_ppl_op
 {
     long windows = (long)(n_ids / (size_t)o->ctx);
     if (windows == 0)
-        return nb_error("the text has %zu tokens, fewer than one window of %ld", n_ids, o->ctx);
+        return nb_error("the text has %zu token%s, fewer than one window of %ld", n_ids,
+                        n_ids == 1 ? "" : "s", o->ctx);
     if (o->windows && o->windows < windows)
         windows = o->windows;
     struct tally t = {0};
@@ -177,5 +179,9 @@ int cmd_ppl(int argc, char **argv)
                r.tokens, r.windows, r.ctx);
     free(ids);
     nb_session_close(&s);
-    return rc;
+    if (rc)
+        return nb_interrupted() ? 130 : 1; /* Ctrl-C: the status a shell expects, as generate */
+    return fflush(stdout) || ferror(stdout)
+               ? nb_error("cannot write the output: %s", strerror(errno))
+               : 0;
 }

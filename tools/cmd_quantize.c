@@ -5,6 +5,7 @@
  * The flags and the pipeline are shared with convert --quantize
  * (tools/quant_flags.h). */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -66,6 +67,9 @@ static int parse(struct args *p, int argc, char **argv)
     }
     if (!p->model || !p->out)
         return nb_error("quantize needs -m MODEL and -o OUT (see nibble quantize --help)"), -1;
+    nb_err e;
+    if (nb_writer_check_path(p->out, &e))
+        return nb_error("%s", e.msg), -1;
     return nb_quant_check(&p->q, "--method") ? -1 : 0;
 }
 
@@ -75,7 +79,7 @@ static int open_model(const struct args *p, nb_model *m)
     struct stat st;
     nb_err e = {{0}};
     if (stat(p->model, &st))
-        return nb_error("cannot open '%s': no such file or directory", p->model);
+        return nb_error("cannot open '%s': %s", p->model, strerror(errno));
     if (S_ISDIR(st.st_mode)) {
         nb_convert_opts o = {.out_dtype = -1, .quiet = p->quiet};
         if (nb_hf_is_quantized(p->model))

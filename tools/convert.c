@@ -69,13 +69,18 @@ void *nb_read_file(const char *path, size_t max_size, size_t *size, nb_err *e)
         return NULL;
     }
     FILE *f = fopen(path, "rb");
-    char *buf = f ? malloc((size_t)st.st_size + 1) : NULL;
+    if (!f) {
+        nb_fail(e, "cannot read '%s': %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc((size_t)st.st_size + 1);
     size_t got = buf ? fread(buf, 1, (size_t)st.st_size, f) : 0;
-    if (f)
-        fclose(f);
+    int err = ferror(f) ? errno : 0;
+    fclose(f);
     if (!buf || got != (size_t)st.st_size) {
         free(buf);
-        nb_fail(e, "cannot read '%s'", path);
+        nb_fail(e, "cannot read '%s': %s", path,
+                !buf ? "out of memory" : err ? strerror(err) : "the file changed while read");
         return NULL;
     }
     buf[got] = 0;
@@ -88,9 +93,11 @@ void *nb_load_vocab(const char *path, struct nb_meta *meta, size_t *size, nb_err
     void *bytes = nb_read_file(path, 64u << 20, size, e);
     if (!bytes)
         return NULL;
-    nb_tokenizer *tok = nb_tok_load_bytes(bytes, *size, e);
+    nb_err why;
+    nb_tokenizer *tok = nb_tok_load_bytes(bytes, *size, &why);
     if (!tok) {
         free(bytes);
+        nb_fail(e, "tokenizer '%s': %s", path, why.msg);
         return NULL;
     }
     int n = nb_tok_vocab_size(tok);

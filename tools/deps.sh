@@ -11,6 +11,9 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 deps=$root/.deps
 native_pkgs=(gcc g++ meson ninja-build pkg-config libsentencepiece-dev)
+# clang with its sanitizer and libFuzzer runtimes: the sanitizer build
+# and the fuzz targets of tests/run.sh (CI machines, not boards)
+check_pkgs=(clang libclang-rt-dev)
 cross_pkgs=(gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
             cmake make dpkg-dev)
 
@@ -103,7 +106,7 @@ main() {
   if [ "${1:-}" = --native ] || [ "$(uname -m)" = aarch64 ]; then
     return 0
   fi
-  install_missing "${cross_pkgs[@]}"
+  install_missing "${cross_pkgs[@]}" "${check_pkgs[@]}"
   arm64_apt_setup
   arm64_sysroot
   arm64_static

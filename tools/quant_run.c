@@ -2,6 +2,7 @@
  * input converted on the way into a temporary file that never outlives
  * the run, the calibration text tokenized into blocks, nb_awq_quantize. */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -177,6 +178,8 @@ static int run(const nb_quant *q, const nb_model *m, const int32_t *ids, size_t 
     };
     int threads = q->threads ? (int)q->threads : nb_default_threads();
     describe(q, &o, n_tokens, block, threads);
+    if (fflush(stdout)) /* the report has nowhere to go: say so before hours of work */
+        return nb_error("cannot write the report to stdout: %s", strerror(errno));
     if (n_tokens && check_memory(m, n_tokens))
         return 1;
     nb_pool *pool = nb_pool_create(threads);
@@ -188,6 +191,8 @@ static int run(const nb_quant *q, const nb_model *m, const int32_t *ids, size_t 
     if (rc)
         return nb_error("%s", e.msg);
     printf("quantized %u layers in %.1f s\n", m->meta.n_layers, nb_now() - t0);
+    if (fflush(stdout) || ferror(stdout))
+        return nb_error("cannot write the report to stdout (%s was written)", out);
     if (!quiet)
         fprintf(stderr, "wrote %s\n", out);
     return 0;

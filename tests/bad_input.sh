@@ -1,0 +1,765 @@
+#!/usr/bin/env bash
+# The bad-input table (docs/bad-input.md): what a careless or hostile user
+# can hand each subcommand, and what nibble does with it. One section per
+# meson test:  bad_input.sh convert|quantize|generate|chat|ppl|info|bench|signals
+# The rules each row checks (unless it says otherwise): exit code 1, one
+# line on stderr naming the problem, nothing on stdout, no output and no
+# temporary file left behind, never a crash.
+# Environment (set by tests/meson.build): NIBBLE, DATA (tests/data), NB_WRAP
+# (qemu wrapper for cross builds, or empty).
+set -u
+section=${1:-}
+tmp=$(mktemp -d)
+# (only in this shell: a background job killed before its exec would run it)
+trap '[ "$BASHPID" = $$ ] && { chmod -R u+rwX "$tmp" 2>/dev/null; rm -rf "$tmp"; }' EXIT
+s260k=$DATA/stories260K
+tok=$s260k/tok512.model
+kjv=$DATA/kjv_head.txt
+failures=0
+as=() # a command prefix: the unreadable-file rows run nibble as another user
+
+run() { ${as[@]+"${as[@]}"} $NB_WRAP "$NIBBLE" "$@"; }
+fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+ok() { echo "ok: $*"; }
+
+# has_words FILE WORDS: FILE holds every part of WORDS (parts separated by
+# " + "), case-insensitively.
+has_words() {
+  local rest=$2 part
+  while [ -n "$rest" ]; do
+    part=${rest%% + *}
+    [ "$part" = "$rest" ] && rest= || rest=${rest#* + }
+    grep -qiF -- "$part" "$1" || return 1
+  done
+}
+
+# expect_error WHAT WORDS -- nibble args...: exit code 1, exactly one line
+# on stderr holding WORDS, nothing on stdout (stdin empty).
+# expect_error_out: the same, but what ran before the error may have
+# written to stdout (info's metadata, the quantizer's plan, the prompt).
+expect_error() { refused strict "$@"; }
+expect_error_out() { refused loose "$@"; }
+refused() {
+  local mode=$1 what=$2 words=$3 rc lines; shift 4
+  run "$@" </dev/null >"$tmp/out" 2>"$tmp/err"
+  rc=$?
+  lines=$(wc -l <"$tmp/err")
+  if [ $rc -ne 1 ]; then fail "$what: exit code $rc, expected 1 ($(head -c 300 "$tmp/err"))"
+  elif [ "$lines" -ne 1 ]; then fail "$what: $lines lines on stderr: $(head -c 400 "$tmp/err")"
+  elif ! has_words "$tmp/err" "$words"; then fail "$what: '$(cat "$tmp/err")' lacks '$words'"
+  elif [ $mode = strict ] && [ -s "$tmp/out" ]; then
+    fail "$what: wrote to stdout: $(head -c 200 "$tmp/out")"
+  else ok "$what: $(cat "$tmp/err")"; fi
+}
+
+# expect_runs WHAT -- nibble args...: exit code 0 (the rows where nibble
+# cannot tell, and says so in the table).
+expect_runs() {
+  local what=$1 rc; shift 2
+  run "$@" </dev/null >"$tmp/out" 2>"$tmp/err"
+  rc=$?
+  [ $rc -eq 0 ] && ok "$what: runs, exit 0" ||
+    fail "$what: exit code $rc: $(head -c 300 "$tmp/err")"
+}
+
+# expect_closed_stdout INPUT -- nibble args...: stdout closed (>&-), stdin
+# from INPUT: exit 1, one line on stderr saying it cannot write.
+expect_closed_stdout() {
+  local input=$1 rc; shift 2
+  run "$@" <"$input" >&- 2>"$tmp/err"
+  rc=$?
+  [ $rc -eq 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -q "cannot write" "$tmp/err" &&
+    ok "stdout closed: $(cat "$tmp/err")" || fail "stdout closed: exit $rc, $(cat "$tmp/err")"
+}
+
+# no_leftovers DIR WHAT: DIR holds no temporary file, and none of the files
+# the refused commands were to write.
+no_leftovers() {
+  local left
+  left=$(ls -A "$1" | grep -E '\.tmp|^(x|out)\.nib$')
+  [ -z "$left" ] && ok "$2: no output or temporary file left" || fail "$2: files left: $left"
+}
+
+# chmod 000 stops no one with CAP_DAC_OVERRIDE: as root, the rows on
+# unreadable files run nibble as nobody (setpriv), or are skipped.
+# expect_unreadable WHAT PATH -- nibble args...: PATH (a file, or a
+# directory on the way to one) chmod 000.
+expect_unreadable() {
+  local what=$1 file=$2 mode; shift 3
+  if [ "$(id -u)" = 0 ]; then
+    if ! command -v setpriv >/dev/null; then
+      echo "skip: $what: running as root without setpriv, chmod 000 blocks nothing"
+      return
+    fi
+    as=(setpriv --reuid=65534 --regid=65534 --clear-groups --)
+    chmod 755 "$tmp" # nobody reaches the readable inputs, as anyone would
+  fi
+  mode=$(stat -c %a "$file")
+  chmod 000 "$file"
+  if ${as[@]+"${as[@]}"} test -r "$file"; then
+    echo "skip: $what: $file stays readable for this user"
+  else
+    expect_error "$what" "permission denied" -- "$@"
+  fi
+  chmod "$mode" "$file"
+  as=()
+}
+
+# Files crafted from the real ones: damaged, truncated, NaN weights.
+# craft cut SRC DST N (the first N bytes), craft flip SRC DST OFFSET BIT
+# in the shell (quick); what needs the formats, in python.
+craft() {
+  local b
+  case $1 in
+    cut) head -c "$4" "$2" >"$3"; return;;
+    flip)
+      cp "$2" "$3"
+      b=$(od -An -tu1 -j "$4" -N1 "$2")
+      printf "\\$(printf %03o $((b ^ (1 << $5))))" |
+        dd of="$3" bs=1 seek="$4" conv=notrunc status=none
+      return;;
+  esac
+  python3 -S - "$@" <<'EOF'
+import json, struct, sys, zlib
+
+def nib_tensors(b):
+    table, n, esize = struct.unpack_from("<QII", b, 24 + 6 * 8)
+    out = {}
+    for i in range(n):
+        e = table + i * esize
+        name = b[e:e + 64].split(b"\0")[0].decode("latin-1")
+        dtype, ndims = struct.unpack_from("<II", b, e + 64)
+        shape = struct.unpack_from("<4Q", b, e + 72)[:ndims]
+        off, size = struct.unpack_from("<QQ", b, e + 104)
+        out[name] = (e, dtype, shape, off, size)
+    return out
+
+def nib_nan(b, tensor, index):
+    """A NaN into a .nib tensor (a packed one: its first fp16 scale), the
+    CRC fixed: only the values are wrong."""
+    e, dtype, shape, off, size = nib_tensors(b)[tensor]
+    if dtype in (16, 17):
+        rows, cols = shape
+        tiles = ((rows + 3) // 4) * ((cols + 31) // 32) * (64 if dtype == 16 else 48)
+        struct.pack_into("<H", b, off + tiles, 0x7e00)
+    else:
+        struct.pack_into("<f", b, off + 4 * int(index), float("nan"))
+    struct.pack_into("<I", b, e + 120, zlib.crc32(b[off:off + size]))
+
+def nib_flip_weight(b, tensor):
+    """The lowest bit of a tensor's first byte: the value stays finite."""
+    b[nib_tensors(b)[tensor][3]] ^= 1
+
+def nib_escape_names(b):
+    """Terminal escapes in the model name and a tensor name (not checksummed)."""
+    name = b"\x1b[31mevil\x1b]0;pwned\x07"
+    b[128 + 68:128 + 68 + len(name) + 1] = name + b"\0"
+    e = nib_tensors(b)["blk.0.attn_norm"][0]
+    b[e:e + 64] = b"blk.0.attn_norm\x1b[2J".ljust(64, b"\0")
+
+def st_header(b):
+    n = struct.unpack_from("<Q", b, 0)[0]
+    return n, json.loads(b[8:8 + n])
+
+def st_nan(b, tensor):
+    n, h = st_header(b)
+    struct.pack_into("<f", b, 8 + n + h[tensor]["data_offsets"][0] + 20, float("nan"))
+
+def st_flip_data(b, tensor):
+    n, h = st_header(b)
+    b[8 + n + h[tensor]["data_offsets"][0]] ^= 1
+
+def main():
+    cmd, src, dst, args = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+    b = bytearray(open(src, "rb").read())
+    if cmd == "nib-nan":
+        nib_nan(b, args[0], args[1] if len(args) > 1 else 67)
+    elif cmd == "nib-flip-weight":
+        nib_flip_weight(b, args[0])
+    elif cmd == "nib-escapes":
+        nib_escape_names(b)
+    elif cmd == "st-nan":
+        st_nan(b, args[0])
+    elif cmd == "st-flip-data":
+        st_flip_data(b, args[0])
+    elif cmd == "l2c-nan":  # float N of the weights (token_embd first)
+        struct.pack_into("<f", b, 28 + 4 * int(args[0]), float("nan"))
+    else:
+        sys.exit("craft: unknown " + cmd)
+    open(dst, "wb").write(b)
+
+main()
+EOF
+}
+
+# A llama2.c checkpoint of zeros (sparse: no disk) whose conversion and
+# runs take long enough to be interrupted: DIM HIDDEN LAYERS SEQ.
+zero_checkpoint() {
+  python3 - "$@" <<'EOF'
+import struct, sys
+path, dim, hidden, layers, seq = sys.argv[1], *map(int, sys.argv[2:])
+heads, vocab = 8, 512
+hd = dim // heads
+n = vocab * dim + layers * (2 * dim + 4 * dim * dim + 3 * dim * hidden) + dim + seq * hd
+with open(path, "wb") as f:
+    f.write(struct.pack("<7i", dim, hidden, layers, heads, heads, vocab, seq))
+    f.truncate(28 + 4 * n)
+EOF
+}
+
+model() { # the stories260K demo model, converted once per section
+  [ -e "$tmp/s.nib" ] || run convert -q --from llama2c "$s260k/stories260K.bin" --tokenizer "$tok" \
+    -o "$tmp/s.nib" </dev/null || { echo "cannot convert the demo model" >&2; exit 1; }
+}
+
+hf_copy() { # hf_copy NAME: a copy of stories260K's Hugging Face folder
+  rm -rf "${tmp:?}/$1" && mkdir -p "$tmp/$1" && cp "$s260k/hf/"* "$tmp/$1/"
+}
+
+# Damaged .nib files, from the demo model.
+damaged_models() {
+  model
+  local m=$tmp/s.nib
+  craft cut "$m" "$tmp/trunc.nib" 500000
+  craft flip "$m" "$tmp/magic.nib" 0 1
+  craft flip "$m" "$tmp/heads.nib" 140 0   # n_heads 8 -> 9
+  craft flip "$m" "$tmp/layers.nib" 136 1  # n_layers 5 -> 7
+  craft flip "$m" "$tmp/tokbytes.nib" 700 6 # inside the tokenizer bytes
+  craft nib-flip-weight "$m" "$tmp/crc.nib" token_embd
+  craft nib-nan "$m" "$tmp/nan.nib" token_embd 67 # BOS's row: every run meets it
+  mkdir -p "$tmp/dir.nib"
+  head -c 3000 "$DATA/README.md" >"$tmp/text.nib"
+}
+
+section_convert() {
+  local o=$tmp/outdir bin=$s260k/stories260K.bin
+  mkdir -p "$o"
+  local l2c=(--from llama2c --tokenizer "$tok" -o "$o/x.nib")
+  local hfo=(-o "$o/x.nib")
+  # Paths.
+  expect_error "missing checkpoint" "no such file" -- \
+    convert "$tmp/none.bin" --tokenizer "$tok" "${hfo[@]}"
+  expect_error "missing --tokenizer" "no such file + none.model" -- \
+    convert --from llama2c "$bin" --tokenizer "$tmp/none.model" -o "$o/x.nib"
+  cp "$bin" "$tmp/u.bin"
+  expect_unreadable "unreadable checkpoint" "$tmp/u.bin" -- convert "$tmp/u.bin" "${l2c[@]}"
+  mkdir -p "$tmp/locked" && cp "$bin" "$tmp/locked/s.bin"
+  expect_unreadable "checkpoint in a directory that cannot be entered" "$tmp/locked" -- \
+    convert "$tmp/locked/s.bin" "${l2c[@]}"
+  cp "$tok" "$tmp/u.model"
+  expect_unreadable "unreadable tokenizer" "$tmp/u.model" -- \
+    convert --from llama2c "$bin" --tokenizer "$tmp/u.model" -o "$o/x.nib"
+  mkdir -p "$tmp/emptydir"
+  expect_error "directory as the llama2.c checkpoint" "not a llama2.c checkpoint" -- \
+    convert "$tmp/emptydir" "${l2c[@]}"
+  expect_error "directory without config.json" "config.json + no such file" -- \
+    convert "$tmp/emptydir" "${hfo[@]}"
+  expect_error "directory as --tokenizer" "not a regular file" -- \
+    convert --from llama2c "$bin" --tokenizer "$tmp/emptydir" -o "$o/x.nib"
+  mkdir -p "$o/out.nib"
+  expect_error "-o names a directory" "is a directory" -- \
+    convert --from llama2c "$bin" --tokenizer "$tok" -o "$o/out.nib"
+  rmdir "$o/out.nib"
+  expect_error "-o in a missing directory" "no such file" -- \
+    convert --from llama2c "$bin" --tokenizer "$tok" -o "$tmp/nodir/x.nib"
+  # llama2.c checkpoints.
+  craft cut "$bin" "$tmp/short.bin" 20
+  expect_error "llama2.c checkpoint of 20 bytes" "too short" -- convert "$tmp/short.bin" "${l2c[@]}"
+  craft cut "$bin" "$tmp/trunc.bin" 5000
+  expect_error "llama2.c checkpoint cut in the weights" "truncated" -- \
+    convert "$tmp/trunc.bin" "${l2c[@]}"
+  craft flip "$bin" "$tmp/dim.bin" 2 6
+  expect_error "llama2.c header bit-flipped (dim)" "not a llama2.c v0 checkpoint" -- \
+    convert "$tmp/dim.bin" "${l2c[@]}"
+  craft flip "$bin" "$tmp/weight.bin" 1000 0
+  expect_runs "llama2.c weight bit-flipped (finite; the format has no checksum)" -- \
+    convert --from llama2c "$tmp/weight.bin" --tokenizer "$tok" -o "$tmp/weight.nib"
+  craft l2c-nan "$bin" "$tmp/nan.bin" 100
+  expect_error "llama2.c checkpoint with a NaN weight" "non-finite + token_embd" -- \
+    convert "$tmp/nan.bin" "${l2c[@]}"
+  craft cut "$tok" "$tmp/cut.model" 500
+  expect_error "--tokenizer truncated" "cut.model + not a SentencePiece model" -- \
+    convert --from llama2c "$bin" --tokenizer "$tmp/cut.model" -o "$o/x.nib"
+  craft flip "$tok" "$tmp/flip.model" 1000 6
+  expect_error "--tokenizer bit-flipped" "flip.model + not a SentencePiece model" -- \
+    convert --from llama2c "$bin" --tokenizer "$tmp/flip.model" -o "$o/x.nib"
+  # Hugging Face folders.
+  local st=model.safetensors
+  hf_copy st-cut && craft cut "$s260k/hf/$st" "$tmp/st-cut/$st" 100000
+  expect_error "safetensors truncated" "run past" -- convert "$tmp/st-cut" "${hfo[@]}"
+  hf_copy st-tiny && craft cut "$s260k/hf/$st" "$tmp/st-tiny/$st" 4
+  expect_error "safetensors of 4 bytes" "not a safetensors file" -- convert "$tmp/st-tiny" "${hfo[@]}"
+  hf_copy st-json && craft flip "$s260k/hf/$st" "$tmp/st-json/$st" 60 0
+  expect_error "safetensors header bit-flipped (JSON)" "not valid JSON" -- \
+    convert "$tmp/st-json" "${hfo[@]}"
+  hf_copy st-name && craft flip "$s260k/hf/$st" "$tmp/st-name/$st" 20 1
+  expect_error "safetensors header bit-flipped (a tensor name)" "model.embed_tokens.weight + missing" \
+    -- convert "$tmp/st-name" "${hfo[@]}"
+  hf_copy st-data && craft st-flip-data "$s260k/hf/$st" "$tmp/st-data/$st" model.norm.weight
+  expect_runs "safetensors weight bit-flipped (finite; no checksum)" -- \
+    convert "$tmp/st-data" -o "$tmp/st-data.nib"
+  hf_copy st-nan &&
+    craft st-nan "$s260k/hf/$st" "$tmp/st-nan/$st" model.layers.0.self_attn.q_proj.weight
+  expect_error "safetensors with a NaN weight" "non-finite + blk.0.attn_q" -- \
+    convert "$tmp/st-nan" "${hfo[@]}"
+  hf_copy cfg-cut && craft cut "$s260k/hf/config.json" "$tmp/cfg-cut/config.json" 100
+  expect_error "config.json truncated" "config.json" -- convert "$tmp/cfg-cut" "${hfo[@]}"
+  hf_copy cfg-flip && craft flip "$s260k/hf/config.json" "$tmp/cfg-flip/config.json" 3 1
+  expect_error "config.json bit-flipped" "config.json" -- convert "$tmp/cfg-flip" "${hfo[@]}"
+  hf_copy gpt2 && sed -i 's/"llama"/"gpt2"/' "$tmp/gpt2/config.json"
+  expect_error "unsupported model_type (gpt2)" "unsupported model_type 'gpt2'" -- \
+    convert "$tmp/gpt2" "${hfo[@]}"
+  sed -i 's/LlamaForCausalLM/GPT2LMHeadModel/' "$tmp/gpt2/config.json"
+  expect_error "unsupported architecture (GPT2LMHeadModel)" "unsupported architecture" -- \
+    convert "$tmp/gpt2" "${hfo[@]}"
+  hf_copy eps && sed -i 's/"rms_norm_eps": 1e-05/"rms_norm_eps": 0.99999999/' "$tmp/eps/config.json"
+  expect_error "rms_norm_eps the loader refuses (0.99999999)" "eps" -- convert "$tmp/eps" "${hfo[@]}"
+  hf_copy tok-cut && craft cut "$s260k/hf/tokenizer.model" "$tmp/tok-cut/tokenizer.model" 1000
+  expect_error "tokenizer.model truncated" "tokenizer.model + not a SentencePiece model" -- \
+    convert "$tmp/tok-cut" "${hfo[@]}"
+  hf_copy tok-flip && craft flip "$s260k/hf/tokenizer.model" "$tmp/tok-flip/tokenizer.model" 1000 6
+  expect_error "tokenizer.model bit-flipped" "tokenizer.model + not a SentencePiece model" -- \
+    convert "$tmp/tok-flip" "${hfo[@]}"
+  hf_copy shard && mv "$tmp/shard/$st" "$tmp/shard/model-00001-of-00002.safetensors"
+  python3 - "$tmp/shard" <<'EOF'
+import json, struct, sys
+d = sys.argv[1]
+b = open(d + "/model-00001-of-00002.safetensors", "rb").read()
+names = [k for k in json.loads(b[8:8 + struct.unpack_from("<Q", b)[0]]) if k != "__metadata__"]
+m = {k: "model-00001-of-00002.safetensors" for k in names}
+m["model.norm.weight"] = "model-00002-of-00002.safetensors"
+json.dump({"metadata": {}, "weight_map": m}, open(d + "/model.safetensors.index.json", "w"))
+EOF
+  expect_error "shard index naming a missing shard" \
+    "model-00002-of-00002.safetensors + no such file + index.json" -- convert "$tmp/shard" "${hfo[@]}"
+  hf_copy index && mv "$tmp/index/$st" "$tmp/index/model-00001-of-00001.safetensors"
+  printf '{"weight_map": {"model.norm.weight": "model-0000' >"$tmp/index/$st.index.json"
+  expect_error "shard index truncated" "model.safetensors.index.json" -- \
+    convert "$tmp/index" "${hfo[@]}"
+  no_leftovers "$o" "refused conversions"
+}
+
+section_quantize() {
+  damaged_models
+  local m=$tmp/s.nib o=$tmp/outdir
+  mkdir -p "$o"
+  local out=(-o "$o/x.nib") rtn=(--method rtn -o "$o/x.nib")
+  expect_error "missing model" "no such file" -- quantize -m "$tmp/none.nib" "${rtn[@]}"
+  cp "$m" "$tmp/u.nib"
+  expect_unreadable "unreadable model" "$tmp/u.nib" -- quantize -m "$tmp/u.nib" "${rtn[@]}"
+  mkdir -p "$tmp/locked" && cp "$m" "$tmp/locked/s.nib"
+  expect_unreadable "model in a directory that cannot be entered" "$tmp/locked" -- \
+    quantize -m "$tmp/locked/s.nib" "${rtn[@]}"
+  mkdir -p "$tmp/emptydir"
+  expect_error "directory that is no Hugging Face folder" "config.json" -- \
+    quantize -m "$tmp/emptydir" "${rtn[@]}"
+  expect_error "truncated .nib" "truncated" -- quantize -m "$tmp/trunc.nib" "${rtn[@]}"
+  expect_error ".nib with a bit-flipped weight" "token_embd + checksum" -- \
+    quantize -m "$tmp/crc.nib" "${rtn[@]}"
+  expect_error ".nib with a NaN weight (checksum fixed)" "non-finite + token_embd" -- \
+    quantize -m "$tmp/nan.nib" "${rtn[@]}"
+  hf_copy st-nan && craft st-nan "$s260k/hf/model.safetensors" "$tmp/st-nan/model.safetensors" \
+    model.layers.0.self_attn.q_proj.weight
+  expect_error "Hugging Face folder with a NaN weight" "non-finite + blk.0.attn_q" -- \
+    quantize -m "$tmp/st-nan" "${rtn[@]}"
+  hf_copy gpt2 && sed -i 's/"llama"/"gpt2"/' "$tmp/gpt2/config.json"
+  expect_error "unsupported architecture" "unsupported model_type 'gpt2'" -- \
+    quantize -m "$tmp/gpt2" "${rtn[@]}"
+  # Calibration texts.
+  : >"$tmp/empty.txt"
+  printf 'a' >"$tmp/one.txt"
+  head -c 4096 /dev/urandom >"$tmp/binary.txt"
+  printf '\x89PNG\r\n\x1a\n\xff\xfe' >>"$tmp/binary.txt" # invalid UTF-8 even if urandom was not
+  cp "$kjv" "$tmp/u.txt"
+  expect_error "--calib missing" "cannot open + no such file" -- \
+    quantize -m "$m" --calib "$tmp/none.txt" "${out[@]}"
+  expect_unreadable "--calib unreadable" "$tmp/u.txt" -- \
+    quantize -m "$m" --calib "$tmp/u.txt" "${out[@]}"
+  expect_error "--calib a directory" "not a regular file" -- \
+    quantize -m "$m" --calib "$tmp/emptydir" "${out[@]}"
+  expect_error "--calib empty" "is empty" -- quantize -m "$m" --calib "$tmp/empty.txt" "${out[@]}"
+  expect_error "--calib of one byte" "fewer than one block" -- \
+    quantize -m "$m" --calib "$tmp/one.txt" "${out[@]}"
+  expect_error "--calib binary" "invalid UTF-8" -- \
+    quantize -m "$m" --calib "$tmp/binary.txt" "${out[@]}"
+  # Outputs.
+  expect_error_out "-o in a missing directory" "no such file" -- \
+    quantize -m "$m" --method rtn -o "$tmp/nodir/x.nib"
+  mkdir -p "$o/out.nib"
+  expect_error_out "-o names a directory" "is a directory" -- \
+    quantize -m "$m" --method rtn -o "$o/out.nib"
+  rmdir "$o/out.nib"
+  # The report goes to stdout: a closed stdout stops the run before any work.
+  expect_closed_stdout /dev/null -- quantize -m "$m" --method rtn -o "$o/x.nib"
+  no_leftovers "$o" "refused quantizations"
+}
+
+section_generate() {
+  damaged_models
+  local m=$tmp/s.nib rc
+  expect_error "missing model" "no such file" -- generate -m "$tmp/none.nib"
+  cp "$m" "$tmp/u.nib"
+  expect_unreadable "unreadable model" "$tmp/u.nib" -- generate -m "$tmp/u.nib"
+  expect_error "directory as the model" "not a regular file" -- generate -m "$tmp/dir.nib"
+  expect_error "text file as the model" "not a nibble model file" -- generate -m "$tmp/text.nib"
+  expect_error "truncated model" "truncated" -- generate -m "$tmp/trunc.nib"
+  expect_error "magic bit-flipped" "bad magic" -- generate -m "$tmp/magic.nib"
+  expect_error "metadata bit-flipped (heads 8 -> 9)" "invalid attention shape" -- \
+    generate -m "$tmp/heads.nib"
+  expect_error "metadata bit-flipped (layers 5 -> 7)" "layers.nib + blk.5" -- \
+    generate -m "$tmp/layers.nib"
+  expect_error "tokenizer bytes bit-flipped" "tokbytes.nib + not a SentencePiece model" -- \
+    generate -m "$tmp/tokbytes.nib"
+  expect_runs "weight bit-flipped (finite; checksums are checked by info --verify)" -- \
+    generate -q -m "$tmp/crc.nib" -n 4
+  expect_error_out "NaN weight (checksum fixed)" "non-finite" -- generate -q -m "$tmp/nan.nib" -n 4
+  run quantize -q -m "$m" --method rtn --group 32 -o "$tmp/q4.nib" </dev/null >/dev/null ||
+    fail "quantize"
+  craft nib-nan "$tmp/q4.nib" "$tmp/q4nan.nib" blk.2.ffn_down
+  expect_error_out "NaN scale in a q4 linear (checksum fixed)" "non-finite" -- \
+    generate -q -m "$tmp/q4nan.nib" -n 4
+  # Flags and prompts.
+  expect_error "prompt longer than the context" "longer than the context" -- \
+    generate -m "$m" -c 8 -p "Once upon a time there was a big dog who liked to run"
+  expect_error "-n 0" "-n expects" -- generate -m "$m" -n 0
+  expect_error "-n -1" "-n expects" -- generate -m "$m" -n -1
+  expect_error "--temp -1" "--temp expects" -- generate -m "$m" --temp -1
+  expect_error "-c 0" "-c expects" -- generate -m "$m" -c 0
+  expect_error "prompt: a lone continuation byte" "invalid UTF-8" -- generate -m "$m" -p $'a\x80b'
+  expect_error "prompt: a cut-short sequence" "invalid UTF-8" -- generate -m "$m" -p $'euro \xe2\x82'
+  expect_error "prompt: an overlong /" "invalid UTF-8" -- generate -m "$m" -p $'\xc0\xaf'
+  expect_error "prompt: a surrogate" "invalid UTF-8" -- generate -m "$m" -p $'\xed\xa0\x80'
+  # Outputs.
+  expect_closed_stdout /dev/null -- generate -q -m "$m" -n 8
+  if [ -w /dev/full ]; then
+    run generate -q -m "$m" -n 8 </dev/null >/dev/full 2>"$tmp/err"
+    rc=$?
+    [ $rc -eq 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -q "cannot write" "$tmp/err" &&
+      ok "stdout on a full disk: $(cat "$tmp/err")" || fail "/dev/full: exit $rc, $(cat "$tmp/err")"
+  fi
+  # A reader that goes away is the end of the text, as in chat: quiet, exit 0.
+  run generate -q -m "$m" -n 400 --ignore-eos </dev/null 2>"$tmp/err" | head -c1 >/dev/null
+  rc=${PIPESTATUS[0]}
+  [ $rc -eq 0 ] && [ ! -s "$tmp/err" ] && ok "stdout a pipe closed early: exit 0, nothing on stderr" ||
+    fail "pipe closed early: exit $rc, $(cat "$tmp/err")"
+}
+
+# chat -q: no notices, so stderr holds only the errors.
+section_chat() {
+  damaged_models
+  local m=$tmp/s.nib rc
+  expect_error "missing model" "no such file" -- chat -m "$tmp/none.nib"
+  expect_error "directory as the model" "not a regular file" -- chat -m "$tmp/dir.nib"
+  expect_error "truncated model" "truncated" -- chat -m "$tmp/trunc.nib"
+  expect_error "tokenizer bytes bit-flipped" "tokbytes.nib + not a SentencePiece model" -- \
+    chat -m "$tmp/tokbytes.nib"
+  expect_error "-n 0" "-n expects" -- chat -m "$m" -n 0
+  expect_error "-n -1" "-n expects" -- chat -m "$m" -n -1
+  expect_error "--temp -1" "--temp expects" -- chat -m "$m" --temp -1
+  expect_error "--system not UTF-8" "--system + invalid UTF-8" -- chat -q -m "$m" --system $'\xff'
+  # NaN weights: the first reply stops there, and so does the chat.
+  echo "Once upon a time" | run chat -q -m "$tmp/nan.nib" -n 4 >"$tmp/out" 2>"$tmp/err"
+  rc=$?
+  [ $rc -eq 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -q "non-finite" "$tmp/err" &&
+    ok "NaN weight: $(cat "$tmp/err")" || fail "NaN weight: exit $rc, $(cat "$tmp/err")"
+  # Messages that are refused: one line each, the chat goes on.
+  local long
+  long=$(printf 'the big red dog ran to the park %.0s' $(seq 6))
+  printf 'Once upon a time\n\xff\xfe oops\n%s\n\xc3\n/system \xff\nThe dog\n' "$long" |
+    run chat -q -m "$m" -c 32 -n 4 --json >"$tmp/json" 2>"$tmp/err"
+  rc=$?
+  if ! python3 - "$tmp/json" "$tmp/err" "$rc" <<'EOF'
+import json, sys
+objs = [json.loads(l) for l in open(sys.argv[1])]
+err = open(sys.argv[2]).read().splitlines()
+assert sys.argv[3] == "0", sys.argv[3]
+assert [("reply" in o) for o in objs] == [True, False, False, False, False, True], objs
+assert "invalid UTF-8" in objs[1]["error"] and "invalid UTF-8" in objs[3]["error"], objs
+assert "more than the context" in objs[2]["error"], objs[2]
+assert objs[4]["error"].startswith("the system prompt was not set: invalid UTF-8"), objs[4]
+assert len(err) == 4, err
+assert all(l.startswith("nibble: your message was not sent") for l in err[:3]), err
+assert err[3].startswith("nibble: the system prompt was not set"), err
+for l in err:
+    print("ok:   " + l)
+print("ok: invalid UTF-8 messages, /system and over-long messages: refused, the chat goes on")
+EOF
+  then fail "refused messages: rc $rc, $(cat "$tmp/err"), $(cat "$tmp/json")"; fi
+  # Outputs.
+  echo "Once upon a time" >"$tmp/message"
+  expect_closed_stdout "$tmp/message" -- chat -q -m "$m" -n 5
+  printf 'Once upon a time\nThe dog\n' |
+    run chat -q -m "$m" -n 400 --ignore-eos 2>"$tmp/err" | head -c1 >/dev/null
+  rc=${PIPESTATUS[1]}
+  [ $rc -eq 0 ] && [ ! -s "$tmp/err" ] && ok "stdout a pipe closed early: exit 0, nothing on stderr" ||
+    fail "pipe closed early: exit $rc, $(cat "$tmp/err")"
+}
+
+section_ppl() {
+  damaged_models
+  local m=$tmp/s.nib rc text=$DATA/tinystories_head.txt
+  : >"$tmp/empty.txt"
+  printf 'a' >"$tmp/one.txt"
+  head -c 4096 /dev/urandom >"$tmp/binary.txt"
+  printf '\xff\xfe' >>"$tmp/binary.txt"
+  cp "$text" "$tmp/u.txt"
+  mkdir -p "$tmp/emptydir"
+  local f=(-f "$text" -c 64 --windows 2)
+  expect_error "missing model" "no such file" -- ppl -m "$tmp/none.nib" "${f[@]}"
+  expect_error "truncated model" "truncated" -- ppl -m "$tmp/trunc.nib" "${f[@]}"
+  expect_error "NaN weight (checksum fixed)" "non-finite" -- ppl -q -m "$tmp/nan.nib" "${f[@]}"
+  expect_error "missing text" "cannot open + no such file" -- ppl -m "$m" -f "$tmp/none.txt"
+  expect_unreadable "unreadable text" "$tmp/u.txt" -- ppl -m "$m" -f "$tmp/u.txt"
+  expect_error "directory as the text" "not a regular file" -- ppl -m "$m" -f "$tmp/emptydir"
+  expect_error "empty text" "fewer than one window" -- ppl -m "$m" -f "$tmp/empty.txt" -c 64
+  expect_error "text of one byte" "fewer than one window" -- ppl -m "$m" -f "$tmp/one.txt" -c 64
+  expect_error "binary text" "invalid UTF-8" -- ppl -m "$m" -f "$tmp/binary.txt" -c 64
+  expect_error "-c 0" "-c expects" -- ppl -m "$m" -f "$text" -c 0
+  expect_error "-c -1" "-c expects" -- ppl -m "$m" -f "$text" -c -1
+  expect_error "-c past the model's context" "longer than the model's context" -- \
+    ppl -m "$m" -f "$text" -c 4096
+  expect_error "--windows 0" "--windows expects" -- ppl -m "$m" -f "$text" --windows 0
+  expect_closed_stdout /dev/null -- ppl -q -m "$m" -f "$text" -c 16 --windows 1
+}
+
+section_info() {
+  damaged_models
+  local m=$tmp/s.nib rc
+  : >"$tmp/empty.nib"
+  expect_error "missing file" "no such file" -- info "$tmp/none.nib"
+  cp "$m" "$tmp/u.nib"
+  expect_unreadable "unreadable file" "$tmp/u.nib" -- info "$tmp/u.nib"
+  expect_error "directory" "not a regular file" -- info "$tmp/dir.nib"
+  expect_error "text file" "not a nibble model file" -- info "$tmp/text.nib"
+  expect_error "empty file" "empty.nib" -- info "$tmp/empty.nib"
+  expect_error "truncated" "truncated" -- info "$tmp/trunc.nib"
+  expect_error "magic bit-flipped" "bad magic" -- info "$tmp/magic.nib"
+  craft flip "$m" "$tmp/version.nib" 8 1
+  expect_error "version bit-flipped (3.0)" "newer than this nibble reads" -- info "$tmp/version.nib"
+  expect_error "metadata bit-flipped (heads 8 -> 9)" "invalid attention shape" -- info "$tmp/heads.nib"
+  expect_runs "weight bit-flipped, without --verify (no data read)" -- info "$tmp/crc.nib"
+  expect_error_out "weight bit-flipped, --verify" "token_embd + checksum" -- info --verify "$tmp/crc.nib"
+  expect_error_out "NaN weight, --verify" "token_embd + non-finite" -- info --verify "$tmp/nan.nib"
+  run quantize -q -m "$m" --method rtn --group 32 -o "$tmp/q4.nib" </dev/null >/dev/null ||
+    fail "quantize"
+  craft nib-nan "$tmp/q4.nib" "$tmp/q4nan.nib" blk.2.ffn_down
+  expect_error_out "NaN scale in a q4 linear, --verify" "blk.2.ffn_down + non-finite" -- \
+    info --verify "$tmp/q4nan.nib"
+  expect_error_out "metadata bit-flipped (layers 5 -> 7), --verify" "blk.5" -- \
+    info --verify "$tmp/layers.nib"
+  expect_error_out "tokenizer bytes bit-flipped, --verify" "not a SentencePiece model" -- \
+    info --verify "$tmp/tokbytes.nib"
+  craft nib-escapes "$m" "$tmp/escapes.nib"
+  run info --tensors "$tmp/escapes.nib" </dev/null >"$tmp/out" 2>"$tmp/err"
+  rc=$?
+  if [ $rc -ne 0 ]; then fail "names with terminal escapes: exit $rc, $(cat "$tmp/err")"
+  elif grep -q $'[\x01-\x08\x0b-\x1f\x7f]' "$tmp/out" "$tmp/err"; then
+    fail "names with terminal escapes reach the terminal: $(grep -a 'evil\|attn_norm' "$tmp/out" | cat -v)"
+  else ok "names with terminal escapes: printed escaped: $(grep -a -m1 'evil' "$tmp/out")"; fi
+  expect_closed_stdout /dev/null -- info "$m"
+}
+
+section_bench() {
+  damaged_models
+  local m=$tmp/s.nib rc
+  head -c 4096 /dev/urandom >"$tmp/binary.txt"
+  printf '\xff\xfe' >>"$tmp/binary.txt"
+  local small=(-p 8 -n 4 -r 1)
+  expect_error "missing model" "no such file" -- bench -m "$tmp/none.nib" "${small[@]}"
+  expect_error "directory as the model" "not a regular file" -- bench -m "$tmp/dir.nib" "${small[@]}"
+  expect_error "truncated model" "truncated" -- bench -m "$tmp/trunc.nib" "${small[@]}"
+  expect_error "NaN weight (checksum fixed)" "non-finite" -- bench -m "$tmp/nan.nib" "${small[@]}"
+  expect_error "-n -1" "-n expects" -- bench -m "$m" -n -1
+  expect_error "-p -1" "-p expects" -- bench -m "$m" -p -1
+  expect_error "-p 0 -n 0" "nothing to measure" -- bench -m "$m" -p 0 -n 0
+  expect_error "-r 0" "-r expects" -- bench -m "$m" -r 0
+  expect_error "--shape of garbage" "--shape expects" -- bench --shape 64,x
+  expect_error "--ppl a missing text" "cannot read" -- bench -m "$m" --ppl "$tmp/none.txt" "${small[@]}"
+  expect_error "--ppl a binary text" "invalid UTF-8" -- \
+    bench -m "$m" -p 0 -n 0 --ppl "$tmp/binary.txt" --ppl-ctx 64
+  expect_closed_stdout /dev/null -- bench -m "$m" "${small[@]}"
+}
+
+# ---- signals ----
+# Background jobs of a script start with SIGINT ignored: exec_sigint
+# resets it, as a terminal's Ctrl-C would find it, and execs the command
+# (so $! is its pid). Only in a background job: it replaces the shell.
+exec_sigint() {
+  trap - EXIT # killed before the exec, the job would run the script's
+  if env --default-signal=INT true 2>/dev/null; then exec env --default-signal=INT "$@"; fi
+  exec python3 -S -c 'import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+os.execvp(sys.argv[1], sys.argv[1:])' "$@"
+}
+
+# interrupt SIGNAL CONDITION -- nibble args...: starts nibble in the
+# background (stdin from $tmp/stdin), waits until CONDITION (a command)
+# holds, stops the process so it cannot finish meanwhile, sends SIGNAL,
+# resumes it; $rc is its exit status. Returns 1 (after a failure line) if
+# it ended before it could be interrupted.
+interrupt() {
+  local sig=$1 cond=$2 pid i state; shift 3
+  rm -f "$tmp/sig.out" "$tmp/sig.err" # the conditions look at the new ones
+  exec_sigint $NB_WRAP "$NIBBLE" "$@" <"$tmp/stdin" >"$tmp/sig.out" 2>"$tmp/sig.err" &
+  pid=$!
+  for ((i = 0; i < 6000; i++)); do # 2 minutes at most (qemu)
+    execed && $cond && break
+    kill -0 $pid 2>/dev/null || break
+    sleep 0.02
+  done
+  kill -STOP $pid 2>/dev/null
+  for ((i = 0; i < 100; i++)); do
+    state=$(sed -n 's/^[0-9]* (.*) \(.\) .*/\1/p' /proc/$pid/stat 2>/dev/null)
+    [ "$state" = T ] || [ -z "$state" ] || [ "$state" = Z ] && break
+    sleep 0.01
+  done
+  if [ "$state" != T ]; then
+    kill -CONT $pid 2>/dev/null
+    wait $pid
+    fail "$sig $*: it ended (exit $?) before it could be interrupted: $(head -c 300 "$tmp/sig.err")"
+    return 1
+  fi
+  kill -"$sig" $pid
+  kill -CONT $pid 2>/dev/null
+  wait $pid 2>/dev/null # (no "Killed" notice from the shell)
+  rc=$?
+}
+
+# expect_signal WHAT SIGNAL STATUS CONDITION -- nibble args...: ended with
+# STATUS, and nothing left in $tmp/o (the output folder).
+expect_signal() {
+  local what=$1 sig=$2 want=$3 cond=$4 left; shift 4
+  rm -rf "$tmp/o" && mkdir -p "$tmp/o"
+  interrupt "$sig" "$cond" "$@" || return
+  left=$(ls -A "$tmp/o")
+  if [ $rc -ne "$want" ]; then fail "$what: exit $rc, expected $want: $(head -c 300 "$tmp/sig.err")"
+  elif [ -n "$left" ]; then fail "$what: left in the output folder: '$left'"
+  else ok "$what: exit $rc$([ -s "$tmp/sig.err" ] && echo ": $(tail -n 1 "$tmp/sig.err")")"; fi
+}
+
+execed() { # the job is nibble (or qemu) now, no longer the shell or env
+  case $(readlink "/proc/$pid/exe" 2>/dev/null) in */bash | */env | */python3* | "") return 1;; esac
+}
+writing() { compgen -G "$tmp/o/*.tmp*" >/dev/null; } # a temporary output exists
+writing_final() { compgen -G "$tmp/o/out.nib.tmp+([0-9])" >/dev/null; } # the quantizer's
+printing() { [ -s "$tmp/sig.out" ]; }
+a_while() { [ "$i" -ge 25 ]; } # half a second of polls (interrupt's $i)
+catching_int() { # nibble's SIGINT handler is in place (under qemu: qemu's, at once)
+  local hex
+  hex=$(sed -n 's/^SigCgt:[[:space:]]*//p' "/proc/$pid/status" 2>/dev/null)
+  [ -n "$hex" ] && (( 0x$hex & 2 ))
+}
+
+section_signals() {
+  shopt -s extglob
+  model
+  local calib=(--calib "$kjv" --calib-tokens 8192)
+  : >"$tmp/stdin"
+  # A conversion of about 100 MB of zeros (a sparse file: no disk).
+  zero_checkpoint "$tmp/zeros.bin" 512 1376 8 512
+  local conv=(convert -q --from llama2c "$tmp/zeros.bin" --tokenizer "$tok" -o "$tmp/o/out.nib")
+  expect_signal "convert, SIGINT" INT 130 writing -- "${conv[@]}"
+  expect_signal "convert, SIGTERM" TERM 143 writing -- "${conv[@]}"
+  local hfq=(convert -q "$s260k/hf" --quantize awq "${calib[@]}" -o "$tmp/o/out.nib")
+  expect_signal "convert --quantize, SIGINT" INT 130 writing_final -- "${hfq[@]}"
+  expect_signal "convert --quantize, SIGTERM" TERM 143 writing -- "${hfq[@]}"
+  local q=(quantize -q -m "$tmp/s.nib" "${calib[@]}" -o "$tmp/o/out.nib")
+  expect_signal "quantize, SIGINT" INT 130 writing -- "${q[@]}"
+  expect_signal "quantize, SIGTERM" TERM 143 writing -- "${q[@]}"
+  # SIGKILL cannot be caught: the temporary file stays, and the next write
+  # of the same output removes it (its process is gone).
+  local name left next
+  for name in quantize convert; do
+    rm -rf "$tmp/o" && mkdir -p "$tmp/o"
+    if [ $name = quantize ]; then
+      interrupt KILL writing -- "${q[@]}" || continue
+      next=(quantize -q -m "$tmp/s.nib" --method rtn -o "$tmp/o/out.nib")
+    else
+      interrupt KILL writing -- "${conv[@]}" || continue
+      next=(convert -q "$s260k/hf" -o "$tmp/o/out.nib")
+    fi
+    left=$(ls -A "$tmp/o")
+    [ $rc -eq 137 ] && [[ "$left" =~ ^out\.nib\.tmp[0-9]+$ ]] &&
+      ok "$name, SIGKILL: exit 137, left $left" || fail "$name, SIGKILL: exit $rc, left '$left'"
+    run "${next[@]}" </dev/null >/dev/null 2>"$tmp/err" ||
+      fail "$name after a SIGKILL: $(cat "$tmp/err")"
+    left=$(ls -A "$tmp/o")
+    [ "$left" = out.nib ] && ok "$name, SIGKILL: the next $name to out.nib removed the stale file" ||
+      fail "$name, SIGKILL: after the next $name to out.nib: '$left'"
+  done
+  # Runs: a model of zeros with 1024 positions, slow enough to interrupt.
+  zero_checkpoint "$tmp/slow.bin" 256 768 4 1024
+  run convert -q --from llama2c "$tmp/slow.bin" --tokenizer "$tok" -o "$tmp/slow.nib" </dev/null ||
+    fail "convert the slow model"
+  local gen=(generate -m "$tmp/slow.nib" -n 100000 --ignore-eos)
+  expect_signal "generate, SIGINT" INT 130 printing -- "${gen[@]}"
+  grep -q "^nibble: interrupted$" "$tmp/sig.err" ||
+    fail "generate, SIGINT: no notice: $(cat "$tmp/sig.err")"
+  expect_signal "generate, SIGTERM" TERM 143 printing -- "${gen[@]}"
+  local ppl=(ppl -m "$tmp/slow.nib" -f "$kjv" -c 64)
+  expect_signal "ppl, SIGINT" INT 130 catching_int -- "${ppl[@]}"
+  [ -n "$NB_WRAP" ] || grep -q "^nibble: interrupted after" "$tmp/sig.err" ||
+    fail "ppl, SIGINT: no notice: $(cat "$tmp/sig.err")"
+  expect_signal "ppl, SIGTERM" TERM 143 catching_int -- "${ppl[@]}"
+  local bench=(bench -m "$tmp/slow.nib" -p 512 -n 256 -r 20)
+  expect_signal "bench, SIGINT" INT 130 a_while -- "${bench[@]}"
+  expect_signal "bench, SIGTERM" TERM 143 a_while -- "${bench[@]}"
+  printf 'Once upon a time\nThe dog\n' >"$tmp/stdin"
+  expect_signal "chat, SIGTERM" TERM 143 printing -- chat -q -m "$tmp/slow.nib" -n 2000 --ignore-eos
+  chat_interrupt
+}
+
+# chat, SIGINT during a reply: the reply stops, the next message is
+# answered, exit 0. Messages come through a FIFO, the second once the
+# first reply was stopped.
+chat_interrupt() {
+  local pid i state before
+  mkfifo "$tmp/fifo"
+  rm -f "$tmp/sig.out" "$tmp/sig.err"
+  exec_sigint $NB_WRAP "$NIBBLE" chat -m "$tmp/slow.nib" -n 150 --ignore-eos \
+    <"$tmp/fifo" >"$tmp/sig.out" 2>"$tmp/sig.err" &
+  pid=$!
+  trap '' PIPE # a chat that died must not take the script with it
+  exec 3>"$tmp/fifo"
+  echo "Once upon a time" >&3
+  for ((i = 0; i < 6000; i++)); do
+    execed && printing && break
+    kill -0 $pid 2>/dev/null || break
+    sleep 0.02
+  done
+  kill -STOP $pid
+  for ((i = 0; i < 100; i++)); do
+    state=$(sed -n 's/^[0-9]* (.*) \(.\) .*/\1/p' /proc/$pid/stat 2>/dev/null)
+    [ "$state" = T ] && break
+    sleep 0.01
+  done
+  kill -INT $pid
+  kill -CONT $pid
+  for ((i = 0; i < 500; i++)); do grep -q "reply stopped" "$tmp/sig.err" && break; sleep 0.02; done
+  before=$(wc -c <"$tmp/sig.out")
+  echo "The dog" >&3
+  exec 3>&-
+  trap - PIPE
+  wait $pid
+  rc=$?
+  if [ $rc -ne 0 ]; then fail "chat, SIGINT: exit $rc: $(head -c 300 "$tmp/sig.err")"
+  elif ! grep -q "reply stopped" "$tmp/sig.err"; then fail "chat, SIGINT: $(cat "$tmp/sig.err")"
+  elif [ "$(wc -c <"$tmp/sig.out")" -le "$before" ]; then fail "chat, SIGINT: no reply after it"
+  else ok "chat, SIGINT: $(grep "reply stopped" "$tmp/sig.err"); the next message answered, exit 0"; fi
+}
+
+if ! command -v python3 >/dev/null; then
+  echo "python3 not found: skipping"
+  exit 77
+fi
+if [ -z "$section" ] || ! declare -F "section_${section//-/_}" >/dev/null; then
+  echo "bad_input.sh: unknown section '$section' (convert, quantize, generate, chat, ppl, info," \
+    "bench, signals)" >&2
+  exit 1
+fi
+"section_${section//-/_}"
+if [ $failures -ne 0 ]; then
+  echo "$section: $failures failure(s)" >&2
+  exit 1
+fi
+echo "$section: all checks passed"
