@@ -10,7 +10,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 deps=$root/.deps
-native_pkgs=(gcc g++ meson ninja-build pkg-config libsentencepiece-dev)
+native_pkgs=(gcc g++ meson ninja-build pkg-config libsentencepiece-dev
+             libonig-dev libutf8proc-dev libjansson-dev xz-utils)
 # clang with its sanitizer and libFuzzer runtimes: the sanitizer build
 # and the fuzz targets of tests/run.sh (CI machines, not boards)
 check_pkgs=(clang libclang-rt-dev)
@@ -74,6 +75,44 @@ arm64_sysroot() {
   touch "$deps/arm64/.done"
 }
 
+# The BPE tokenizer's libraries (tokenizer/bpe*.c): Oniguruma, utf8proc and
+# jansson, unpacked beside libsentencepiece (cross/aarch64-linux.ini).
+bpe_debs=(libonig5 libonig-dev libutf8proc2 libutf8proc-dev libjansson4 libjansson-dev)
+
+arm64_bpe_sysroot() {
+  [ -f "$deps/arm64/.bpe-done" ] && return 0
+  say "fetching the arm64 Oniguruma, utf8proc and jansson into .deps/arm64"
+  mkdir -p "$deps/debs" "$deps/arm64"
+  (cd "$deps/debs" && apt-get "${APT_ARM64[@]}" download "${bpe_debs[@]}")
+  for p in "${bpe_debs[@]}"; do dpkg-deb -x "$deps/debs/${p}"_*_arm64.deb "$deps/arm64"; done
+  for l in onig utf8proc jansson; do test -e "$deps/arm64/usr/lib/aarch64-linux-gnu/lib$l.so"; done
+  touch "$deps/arm64/.bpe-done"
+}
+
+# The static build needs static libraries: Debian's -dev packages ship them
+# for utf8proc and jansson, not for Oniguruma, which is built from Debian's
+# source package as SentencePiece is (its configure options there only add
+# a POSIX API that nibble does not use).
+arm64_bpe_static() {
+  [ -f "$deps/arm64-static/.bpe-done" ] && return 0
+  say "building a static aarch64 Oniguruma from Debian's source package"
+  local src lib=$deps/arm64/usr/lib/aarch64-linux-gnu inc=$deps/arm64/usr/include
+  rm -rf "$deps/src-onig" && mkdir -p "$deps/src-onig"
+  (cd "$deps/src-onig" && apt-get "${APT_ARM64[@]}" source --download-only libonig >/dev/null)
+  (cd "$deps/src-onig" && dpkg-source -x libonig_*.dsc >/dev/null 2>&1)
+  src=$(find "$deps/src-onig" -maxdepth 1 -type d -name 'libonig-*' | head -n 1)
+  cmake -S "$src" -B "$src/build-static" -DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=aarch64 \
+    -DCMAKE_C_COMPILER=aarch64-linux-gnu-gcc -DBUILD_SHARED_LIBS=OFF \
+    -DCMAKE_BUILD_TYPE=Release >/dev/null
+  make -C "$src/build-static" -j"$(nproc)" onig >"$deps/onig-build.log" 2>&1 ||
+    { tail -n 20 "$deps/onig-build.log" >&2; exit 1; }
+  mkdir -p "$deps/arm64-static/lib" "$deps/arm64-static/include"
+  cp "$src/build-static/libonig.a" "$lib/libutf8proc.a" "$lib/libjansson.a" "$deps/arm64-static/lib/"
+  cp "$src/src/oniguruma.h" "$inc/utf8proc.h" "$inc/jansson.h" "$inc/jansson_config.h" \
+    "$deps/arm64-static/include/"
+  touch "$deps/arm64-static/.bpe-done"
+}
+
 arm64_static() {
   [ -f "$deps/arm64-static/.done" ] && return 0
   say "building a static aarch64 libsentencepiece from Debian's source package"
@@ -109,7 +148,9 @@ main() {
   install_missing "${cross_pkgs[@]}" "${check_pkgs[@]}"
   arm64_apt_setup
   arm64_sysroot
+  arm64_bpe_sysroot
   arm64_static
+  arm64_bpe_static
 }
 
 # Sourced (tests/bench/icount.sh reuses the private apt state): functions only.
