@@ -245,6 +245,147 @@ static void plain(struct enc *m, const char *system, const nb_chat_msg *msgs, si
     }
 }
 
+/* Python's str.isspace (Jinja's trim is str.strip()): the ASCII blanks,
+ * U+001C..U+001F, U+0085, U+00A0, U+1680, U+2000..U+200A, U+2028, U+2029,
+ * U+202F, U+205F, U+3000. Returns the character's length, 0 if not one. */
+static size_t space_at(const unsigned char *s, size_t n)
+{
+    if (n && ((*s >= 0x09 && *s <= 0x0D) || (*s >= 0x1C && *s <= 0x20)))
+        return 1;
+    if (n >= 2 && s[0] == 0xC2 && (s[1] == 0x85 || s[1] == 0xA0))
+        return 2;
+    if (n < 3)
+        return 0;
+    uint32_t c = (uint32_t)(s[0] & 0x0F) << 12 | (uint32_t)(s[1] & 0x3F) << 6 | (s[2] & 0x3Fu);
+    int three = (s[0] & 0xF0) == 0xE0;
+    return three && (c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
+                     c == 0x202F || c == 0x205F || c == 0x3000)
+               ? 3
+               : 0;
+}
+
+/* The length of the white space ending s[n] (whole characters). */
+static size_t space_before(const unsigned char *s, size_t n)
+{
+    size_t k = 0;
+    for (;;) {
+        size_t back = n - k >= 3 && space_at(s + n - k - 3, 3) == 3   ? 3
+                      : n - k >= 2 && space_at(s + n - k - 2, 2) == 2 ? 2
+                      : n - k >= 1 && space_at(s + n - k - 1, 1) == 1 ? 1
+                                                                       : 0;
+        if (!back)
+            return k;
+        k += back;
+    }
+}
+
+/* The message as Jinja's trim leaves it. */
+static void trimmed(const nb_chat_msg *msg, const char **s, size_t *n)
+{
+    const unsigned char *p = (const unsigned char *)msg->text;
+    size_t len = msg->len, k;
+    while ((k = space_at(p, len)))
+        p += k, len -= k;
+    len -= space_before(p, len);
+    *s = (const char *)p;
+    *n = len;
+}
+
+/* Qwen3's template drops an earlier reply's reasoning: the text after its
+ * last "</think>", newlines at its start removed. NULL when there is none. */
+static const char *after_think(const nb_chat_msg *msg, size_t *n)
+{
+    const char *end = NULL;
+    for (const char *p = msg->text; p && (size_t)(p - msg->text) + 8 <= msg->len; p++)
+        if (!memcmp(p, "</think>", 8))
+            end = p + 8;
+    if (!end)
+        return NULL;
+    *n = msg->len - (size_t)(end - msg->text);
+    while (*n && *end == '\n')
+        end++, (*n)--;
+    return end;
+}
+
+/* ChatML, as Qwen2.5's, Qwen3's and SmolLM2's chat_template render it:
+ * "<|im_start|>system\n{system}<|im_end|>\n" when there is a system prompt
+ * (the template's default when none is given), then per message
+ * "<|im_start|>{role}\n{content}<|im_end|>\n", then the generation prompt
+ * "<|im_start|>assistant\n". The markers are text that the tokenizer's
+ * added tokens turn into their ids, as encoding the rendered text does.
+ * think: earlier replies lose their reasoning (Qwen3). */
+static void chatml_with(struct enc *m, const char *system, const nb_chat_msg *msgs, size_t n,
+                        int think)
+{
+    if (has_system(system)) {
+        put(m, "<|im_start|>system\n");
+        put(m, system);
+        put(m, "<|im_end|>\n");
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t len;
+        const char *rest = i % 2 && think ? after_think(&msgs[i], &len) : NULL;
+        put(m, i % 2 ? "<|im_start|>assistant\n" : "<|im_start|>user\n");
+        if (rest)
+            put_n(m, rest, len);
+        else if (msgs[i].ids)
+            put_ids(m, msgs[i].ids, msgs[i].n_ids);
+        else
+            put_msg(m, &msgs[i]);
+        put(m, "<|im_end|>\n");
+    }
+    if (n % 2)
+        put(m, "<|im_start|>assistant\n");
+}
+
+static void chatml(struct enc *m, const char *system, const nb_chat_msg *msgs, size_t n)
+{
+    chatml_with(m, system, msgs, n, 0);
+}
+
+static void qwen3(struct enc *m, const char *system, const nb_chat_msg *msgs, size_t n)
+{
+    chatml_with(m, system, msgs, n, 1);
+}
+
+/* Llama-3-Instruct, as its chat_template renders: BOS, then per message
+ * (the system prompt first) "<|start_header_id|>{role}<|end_header_id|>\n\n"
+ * "{content | trim}<|eot_id|>", then the generation prompt
+ * "<|start_header_id|>assistant<|end_header_id|>\n\n". */
+static void llama3(struct enc *m, const char *system, const nb_chat_msg *msgs, size_t n)
+{
+    static const char *const roles[] = {"user", "assistant"};
+    special(m, m->bos);
+    if (has_system(system)) {
+        nb_chat_msg sys = {.text = system, .len = strlen(system)};
+        const char *s;
+        size_t len;
+        trimmed(&sys, &s, &len);
+        put(m, "<|start_header_id|>system<|end_header_id|>\n\n");
+        put_n(m, s, len);
+        put(m, "<|eot_id|>");
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *s;
+        size_t len;
+        trimmed(&msgs[i], &s, &len);
+        put(m, "<|start_header_id|>");
+        put(m, roles[i % 2]);
+        put(m, "<|end_header_id|>\n\n");
+        if (msgs[i].ids && len == msgs[i].len) /* a reply the template leaves as it is */
+            put_ids(m, msgs[i].ids, msgs[i].n_ids);
+        else
+            put_n(m, s, len);
+        put(m, "<|eot_id|>");
+    }
+    if (n % 2)
+        put(m, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+}
+
+/* The default system prompts of ChatML templates, as their Jinja has them. */
+#define QWEN25_SYSTEM "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+#define SMOLLM2_SYSTEM "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+
 struct nb_template {
     const char *name, *about, *system;
     const char *stops[4];
@@ -263,6 +404,16 @@ static const nb_template templates[] = {
      "A chat between a curious user and an artificial intelligence assistant. The assistant "
      "gives helpful, detailed, and polite answers to the user's questions.",
      {"USER:", NULL}, 0, vicuna},
+    {"chatml", "ChatML: <|im_start|>role ... <|im_end|> (Qwen, SmolLM2, ...), no default system",
+     "", {"<|im_start|>", "<|im_end|>", NULL}, 0, chatml},
+    {"qwen2.5", "ChatML with Qwen2.5's default system prompt", QWEN25_SYSTEM,
+     {"<|im_start|>", "<|im_end|>", NULL}, 0, chatml},
+    {"qwen3", "ChatML as Qwen3 renders it: earlier replies lose their <think> part", "",
+     {"<|im_start|>", "<|im_end|>", NULL}, 0, qwen3},
+    {"smollm2", "ChatML with SmolLM2's default system prompt", SMOLLM2_SYSTEM,
+     {"<|im_start|>", "<|im_end|>", NULL}, 0, chatml},
+    {"llama3", "Llama-3-Instruct: <|start_header_id|>role<|end_header_id|> ... <|eot_id|>", "",
+     {"<|start_header_id|>", "<|eot_id|>", NULL}, 0, llama3},
     {"plain", "plain completion: the conversation is just the text", "", {NULL}, 1, plain},
 };
 #define N_TEMPLATES (sizeof templates / sizeof *templates)
@@ -337,8 +488,58 @@ static int name_has(const char *name, const char *part)
     return 0;
 }
 
+/* The system prompt a ChatML Jinja template renders when the conversation
+ * has none: a string literal that goes on after "<|im_start|>system\n" to
+ * "<|im_end|>" (Qwen2.5's else branch, SmolLM2's first message), the
+ * first there is. Its escapes are undone into out; 0 when there is none
+ * or it does not fit. */
+int nb_jinja_default_system(const char *jinja, char *out, size_t cap)
+{
+    static const char head[] = "<|im_start|>system";
+    for (const char *p = jinja ? strstr(jinja, head) : NULL; p; p = strstr(p + 1, head)) {
+        const char *open = p, *q = p + sizeof head - 1;
+        while (open > jinja && open[-1] != '\'' && open[-1] != '"')
+            open--;
+        q += *q == '\n' ? 1 : !strncmp(q, "\\n", 2) ? 2 : 0;
+        const char *end = strstr(q, "<|im_end|>");
+        if (open == jinja || q == p + sizeof head - 1 || !end || end == q)
+            continue;
+        size_t n = 0;
+        /* the literal's own quote ends it */
+        for (; q < end && *q != open[-1] && n + 1 < cap; q++) {
+            int esc = *q == '\\';
+            q += esc;
+            out[n++] = esc && *q == 'n' ? '\n' : *q;
+        }
+        if (q == end && cap) {
+            out[n] = 0;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Which ChatML template: Qwen3's (reasoning dropped from earlier replies),
+ * or by the default system prompt. */
+static const char *chatml_kind(const char *j)
+{
+    char sys[256];
+    if (has(j, "</think>") && has(j, "enable_thinking"))
+        return "qwen3";
+    if (!nb_jinja_default_system(j, sys, sizeof sys))
+        return "chatml";
+    for (size_t i = 0; i < N_TEMPLATES; i++)
+        if (templates[i].build == chatml && !strcmp(templates[i].system, sys))
+            return templates[i].name;
+    return "chatml"; /* another default: the converter says it is not kept */
+}
+
 static const char *guess_by_jinja(const char *j)
 {
+    if (has(j, "<|im_start|>"))
+        return chatml_kind(j);
+    if (has(j, "<|start_header_id|>") && has(j, "<|eot_id|>"))
+        return "llama3";
     if (has(j, "<<SYS>>"))
         return "llama2";
     if (has(j, "<|user|>") && has(j, "<|assistant|>"))
@@ -347,7 +548,7 @@ static const char *guess_by_jinja(const char *j)
         return "mistral";
     if (has(j, "USER:") && has(j, "ASSISTANT:"))
         return "vicuna";
-    return ""; /* a format of its own (ChatML, ...): plain completion */
+    return ""; /* a format of its own: plain completion */
 }
 
 static const char *guess_by_name(const char *name)
@@ -363,6 +564,14 @@ static const char *guess_by_name(const char *name)
         return "zephyr";
     if (name_has(name, "vicuna"))
         return "vicuna";
+    if (name_has(name, "qwen3"))
+        return "qwen3";
+    if (name_has(name, "qwen2.5") && instruct)
+        return "qwen2.5";
+    if (name_has(name, "smollm2") && instruct)
+        return "smollm2";
+    if ((name_has(name, "llama-3") || name_has(name, "llama3")) && instruct)
+        return "llama3";
     return "";
 }
 

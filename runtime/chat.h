@@ -7,7 +7,10 @@
  * message, the template's generation prompt follows (the assistant header
  * the model continues from). BOS and EOS are always the model's token ids,
  * never text the tokenizer could split; the text between them is encoded
- * one segment at a time, as the families' reference code does. */
+ * one segment at a time, as the families' reference code does. The
+ * templates of BPE models (ChatML, Llama-3) write their markers as text,
+ * which the tokenizer's added tokens encode as their ids, exactly as the
+ * models' Jinja templates render and transformers encodes. */
 #ifndef NIBBLE_CHAT_H
 #define NIBBLE_CHAT_H
 
@@ -37,8 +40,9 @@ typedef struct nb_ids {
 
 void nb_ids_free(nb_ids *a);
 
-/* Templates by name ("llama2", "mistral", "zephyr", "vicuna", "plain"):
- * NULL when unknown. nb_template_at lists them (NULL past the end). */
+/* Templates by name ("llama2", "mistral", "zephyr", "vicuna", "chatml",
+ * "qwen2.5", "qwen3", "smollm2", "llama3", "plain"): NULL when unknown.
+ * nb_template_at lists them (NULL past the end). */
 const nb_template *nb_template_find(const char *name);
 const nb_template *nb_template_at(size_t i);
 const char *nb_template_name(const nb_template *t);
@@ -63,6 +67,11 @@ int nb_chat_encode(const nb_template *t, const nb_tokenizer *tok, int bos, int e
  * (may be NULL) or else its name: a template name, or "" when neither
  * says (a model for plain completion, or a chat format we do not know). */
 const char *nb_template_guess(const char *jinja, const char *name);
+
+/* The system prompt a ChatML Jinja template puts in a conversation that
+ * has none (Qwen2.5's "You are Qwen, ..."), unescaped into out; 0 when it
+ * has none (or it does not fit). */
+int nb_jinja_default_system(const char *jinja, char *out, size_t cap);
 
 /* Holds back streamed text that could be the start of a stop string, so
  * a stop string split across tokens is never printed. */

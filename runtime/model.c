@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../tokenizer/tokenizer.h"
 #include "qtensor.h"
 
 /* Upper bounds that no real model reaches; a hostile file cannot make
@@ -96,6 +97,20 @@ static int check_header(const struct nb_header *h, size_t size, nb_err *e)
     return 0;
 }
 
+static int check_end_ids(const struct nb_meta *m, nb_err *e)
+{
+    if (m->tokenizer_kind > NB_TOKENIZER_BPE)
+        return nb_fail(e, "unknown tokenizer kind %u", m->tokenizer_kind);
+    if (m->n_end_ids > NB_MAX_END_IDS)
+        return nb_fail(e, "%u end-of-text ids, more than the %d a file holds", m->n_end_ids,
+                       NB_MAX_END_IDS);
+    for (uint32_t i = 0; i < m->n_end_ids; i++)
+        if (m->end_ids[i] < 0 || m->end_ids[i] >= (int32_t)m->vocab_size)
+            return nb_fail(e, "end-of-text id %d is outside the vocabulary of %u", m->end_ids[i],
+                           m->vocab_size);
+    return 0;
+}
+
 int nb_meta_check(const struct nb_meta *m, nb_err *e)
 {
     if (m->arch != NB_ARCH_LLAMA)
@@ -120,6 +135,16 @@ int nb_meta_check(const struct nb_meta *m, nb_err *e)
             return nb_fail(e, "special token id %d is outside the vocabulary", ids[i]);
     if (!memchr(m->name, 0, sizeof m->name) || !memchr(m->chat_template, 0, sizeof m->chat_template))
         return nb_fail(e, "model name or chat template is not terminated");
+    return check_end_ids(m, e);
+}
+
+int nb_tokenizer_bytes_check(const struct nb_meta *m, const void *bytes, size_t n, nb_err *e)
+{
+    int kind = nb_tok_bytes_kind(bytes, n);
+    if (m->tokenizer_kind != (uint32_t)kind)
+        return nb_fail(e, "the metadata says a %s tokenizer but the tokenizer bytes are %s",
+                       m->tokenizer_kind == NB_TOKENIZER_BPE ? "BPE" : "SentencePiece",
+                       kind == NB_TOKENIZER_BPE ? "a BPE blob" : "no BPE blob");
     return 0;
 }
 
@@ -204,7 +229,8 @@ int nb_model_parse(nb_model *m, const void *base, size_t size, nb_err *e)
     m->n_tensors = h->n_tensors;
     m->vocab = m->base + h->vocab_offset;
     m->vocab_size = h->vocab_size;
-    if (nb_meta_check(&m->meta, e) || check_table(m, e)) {
+    if (nb_meta_check(&m->meta, e) ||
+        nb_tokenizer_bytes_check(&m->meta, m->vocab, m->vocab_size, e) || check_table(m, e)) {
         memset(m, 0, sizeof *m);
         return -1;
     }

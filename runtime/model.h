@@ -22,7 +22,7 @@ typedef struct nb_model {
     struct nb_meta meta;
     const struct nb_tensor_entry *table;
     uint32_t n_tensors;
-    const void *vocab; /* SentencePiece model bytes */
+    const void *vocab; /* tokenizer bytes (meta.tokenizer_kind) */
     size_t vocab_size;
 } nb_model;
 
@@ -46,6 +46,10 @@ int nb_model_expect(const nb_model *m, const char *name, int n_dims, const uint6
  * eps, RoPE, special ids, terminated strings): writers run them too, so
  * that no file is written that would not load. */
 int nb_meta_check(const struct nb_meta *m, nb_err *e);
+
+/* The tokenizer bytes are of the kind the metadata says (by their magic;
+ * parsing them is the tokenizer's job). Readers and writers both check. */
+int nb_tokenizer_bytes_check(const struct nb_meta *m, const void *bytes, size_t n, nb_err *e);
 
 /* Recomputes every tensor's CRC-32 and checks its values
  * (nb_tensor_values_check); the message names the first bad tensor. */

@@ -3,6 +3,9 @@
  *
  * Layout (all integers little-endian, every section 64-byte aligned):
  *   header | metadata | tokenizer bytes | tensor data ... | tensor table
+ * The tokenizer bytes are a SentencePiece model or a BPE blob
+ * (tokenizer/bpe_int.h), as meta.tokenizer_kind says and their magic
+ * confirms.
  * The table sits at the end so converters can stream tensors without
  * holding a model in memory; the header is rewritten last. */
 #ifndef NIBBLE_NIBFORMAT_H
@@ -17,7 +20,7 @@
 
 #define NB_MAGIC "NIBBLE\r\n" /* \r\n catches text-mode transfers */
 #define NB_VERSION_MAJOR 1    /* readers refuse a larger major */
-#define NB_VERSION_MINOR 0    /* minor bumps only append fields */
+#define NB_VERSION_MINOR 1    /* minor bumps only add fields, where zero meant absent */
 #define NB_ALIGN 64
 #define NB_MAX_DIMS 4
 #define NB_NAME_LEN 64
@@ -39,6 +42,14 @@ enum nb_rope_pairs {
 
 enum nb_arch { NB_ARCH_LLAMA = 1 };
 
+/* meta.tokenizer_kind; the same numbers as tokenizer.h's nb_tok_kind. */
+enum nb_tokenizer_kind {
+    NB_TOKENIZER_SENTENCEPIECE = 0, /* a SentencePiece .model (every 1.0 file) */
+    NB_TOKENIZER_BPE = 1,           /* a BPE blob from a tokenizer.json (1.1) */
+};
+
+#define NB_MAX_END_IDS 8
+
 struct nb_header {
     char magic[8];
     uint16_t version_major;
@@ -46,7 +57,7 @@ struct nb_header {
     uint32_t header_size; /* sizeof(struct nb_header) when written */
     uint64_t file_size;
     uint64_t meta_offset, meta_size;
-    uint64_t vocab_offset, vocab_size; /* SentencePiece model bytes */
+    uint64_t vocab_offset, vocab_size; /* tokenizer bytes */
     uint64_t data_offset, data_size;
     uint64_t table_offset;
     uint32_t n_tensors;
@@ -64,7 +75,11 @@ struct nb_meta {
     uint32_t tied_embeddings;               /* 1: no "output" tensor */
     char name[64];
     char chat_template[32]; /* "" = plain completion */
-    uint8_t reserved[92];
+    /* 1.1: zero in 1.0 files, which meant what they say here. */
+    uint32_t tokenizer_kind;            /* enum nb_tokenizer_kind */
+    uint32_t n_end_ids;                 /* 0: the tokenizer's EOS ends the text */
+    int32_t end_ids[NB_MAX_END_IDS];    /* generation stops at any of them */
+    uint8_t reserved[52];
 };
 
 struct nb_tensor_entry {

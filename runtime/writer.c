@@ -190,7 +190,7 @@ nb_writer *nb_writer_open(const char *path, const struct nb_meta *meta, const vo
                           size_t vocab_size, nb_err *e)
 {
     nb_err why;
-    if (nb_meta_check(meta, &why)) {
+    if (nb_meta_check(meta, &why) || nb_tokenizer_bytes_check(meta, vocab, vocab_size, &why)) {
         nb_fail(e, "refusing to write '%s', which would not load: %s", path, why.msg);
         return NULL;
     }

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The bad-input table (docs/bad-input.md): what a careless or hostile user
 # can hand each subcommand, and what nibble does with it. One section per
-# meson test:  bad_input.sh convert|quantize|generate|chat|ppl|info|bench|signals
+# meson test:  bad_input.sh convert|quantize|generate|chat|ppl|info|bench|tokenize|signals
 # The rules each row checks (unless it says otherwise): exit code 1, one
 # line on stderr naming the problem, nothing on stdout, no output and no
 # temporary file left behind, never a crash.
 # Environment (set by tests/meson.build): NIBBLE, DATA (tests/data), NB_WRAP
-# (qemu wrapper for cross builds, or empty).
+# (qemu wrapper for cross builds, or empty); BPE_CASES (tests/bpe) for the
+# tokenize section.
 set -u
 section=${1:-}
 tmp=$(mktemp -d)
@@ -14,6 +15,7 @@ tmp=$(mktemp -d)
 trap '[ "$BASHPID" = $$ ] && { chmod -R u+rwX "$tmp" 2>/dev/null; rm -rf "$tmp"; }' EXIT
 s260k=$DATA/stories260K
 tok=$s260k/tok512.model
+BPE_CASES=${BPE_CASES:-$DATA/../bpe}
 kjv=$DATA/kjv_head.txt
 failures=0
 as=() # a command prefix: the unreadable-file rows run nibble as another user
@@ -320,6 +322,24 @@ section_convert() {
   hf_copy tok-flip && craft flip "$s260k/hf/tokenizer.model" "$tmp/tok-flip/tokenizer.model" 1000 6
   expect_error "tokenizer.model bit-flipped" "tokenizer.model + not a SentencePiece model" -- \
     convert "$tmp/tok-flip" "${hfo[@]}"
+  # Folders with a tokenizer.json (tests/bpe/splits.json: 500 ids).
+  hf_copy json-cut && rm "$tmp/json-cut/tokenizer.model" &&
+    craft cut "$BPE_CASES/splits.json" "$tmp/json-cut/tokenizer.json" 2000
+  expect_error "tokenizer.json truncated (no tokenizer.model)" "tokenizer.json + line 1" -- \
+    convert "$tmp/json-cut" "${hfo[@]}"
+  hf_copy json-wp && rm "$tmp/json-wp/tokenizer.model" &&
+    printf '{"model": {"type": "WordPiece", "vocab": {"a": 0}}}' >"$tmp/json-wp/tokenizer.json"
+  expect_error "a WordPiece tokenizer.json" "WordPiece" -- convert "$tmp/json-wp" "${hfo[@]}"
+  hf_copy json-big && rm "$tmp/json-big/tokenizer.model" &&
+    cp "$BPE_CASES/llama2.json" "$tmp/json-big/tokenizer.json"
+  expect_error "a tokenizer.json with more ids than vocab_size" "958 ids + vocab_size 512" -- \
+    convert "$tmp/json-big" "${hfo[@]}"
+  hf_copy gen-id && echo '{"eos_token_id": [2, 9999]}' >"$tmp/gen-id/generation_config.json"
+  expect_error "generation_config.json: an end id outside the vocabulary" \
+    "generation_config.json + 9999" -- convert "$tmp/gen-id" "${hfo[@]}"
+  hf_copy gen-json && echo '{"eos_token_id": [2,' >"$tmp/gen-json/generation_config.json"
+  expect_error "generation_config.json truncated" "generation_config.json" -- \
+    convert "$tmp/gen-json" "${hfo[@]}"
   hf_copy shard && mv "$tmp/shard/$st" "$tmp/shard/model-00001-of-00002.safetensors"
   python3 - "$tmp/shard" <<'EOF'
 import json, struct, sys
@@ -748,13 +768,108 @@ chat_interrupt() {
   else ok "chat, SIGINT: $(grep "reply stopped" "$tmp/sig.err"); the next message answered, exit 0"; fi
 }
 
+# A BPE model: stories260K's folder with tests/bpe/splits.json (500 ids)
+# for its tokenizer, and a file that has only tokenizer.json.
+bpe_model() {
+  [ -e "$tmp/bpe.nib" ] && return
+  hf_copy bpe && rm "$tmp/bpe/tokenizer.model" && cp "$BPE_CASES/splits.json" "$tmp/bpe/tokenizer.json"
+  run convert -q "$tmp/bpe" -o "$tmp/bpe.nib" </dev/null ||
+    { echo "cannot convert the BPE model" >&2; exit 1; }
+}
+
+# A --jsonl run: exit 1, one line on stderr per bad line naming it, and one
+# line on stdout per input line ({"ids"} or {"error"}).
+expect_jsonl() {
+  local what=$1 words=$2 input=$3 rc; shift 4
+  printf '%b' "$input" | run "$@" >"$tmp/out" 2>"$tmp/err"
+  rc=$?
+  if [ $rc -ne 1 ]; then fail "$what: exit code $rc, expected 1 ($(head -c 300 "$tmp/err"))"
+  elif [ "$(wc -l <"$tmp/err")" -ne 1 ]; then fail "$what: stderr: $(head -c 400 "$tmp/err")"
+  elif ! has_words "$tmp/err" "$words"; then fail "$what: '$(cat "$tmp/err")' lacks '$words'"
+  elif ! python3 -c '
+import json, sys
+lines = open(sys.argv[1], "rb").read().decode().splitlines()
+kinds = [next(iter(json.loads(l))) for l in lines]
+assert kinds == sys.argv[2].split(","), kinds' "$tmp/out" "$(printf '%b' "$input" |
+      awk '{print (NR == 2 ? "error" : "ids")}' | paste -sd,)"; then
+    fail "$what: stdout: $(head -c 300 "$tmp/out")"
+  else ok "$what: $(cat "$tmp/err")"; fi
+}
+
+section_tokenize() {
+  damaged_models
+  bpe_model
+  local m=$tmp/s.nib b=$tmp/bpe.nib j=$BPE_CASES/splits.json
+  # What -m names.
+  expect_error "missing model" "no such file + none.json" -- tokenize -m "$tmp/none.json" -p x
+  mkdir -p "$tmp/emptydir"
+  expect_error "folder without a tokenizer" "no tokenizer in + neither" --     tokenize -m "$tmp/emptydir" -p x
+  cp "$j" "$tmp/u.json"
+  expect_unreadable "unreadable tokenizer.json" "$tmp/u.json" -- tokenize -m "$tmp/u.json" -p x
+  craft cut "$j" "$tmp/cut.json" 3000
+  expect_error "tokenizer.json truncated" "cut.json + tokenizer.json: line" --     tokenize -m "$tmp/cut.json" -p x
+  printf '{"model": {"type": "BPE", ' >"$tmp/notjson.json"
+  expect_error "tokenizer.json not JSON" "notjson.json" -- tokenize -m "$tmp/notjson.json" -p x
+  printf '{"model": {"type": "WordPiece", "vocab": {"a": 0}}}' >"$tmp/wp.json"
+  expect_error "a WordPiece tokenizer.json" "wp.json + WordPiece" -- tokenize -m "$tmp/wp.json" -p x
+  python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+d["model"]["merges"].append("zzq xqz")
+json.dump(d, open(sys.argv[2], "w"))' "$j" "$tmp/merge.json"
+  expect_error "merges naming unknown tokens" "merge.json + merge" -- tokenize -m "$tmp/merge.json" -p x
+  craft cut "$DATA/stories260K/tok512.model" "$tmp/cut.model" 500
+  expect_error "SentencePiece .model truncated" "cut.model + not a SentencePiece model" --     tokenize -m "$tmp/cut.model" -p x
+  expect_error ".nib truncated" "trunc.nib + truncated" -- tokenize -m "$tmp/trunc.nib" -p x
+  expect_error ".nib tokenizer bytes bit-flipped" "tokbytes.nib + not a SentencePiece model" --     tokenize -m "$tmp/tokbytes.nib" -p x
+  craft flip "$m" "$tmp/kind.nib" 292 0   # meta.tokenizer_kind 0 -> 1
+  expect_error ".nib tokenizer kind bit-flipped (SentencePiece -> BPE)" \
+    "kind.nib + says a BPE tokenizer" -- tokenize -m "$tmp/kind.nib" -p x
+  craft flip "$b" "$tmp/bpekind.nib" 292 0 # 1 -> 0
+  expect_error ".nib tokenizer kind bit-flipped (BPE -> SentencePiece)" \
+    "bpekind.nib + says a SentencePiece tokenizer" -- tokenize -m "$tmp/bpekind.nib" -p x
+  craft flip "$m" "$tmp/nend.nib" 296 4    # n_end_ids 2 -> 18
+  expect_error ".nib end-id count bit-flipped (2 -> 18)" "nend.nib + 18 end-of-text ids" --     tokenize -m "$tmp/nend.nib" -p x
+  craft flip "$m" "$tmp/endid.nib" 301 6   # end_ids[0] 2 -> 16386
+  expect_error ".nib end id bit-flipped (2 -> 16386)" "endid.nib + outside the vocabulary" --     tokenize -m "$tmp/endid.nib" -p x
+  craft flip "$b" "$tmp/bpeblob.nib" 400 0  # inside the BPE blob's header
+  expect_error ".nib BPE blob bit-flipped" "bpeblob.nib + BPE" -- tokenize -m "$tmp/bpeblob.nib" -p x
+  # Flags and texts.
+  expect_error "no -m" "needs -m" -- tokenize -p x
+  expect_error "no text" "needs one text" -- tokenize -m "$j"
+  expect_error "-p and -f both" "needs one text" -- tokenize -m "$j" -p x -f "$DATA/kjv_head.txt"
+  expect_error "--jsonl with --ids" "--jsonl + --ids" -- tokenize -m "$j" --jsonl --ids
+  expect_error "unknown option" "unknown option '--bos'" -- tokenize -m "$j" -p x --bos
+  expect_error "-p: a lone continuation byte" "prompt + invalid UTF-8 at byte offset 1 (byte 0x80)" -- \
+    tokenize -m "$b" -p $'a\x80b'
+  expect_error "-p: a surrogate (SentencePiece)" "invalid UTF-8 at byte offset 0 (byte 0xED)" -- \
+    tokenize -m "$m" -p $'\xed\xa0\x80'
+  expect_error "-f: missing file" "no such file + none.txt" -- tokenize -m "$j" -f "$tmp/none.txt"
+  head -c 3000 /dev/urandom >"$tmp/binary.txt"
+  expect_error "-f: binary file" "binary.txt + invalid UTF-8" -- tokenize -m "$j" -f "$tmp/binary.txt"
+  # --jsonl: the bad line (the second) gets {"error"}, the others their ids.
+  expect_jsonl "--jsonl: a line not JSON" "line 2 + not JSON" \
+    '{"text": "a"}\n{"text": \n{"text": "b"}\n' -- tokenize -m "$b" --jsonl
+  expect_jsonl "--jsonl: invalid UTF-8 in a line" "line 2 + invalid UTF-8 at byte offset 10" \
+    '{"text": "a"}\n{"text": "\xff"}\n' -- tokenize -m "$b" --jsonl
+  expect_jsonl "--jsonl: a lone surrogate escaped" "line 2 + not JSON" \
+    '{"text": "a"}\n{"text": "\\udc80"}\n' -- tokenize -m "$b" --jsonl
+  expect_jsonl "--jsonl: no text member" "line 2 + \"text\" string" \
+    '{"text": "a"}\n{"txt": "a"}\n{"text": "c"}\n' -- tokenize -m "$b" --jsonl
+  expect_jsonl "--jsonl: text not a string" "line 2 + \"text\" string" \
+    '{"text": "a"}\n{"text": 5}\n' -- tokenize -m "$b" --jsonl
+  expect_jsonl "--jsonl: an empty line" "line 2 + not JSON" '{"text": "a"}\n\n' -- \
+    tokenize -m "$b" --jsonl
+  expect_closed_stdout /dev/null -- tokenize -m "$b" -p "Once upon a time"
+}
+
 if ! command -v python3 >/dev/null; then
   echo "python3 not found: skipping"
   exit 77
 fi
 if [ -z "$section" ] || ! declare -F "section_${section//-/_}" >/dev/null; then
   echo "bad_input.sh: unknown section '$section' (convert, quantize, generate, chat, ppl, info," \
-    "bench, signals)" >&2
+    "bench, tokenize, signals)" >&2
   exit 1
 fi
 "section_${section//-/_}"

@@ -186,7 +186,7 @@ EOF
   [ $rc -eq 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -q "cannot write" "$tmp/err" ||
     fail "closed stdout: exit $rc, $(cat "$tmp/err")"
   ok "closed stdout: $(cat "$tmp/err")"
-  refused "unknown template" "unknown template 'chatml'" chat -m "$m" --template chatml
+  refused "unknown template" "unknown template 'gemma'" chat -m "$m" --template gemma
   refused "-n 0" "-n expects" chat -m "$m" -n 0
   refused "no model given" "chat needs -m" chat
 }

@@ -1,10 +1,13 @@
 /* Chat templates and stop strings: test_chat TOKENIZER.model [-v]
+ * (and test_chat renderings FILE TOKENIZER...: the built-in templates
+ * against the models' Jinja renderings in tests/chat/renderings.jsonl)
  * Each template's two-turn conversation is checked against the template
  * spelled by hand here (BOS/EOS as ids, each text segment encoded on its
  * own); replies given as ids land verbatim, with the shorter conversation
  * a prefix of the longer (so a turn prefills only its new tokens); stop
  * strings are checked on a fake token stream. -v prints the llama2
  * example's ids (docs/chat.md quotes them). */
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -155,7 +158,7 @@ static void check_bad_input(void)
           "invalid UTF-8 accepted");
     CHECK(strstr(e.msg, "UTF-8") != NULL, "message: %s", e.msg);
     nb_ids_free(&out);
-    CHECK(nb_template_find("chatml") == NULL, "an unknown template was found");
+    CHECK(nb_template_find("gemma") == NULL, "an unknown template was found");
 }
 
 /* Feeds pieces through a stopper; returns what it let out. */
@@ -234,9 +237,29 @@ static void check_guess(void)
          "message['content'] + eos_token }}\n{% elif message['role'] == 'assistant' %}\n{{ "
          "'<|assistant|>\n'  + message['content'] + eos_token }}\n{% endif %}{% endfor %}",
          "", "zephyr"},
+        /* ChatML: the converter falls back to plain when the tokenizer
+         * has no <|im_start|> token (TinyLlama-Chat v0.4's SentencePiece) */
         {"{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + "
          "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}",
-         "TinyLlama-1.1B-Chat-v0.4", ""},
+         "TinyLlama-1.1B-Chat-v0.4", "chatml"},
+        {"{%- else %}\n {%- if messages[0]['role'] == 'system' %}\n {{- '<|im_start|>system\\n' "
+         "+ messages[0]['content'] + '<|im_end|>\\n' }}\n {%- else %}\n {{- "
+         "'<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
+         "assistant.<|im_end|>\\n' }}\n {%- endif %}\n{%- endif %}",
+         "", "qwen2.5"},
+        {"{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+         "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by "
+         "Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + "
+         "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}",
+         "", "smollm2"},
+        {"{{- '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}", "",
+         "chatml"},
+        {"{%- set content = message.content.split('</think>')[-1] %}{{- '<|im_start|>' }}"
+         "{%- if enable_thinking is defined and enable_thinking is false %}",
+         "", "qwen3"},
+        {"{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ "
+         "message['content'] | trim + '<|eot_id|>' %}",
+         "", "llama3"},
         {"{{ system }} {% for m in messages %}{% if m.role == 'user' %}USER: {{ m.content }} "
          "{% else %}ASSISTANT: {{ m.content }}</s>{% endif %}{% endfor %}",
          "", "vicuna"},
@@ -254,6 +277,12 @@ static void check_guess(void)
         {NULL, "zephyr-7b-beta", "zephyr"},
         {NULL, "vicuna-7b-v1.5", "vicuna"},
         {NULL, "stories260K", ""},
+        {NULL, "Qwen3-0.6B", "qwen3"},
+        {NULL, "Qwen2.5-1.5B-Instruct", "qwen2.5"},
+        {NULL, "Qwen2.5-1.5B", ""},
+        {NULL, "SmolLM2-135M-Instruct", "smollm2"},
+        {NULL, "Meta-Llama-3-8B-Instruct", "llama3"},
+        {NULL, "Llama-3.2-1B", ""},
         {NULL, NULL, ""},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -264,10 +293,122 @@ static void check_guess(void)
     }
 }
 
+/* ---- the renderings of the models' own Jinja templates ---- */
+
+static char *json_text(json_t *v)
+{
+    return (char *)json_string_value(v);
+}
+
+/* One conversation of tests/chat/renderings.jsonl, through the built-in
+ * template, against the Jinja rendering encoded as transformers does
+ * (encode(text, add_special_tokens=False)). A tokenizer without the
+ * template's BOS (Llama-3's in Qwen's) compares the rest. */
+static void one_rendering(const nb_tokenizer *t, json_t *c, size_t line)
+{
+    const char *name = json_text(json_object_get(c, "template"));
+    const char *text = json_text(json_object_get(c, "text"));
+    json_t *ms = json_object_get(c, "messages");
+    const nb_template *tp = nb_template_find(name);
+    size_t n = json_array_size(ms);
+    CHECK(tp && text && n && n <= 8, "line %zu: a bad case", line);
+    if (!tp || !text || !n || n > 8)
+        return;
+    nb_chat_msg msgs[8];
+    for (size_t i = 0; i < n; i++)
+        msgs[i] = msg(json_text(json_object_get(json_array_get(ms, i), "content")));
+    int b = -1;
+    static const char bot[] = "<|begin_of_text|>";
+    if (!strncmp(text, bot, sizeof bot - 1)) {
+        b = nb_tok_piece_to_id(t, bot);
+        text += b < 0 ? sizeof bot - 1 : 0;
+    }
+    nb_ids got = {0}, want = {0};
+    nb_err e;
+    const char *system = json_text(json_object_get(c, "system")); /* NULL: the default */
+    CHECK(!nb_chat_encode(tp, t, b, -1, system, msgs, n, &got, &e), "line %zu: %s", line, e.msg);
+    CHECK(!nb_tok_encode(t, text, strlen(text), 0, &want.v, &want.n, &e), "line %zu: %s", line,
+          e.msg);
+    CHECK(same(&got, &want), "line %zu (%s, %zu messages): the ids differ from the Jinja "
+                             "rendering's",
+          line, name, n);
+    if (!same(&got, &want)) {
+        char *g = nb_tok_decode(t, got.v, got.n, &e);
+        fprintf(stderr, "    got:  %s\n    want: %s\n", g ? g : "?", text);
+        free(g);
+    }
+    nb_ids_free(&got);
+    nb_ids_free(&want);
+}
+
+/* test_chat renderings FILE TOKENIZER...: every case with each tokenizer;
+ * a tokenizer path starting with '?' may be absent (Llama-3's, read from
+ * ../shared, never vendored). */
+static int renderings(int argc, char **argv)
+{
+    json_error_t err;
+    FILE *f = fopen(argv[2], "r");
+    for (int k = 3; k < argc; k++) {
+        const char *path = argv[k] + (argv[k][0] == '?');
+        nb_err e;
+        nb_tokenizer *t = nb_tok_load_file(path, &e);
+        if (!t && argv[k][0] == '?') {
+            printf("skip: %s is absent\n", path);
+            continue;
+        }
+        CHECK(t && f, "%s: %s", path, t ? "no renderings file" : e.msg);
+        char line[16384];
+        size_t no = 0, done = 0;
+        rewind(f);
+        while (t && fgets(line, sizeof line, f)) {
+            json_t *c = json_loads(line, 0, &err);
+            CHECK(c, "%s line %zu: %s", argv[2], no + 1, err.text);
+            if (c)
+                one_rendering(t, c, ++no), done++;
+            json_decref(c);
+        }
+        printf("%s: %zu renderings compared\n", path, done);
+        nb_tok_free(t);
+    }
+    if (f)
+        fclose(f);
+    return tu_finish("test_chat renderings");
+}
+
+/* The default system prompts a converter reads out of ChatML Jinja. */
+static void check_default_system(void)
+{
+    char out[128];
+    CHECK(nb_jinja_default_system("{{ '<|im_start|>system\\nBe \\'brief\\'.\\nOk<|im_end|>\\n' }}",
+                                  out, sizeof out) &&
+              !strcmp(out, "Be 'brief'.\nOk"),
+          "escaped quotes: '%s'", out);
+    CHECK(nb_jinja_default_system("{{ \"<|im_start|>system\\nYou're kind.<|im_end|>\" }}", out,
+                                  sizeof out) &&
+              !strcmp(out, "You're kind."),
+          "double quotes: '%s'", out);
+    CHECK(nb_jinja_default_system("x '<|im_start|>system\nHi there<|im_end|>\n'", out,
+                                  sizeof out) &&
+              !strcmp(out, "Hi there"),
+          "raw newline: '%s'", out);
+    CHECK(nb_jinja_default_system("'<|im_start|>system\\n' + messages[0]['content'] + "
+                                  "'<|im_end|>' ... '<|im_start|>system\\nA\\\\b\\nc<|im_end|>'",
+                                  out, sizeof out) &&
+              !strcmp(out, "A\\b\nc"),
+          "the literal after the content: '%s'", out);
+    CHECK(!nb_jinja_default_system("'<|im_start|>system\\n' + m + '<|im_end|>'", out, sizeof out),
+          "no literal");
+    CHECK(!nb_jinja_default_system("'<|im_start|>system\\nLong<|im_end|>'", out, 4), "too long");
+    CHECK(!nb_jinja_default_system(NULL, out, sizeof out), "no template");
+}
+
 int main(int argc, char **argv)
 {
+    if (argc >= 4 && !strcmp(argv[1], "renderings"))
+        return renderings(argc, argv);
     if (argc < 2) {
-        fprintf(stderr, "usage: test_chat TOKENIZER.model [-v]\n");
+        fprintf(stderr, "usage: test_chat TOKENIZER.model [-v]\n"
+                        "       test_chat renderings FILE TOKENIZER...\n");
         return 2;
     }
     nb_err e;
@@ -283,6 +424,7 @@ int main(int argc, char **argv)
     check_stops();
     check_hold_back();
     check_guess();
+    check_default_system();
     nb_tok_free(tok);
     return tu_finish("test_chat");
 }

@@ -81,6 +81,13 @@ void nb_bpe_detok_free(nb_bpe_detok *d);
 const char *nb_bpe_detok_push(nb_bpe_detok *d, int id, size_t *len);
 /* The held text at the end of a stream; d then starts a new stream. */
 const char *nb_bpe_detok_flush(nb_bpe_detok *d, size_t *len);
+/* Before the first push of a stream that continues a text already
+ * printed (a prompt): the decoders' rules for the start of a text
+ * (Metaspace's first token, Strip's leading characters, the space the
+ * library puts between tokens without a decoder) no longer apply, so the
+ * stream gives what decoding the prompt's and the stream's ids together
+ * adds after the prompt's text. Until the next flush. */
+void nb_bpe_detok_continue(nb_bpe_detok *d);
 
 #ifdef __cplusplus
 }

@@ -366,3 +366,14 @@ const char *nb_bpe_detok_flush(nb_bpe_detok *d, size_t *len)
     finish(d);
     return result(d, len);
 }
+
+void nb_bpe_detok_continue(nb_bpe_detok *d)
+{
+    for (size_t k = 0; k < d->n; k++) {
+        stage *st = &d->st[k];
+        /* Strip over the joined text drops while count < start; the
+         * others treat their first token (count 0) as the text's start. */
+        st->count = st->op->kind == NB_BPE_DEC_STRIP && st->joined ? st->op->a : 1;
+        st->dropped = 0;
+    }
+}

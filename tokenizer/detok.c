@@ -1,4 +1,5 @@
-/* Incremental detokenizer: SentencePiece 0.1.97's decode, one id at a time.
+/* Incremental detokenizer: SentencePiece 0.1.97's decode, one id at a time;
+ * BPE tokenizers stream through their decoders (bpe_detok.c) instead.
  *
  * What decode does, and so what this file does:
  *  - control pieces (<s>, </s>) print nothing;
@@ -23,6 +24,7 @@
  *    treat_whitespace_as_suffix (neither tok512 nor Llama's model use them);
  *  - text that does not fit in out_cap is lost (see NB_DETOK_MAX). */
 #include "tokenizer.h"
+#include "bpe.h"
 #include "utf8.h"
 
 #include <string.h>
@@ -127,14 +129,53 @@ static void put_piece(nb_detok *d, sink *s, int id)
     put_text(s, p, n, 1);
 }
 
-void nb_detok_init(nb_detok *d, const nb_tokenizer *t)
+int nb_detok_init(nb_detok *d, const nb_tokenizer *t)
 {
     memset(d, 0, sizeof *d);
     d->tok = t;
     d->at_start = 1;
+    const nb_bpe *b = nb_tok_bpe(t);
+    if (b && !(d->bpe = nb_bpe_detok_new(b, 1, NULL)))
+        return -1;
+    return 0;
 }
 
-size_t nb_detok_push(nb_detok *d, int id, char *out, size_t out_cap)
+void nb_detok_free(nb_detok *d)
+{
+    nb_bpe_detok_free(d->bpe);
+    d->bpe = NULL;
+}
+
+/* BPE: the decoders' text for id (NULL: out of memory, or no stream). */
+static const char *bpe_next(nb_detok *d, int id, size_t *len)
+{
+    *len = 0;
+    if (!d->bpe)
+        return NULL;
+    if (!d->pushed++ && !d->at_start)
+        nb_bpe_detok_continue(d->bpe);
+    return nb_bpe_detok_push(d->bpe, id, len);
+}
+
+/* What fits of n bytes of whole characters into out: a prefix. */
+static size_t copy_cut(char *out, size_t cap, const char *s, size_t n)
+{
+    if (!cap)
+        return 0;
+    size_t k = 0;
+    while (k < n) {
+        int c = nb_utf8_char((const unsigned char *)s + k, n - k);
+        size_t step = c > 0 ? (size_t)c : 1; /* the decoders give valid UTF-8 */
+        if (k + step >= cap)
+            break;
+        k += step;
+    }
+    memcpy(out, s, k);
+    out[k] = '\0';
+    return k;
+}
+
+static size_t spm_push(nb_detok *d, int id, char *out, size_t out_cap)
 {
     sink s = sink_make(out, out_cap);
     if (id < 0 || id >= nb_tok_vocab_size(d->tok))
@@ -154,11 +195,46 @@ size_t nb_detok_push(nb_detok *d, int id, char *out, size_t out_cap)
     return finish(&s);
 }
 
-size_t nb_detok_flush(nb_detok *d, char *out, size_t out_cap)
+static size_t spm_flush(nb_detok *d, char *out, size_t out_cap)
 {
     sink s = sink_make(out, out_cap);
     drain(d, &s, 1);
     if (s.made)
         d->at_start = 0;
     return finish(&s);
+}
+
+size_t nb_detok_push(nb_detok *d, int id, char *out, size_t out_cap)
+{
+    if (!nb_tok_bpe(d->tok))
+        return spm_push(d, id, out, out_cap);
+    size_t n;
+    const char *s = bpe_next(d, id, &n);
+    return copy_cut(out, out_cap, s ? s : "", n);
+}
+
+size_t nb_detok_flush(nb_detok *d, char *out, size_t out_cap)
+{
+    if (!nb_tok_bpe(d->tok))
+        return spm_flush(d, out, out_cap);
+    size_t n = 0;
+    const char *s = d->bpe ? nb_bpe_detok_flush(d->bpe, &n) : NULL;
+    return copy_cut(out, out_cap, s ? s : "", n);
+}
+
+const char *nb_detok_next(nb_detok *d, int id, size_t *len)
+{
+    if (nb_tok_bpe(d->tok))
+        return bpe_next(d, id, len);
+    *len = spm_push(d, id, d->buf, sizeof d->buf);
+    return d->buf;
+}
+
+const char *nb_detok_end(nb_detok *d, size_t *len)
+{
+    *len = 0;
+    if (nb_tok_bpe(d->tok))
+        return d->bpe ? nb_bpe_detok_flush(d->bpe, len) : NULL;
+    *len = spm_flush(d, d->buf, sizeof d->buf);
+    return d->buf;
 }

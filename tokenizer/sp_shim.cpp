@@ -1,18 +1,17 @@
-// The C face of libsentencepiece. Every entry point catches everything:
-// a C++ exception must never unwind into C code, and running out of
-// memory is an error to report, not a reason to abort.
+// The C face of libsentencepiece (spm.h), behind the tokenizer API of
+// tokenizer.h. Every entry point catches everything: a C++ exception must
+// never unwind into C code, and running out of memory is an error to
+// report, not a reason to abort.
 // err.h has no extern "C" guard of its own; nb_fail lives in C code.
 extern "C" {
 #include "../runtime/err.h"
 }
-#include "tokenizer.h"
-#include "utf8.h"
+#include "spm.h"
+#include "tokenizer.h" // NB_LEAD_SPACE_*
 
 #include <sentencepiece_processor.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -28,7 +27,7 @@ const char kSpace[] = "\xE2\x96\x81"; // "▁", SentencePiece's space
 
 } // namespace
 
-struct nb_tokenizer {
+struct nb_spm {
     sentencepiece::SentencePieceProcessor sp;
     int n_pieces = 0;
     int bos = -1, eos = -1, unk = -1, pad = -1;
@@ -78,18 +77,18 @@ template <typename F, typename R> R guard(F f, R fallback) noexcept
     }
 }
 
-bool in_range(const nb_tokenizer *t, int id)
+bool in_range(const nb_spm *t, int id)
 {
     return t && id >= 0 && id < t->n_pieces;
 }
 
-bool is_plain(const nb_tokenizer *t, int id)
+bool is_plain(const nb_spm *t, int id)
 {
     return !t->sp.IsControl(id) && !t->sp.IsUnknown(id) && !t->sp.IsByte(id) &&
            !t->sp.IsUnused(id);
 }
 
-std::string decode_ids(const nb_tokenizer *t, const std::vector<int> &ids)
+std::string decode_ids(const nb_spm *t, const std::vector<int> &ids)
 {
     std::string out;
     if (!t->sp.Decode(ids, &out).ok())
@@ -99,7 +98,7 @@ std::string decode_ids(const nb_tokenizer *t, const std::vector<int> &ids)
 
 // Which leading-space rule decode follows, found by asking decode itself:
 // the model flags behind it are not reachable through the public API.
-int probe_lead_space(const nb_tokenizer *t)
+int probe_lead_space(const nb_spm *t)
 {
     int ws = t->sp.PieceToId(kSpace);
     if (in_range(t, ws) && is_plain(t, ws)) {
@@ -116,7 +115,7 @@ int probe_lead_space(const nb_tokenizer *t)
     return NB_LEAD_SPACE_NONE;
 }
 
-void describe(nb_tokenizer *t)
+void describe(nb_spm *t)
 {
     t->n_pieces = t->sp.GetPieceSize();
     t->bos = t->sp.bos_id();
@@ -131,33 +130,13 @@ void describe(nb_tokenizer *t)
         t->max_piece = std::max(t->max_piece, t->sp.IdToPiece(id).size());
 }
 
-bool read_file(const char *path, std::string *data, nb_err *e)
-{
-    FILE *f = std::fopen(path, "rb");
-    if (!f) {
-        nb_fail(e, "tokenizer %s: %s", path, std::strerror(errno));
-        return false;
-    }
-    char buf[1 << 14];
-    size_t got;
-    while ((got = std::fread(buf, 1, sizeof buf, f)) > 0)
-        data->append(buf, got);
-    int err = std::ferror(f) ? errno : 0;
-    std::fclose(f);
-    if (err) {
-        nb_fail(e, "tokenizer %s: read error: %s", path, std::strerror(err));
-        return false;
-    }
-    return true;
-}
-
-nb_tokenizer *load(const void *data, size_t size, const char *name, nb_err *e)
+nb_spm *load(const void *data, size_t size, const char *name, nb_err *e)
 {
     if (size == 0) {
         nb_fail(e, "%s: empty, not a SentencePiece model", name);
         return nullptr;
     }
-    std::unique_ptr<nb_tokenizer> t(new nb_tokenizer);
+    std::unique_ptr<nb_spm> t(new nb_spm);
     std::string_view bytes(static_cast<const char *>(data), size);
     auto st = t->sp.LoadFromSerializedProto(bytes);
     if (!st.ok()) {
@@ -173,28 +152,10 @@ nb_tokenizer *load(const void *data, size_t size, const char *name, nb_err *e)
 
 extern "C" {
 
-nb_tokenizer *nb_tok_load_file(const char *path, nb_err *e)
-{
-    if (!path) {
-        nb_fail(e, "nb_tok_load_file: no path");
-        return nullptr;
-    }
-    try {
-        std::string data;
-        if (!read_file(path, &data, e))
-            return nullptr;
-        std::string name = std::string("tokenizer ") + path;
-        return load(data.data(), data.size(), name.c_str(), e);
-    } catch (...) {
-        fail_exception(e, path);
-        return nullptr;
-    }
-}
-
-nb_tokenizer *nb_tok_load_bytes(const void *data, size_t size, nb_err *e)
+nb_spm *nb_spm_load_bytes(const void *data, size_t size, nb_err *e)
 {
     if (!data && size) {
-        nb_fail(e, "nb_tok_load_bytes: no data");
+        nb_fail(e, "nb_spm_load_bytes: no data");
         return nullptr;
     }
     try {
@@ -205,37 +166,37 @@ nb_tokenizer *nb_tok_load_bytes(const void *data, size_t size, nb_err *e)
     }
 }
 
-void nb_tok_free(nb_tokenizer *t)
+void nb_spm_free(nb_spm *t)
 {
     delete t;
 }
 
-int nb_tok_vocab_size(const nb_tokenizer *t)
+int nb_spm_vocab_size(const nb_spm *t)
 {
     return t ? t->n_pieces : 0;
 }
 
-int nb_tok_bos(const nb_tokenizer *t)
+int nb_spm_bos(const nb_spm *t)
 {
     return t ? t->bos : -1;
 }
 
-int nb_tok_eos(const nb_tokenizer *t)
+int nb_spm_eos(const nb_spm *t)
 {
     return t ? t->eos : -1;
 }
 
-int nb_tok_unk(const nb_tokenizer *t)
+int nb_spm_unk(const nb_spm *t)
 {
     return t ? t->unk : -1;
 }
 
-int nb_tok_pad(const nb_tokenizer *t)
+int nb_spm_pad(const nb_spm *t)
 {
     return t ? t->pad : -1;
 }
 
-int nb_tok_encode(const nb_tokenizer *t, const char *text, size_t len, int bos, int32_t **ids,
+int nb_spm_encode(const nb_spm *t, const char *text, size_t len, int bos, int32_t **ids,
                   size_t *n, nb_err *e)
 {
     if (ids)
@@ -243,12 +204,7 @@ int nb_tok_encode(const nb_tokenizer *t, const char *text, size_t len, int bos, 
     if (n)
         *n = 0;
     if (!t || !ids || !n || (!text && len))
-        return nb_fail(e, "nb_tok_encode: bad arguments");
-    // SentencePiece would quietly map bad bytes to something; we refuse them.
-    size_t bad = nb_utf8_bad_offset(reinterpret_cast<const unsigned char *>(text), len);
-    if (bad < len)
-        return nb_fail(e, "tokenizer: invalid UTF-8 at byte offset %zu (byte 0x%02X)", bad,
-                       static_cast<unsigned char>(text[bad]));
+        return nb_fail(e, "nb_spm_encode: bad arguments");
     try {
         std::vector<int> v;
         auto st = t->sp.Encode(std::string_view(text ? text : "", len), &v);
@@ -272,13 +228,13 @@ int nb_tok_encode(const nb_tokenizer *t, const char *text, size_t len, int bos, 
     }
 }
 
-char *nb_tok_decode_n(const nb_tokenizer *t, const int32_t *ids, size_t n, size_t *len,
+char *nb_spm_decode_n(const nb_spm *t, const int32_t *ids, size_t n, size_t *len,
                       nb_err *e)
 {
     if (len)
         *len = 0;
     if (!t || (!ids && n)) {
-        nb_fail(e, "nb_tok_decode: bad arguments");
+        nb_fail(e, "nb_spm_decode: bad arguments");
         return nullptr;
     }
     // SentencePiece 0.1.97 indexes its piece table without a bounds check.
@@ -313,18 +269,13 @@ char *nb_tok_decode_n(const nb_tokenizer *t, const int32_t *ids, size_t n, size_
     }
 }
 
-char *nb_tok_decode(const nb_tokenizer *t, const int32_t *ids, size_t n, nb_err *e)
-{
-    return nb_tok_decode_n(t, ids, n, nullptr, e);
-}
-
-const char *nb_tok_piece(const nb_tokenizer *t, int id)
+const char *nb_spm_piece(const nb_spm *t, int id)
 {
     // The string lives in the loaded model, so the pointer stays valid.
     return in_range(t, id) ? guard([&] { return t->sp.IdToPiece(id).c_str(); }, "") : nullptr;
 }
 
-int nb_tok_piece_to_id(const nb_tokenizer *t, const char *piece)
+int nb_spm_piece_to_id(const nb_spm *t, const char *piece)
 {
     if (!t)
         return -1;
@@ -333,21 +284,21 @@ int nb_tok_piece_to_id(const nb_tokenizer *t, const char *piece)
     return guard([&] { return t->sp.PieceToId(piece); }, t->unk);
 }
 
-int nb_tok_is_control(const nb_tokenizer *t, int id)
+int nb_spm_is_control(const nb_spm *t, int id)
 {
     return in_range(t, id) && guard([&] { return t->sp.IsControl(id); }, false);
 }
 
-int nb_tok_is_byte(const nb_tokenizer *t, int id)
+int nb_spm_is_byte(const nb_spm *t, int id)
 {
     return in_range(t, id) && guard([&] { return t->sp.IsByte(id); }, false);
 }
 
-int nb_tok_byte(const nb_tokenizer *t, int id)
+int nb_spm_byte(const nb_spm *t, int id)
 {
-    if (!nb_tok_is_byte(t, id))
+    if (!nb_spm_is_byte(t, id))
         return -1;
-    const char *piece = nb_tok_piece(t, id); // "<0xAB>"
+    const char *piece = nb_spm_piece(t, id); // "<0xAB>"
     std::string_view p(piece);
     if (p.size() != 6 || p.compare(0, 3, "<0x") != 0 || p[5] != '>')
         return -1;
@@ -365,17 +316,17 @@ int nb_tok_byte(const nb_tokenizer *t, int id)
     return v;
 }
 
-const char *nb_tok_unk_surface(const nb_tokenizer *t)
+const char *nb_spm_unk_surface(const nb_spm *t)
 {
     return t ? t->unk_surface.c_str() : "";
 }
 
-int nb_tok_lead_space(const nb_tokenizer *t)
+int nb_spm_lead_space(const nb_spm *t)
 {
     return t ? t->lead_space : NB_LEAD_SPACE_NONE;
 }
 
-size_t nb_tok_max_piece_bytes(const nb_tokenizer *t)
+size_t nb_spm_max_piece_bytes(const nb_spm *t)
 {
     return t ? t->max_piece : 0;
 }

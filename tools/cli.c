@@ -92,6 +92,17 @@ int nb_session_open_with(nb_session *s, const char *path, int ctx, const nb_sess
     return 0;
 }
 
+int nb_session_is_end(const nb_session *s, int id)
+{
+    const struct nb_meta *m = &s->model.meta;
+    if (!m->n_end_ids) /* a 1.0 file */
+        return id == nb_tok_eos(s->tok);
+    for (uint32_t i = 0; i < m->n_end_ids; i++)
+        if (m->end_ids[i] == id)
+            return 1;
+    return 0;
+}
+
 void nb_session_close(nb_session *s)
 {
     nb_llama_free(&s->llama);

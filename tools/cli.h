@@ -19,6 +19,7 @@ int cmd_info(int argc, char **argv);
 int cmd_ppl(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 /* Prints "nibble: <msg>" on stderr and returns 1 (the exit code). */
 int nb_error(const char *fmt, ...) NB_PRINTF(1, 2);
@@ -48,6 +49,10 @@ int nb_session_open(nb_session *s, const char *path, int ctx, nb_err *e);
 int nb_session_open_with(nb_session *s, const char *path, int ctx, const nb_session_opts *o,
                          nb_err *e);
 void nb_session_close(nb_session *s);
+
+/* 1 when id ends the model's text: one of the file's end ids (format
+ * 1.1), or the tokenizer's EOS for a file without them. */
+int nb_session_is_end(const nb_session *s, int id);
 
 /* The flags that choose how a model runs (tools/run_flags.c), shared by
  * the subcommands: -t/--threads N, --cpus LIST, --kernels NAME take a

@@ -26,8 +26,9 @@ static const char help[] =
     "pipe or a file, each line (or blank-line separated block with --multiline) is\n"
     "one message and each reply is printed; the chat ends at end of input.\n"
     "  -m, --model FILE   the .nib model\n"
-    "  --template NAME    llama2, mistral, zephyr, vicuna or plain (default: the one\n"
-    "                     the model file names); --template list describes them\n"
+    "  --template NAME    llama2, mistral, zephyr, vicuna, chatml, qwen2.5, qwen3,\n"
+    "                     smollm2, llama3 or plain (default: the one the model file\n"
+    "                     names); --template list describes them\n"
     "  --system TEXT      system prompt (default: the template's, usually none)\n"
     "  -n, --n-predict N  cap each reply at N tokens (default: no cap; a reply ends\n"
     "                     at the model's end of text or a stop string)\n"
@@ -35,7 +36,7 @@ static const char help[] =
     "                     fills, the oldest turns are dropped (the system prompt stays)\n"
     "  --multiline        a message ends at a blank line instead of each newline\n"
     "  --json             one JSON object per reply on stdout (for scripts)\n"
-    "  --ignore-eos       keep going past the end-of-text token\n"
+    "  --ignore-eos       keep going past the end-of-text tokens\n"
     "  -q, --quiet        no notices or statistics on stderr\n";
 
 static const char commands_help[] =
@@ -212,7 +213,8 @@ static int parse(struct chat_opts *o, int argc, char **argv)
     if (o->template_name && !strcmp(o->template_name, "list"))
         return list_templates();
     if (o->template_name && !nb_template_find(o->template_name))
-        return nb_error("unknown template '%s' (known: llama2, mistral, zephyr, vicuna, plain)",
+        return nb_error("unknown template '%s' (known: llama2, mistral, zephyr, vicuna, chatml, "
+                        "qwen2.5, qwen3, smollm2, llama3, plain)",
                         o->template_name),
                -1;
     if (!o->model)
@@ -363,12 +365,34 @@ static int show(struct chat *c, const char *s, size_t n)
     return c->o->json ? 0 : out(c, s, n);
 }
 
+/* Detokenized text through the stop strings, in pieces the stopper's
+ * buffer holds (a BPE token's text has no bound). */
+static int stop_and_show(struct chat *c, const char *text, size_t n)
+{
+    char safe[NB_DETOK_MAX + NB_STOP_MAX];
+    if (!text)
+        return nb_error("out of memory"), -1;
+    do {
+        size_t k = n < NB_DETOK_MAX ? n : NB_DETOK_MAX;
+        if (show(c, safe, nb_stopper_push(&c->stop, text, k, safe)))
+            return -1;
+        text += k;
+        n -= k;
+    } while (n && !c->stop.hit);
+    return 0;
+}
+
 static int on_token(void *ctx, int id)
 {
     struct chat *c = ctx;
-    char text[NB_DETOK_MAX], safe[NB_DETOK_MAX + NB_STOP_MAX];
-    size_t n = nb_detok_push(&c->d, id, text, sizeof text);
-    if (show(c, safe, nb_stopper_push(&c->stop, text, n, safe)))
+    /* A special token that is not an end id (Qwen's <|im_start|>, Llama-3's
+     * <|start_header_id|>) starts a turn the template would write: the
+     * reply ends there, as at a stop string. */
+    if (!c->o->ignore_eos && nb_tok_is_control(c->s.tok, id))
+        return c->stop.hit = 1;
+    size_t n;
+    const char *text = nb_detok_next(&c->d, id, &n);
+    if (stop_and_show(c, text, n))
         return -1;
     return c->stop.hit;
 }
@@ -394,10 +418,11 @@ static int on_full(void *ctx, nb_gen *g)
 
 static void finish_text(struct chat *c)
 {
-    char text[64], safe[64 + NB_STOP_MAX];
-    size_t n = nb_detok_flush(&c->d, text, sizeof text);
-    show(c, safe, nb_stopper_push(&c->stop, text, n, safe));
-    show(c, safe, nb_stopper_flush(&c->stop, safe));
+    char safe[NB_STOP_MAX];
+    size_t n;
+    const char *text = nb_detok_end(&c->d, &n);
+    if (!stop_and_show(c, text, n))
+        show(c, safe, nb_stopper_flush(&c->stop, safe));
 }
 
 /* Moves the reply into the last turn. */
@@ -422,7 +447,8 @@ static int keep_reply(struct chat *c)
 
 static void reply(struct chat *c)
 {
-    nb_detok_init(&c->d, c->s.tok);
+    nb_detok_free(&c->d);
+    nb_detok_init(&c->d, c->s.tok); /* out of memory: on_token says so */
     c->d.at_start = !nb_template_continues(c->t);
     nb_stopper_init(&c->stop, nb_template_stops(c->t));
     c->reply_len = 0;
@@ -772,6 +798,7 @@ static void close_chat(struct chat *c)
     if (c->edit)
         nb_tty_close(&c->tty);
     forget(c);
+    nb_detok_free(&c->d);
     free(c->turns);
     free(c->reply);
     free(c->system);

@@ -18,7 +18,7 @@ static const char help[] =
     "                     end of text or when the context is full (a notice says so)\n"
     "  -c, --ctx-size N   context in tokens (default: the model's maximum); a prompt\n"
     "                     that does not fit is an error, never silently cut\n"
-    "  --ignore-eos       keep going past the end-of-text token\n"
+    "  --ignore-eos       keep going past the end-of-text tokens\n"
     "  --ids              print token ids, one per line, instead of text\n"
     "  -q, --quiet        no statistics on stderr\n";
 
@@ -96,10 +96,14 @@ static int write_failed(int err)
 static int emit(void *ctx, int id)
 {
     struct run *r = ctx;
-    char buf[512];
-    size_t n = r->g->ids ? (size_t)snprintf(buf, sizeof buf, "%d\n", id)
-                         : nb_detok_push(&r->d, id, buf, sizeof buf);
-    if (n && (fwrite(buf, 1, n, stdout) != n || fflush(stdout)))
+    char buf[32];
+    size_t n = 0;
+    const char *text = buf;
+    if (r->g->ids)
+        n = (size_t)snprintf(buf, sizeof buf, "%d\n", id);
+    else if (!(text = nb_detok_next(&r->d, id, &n)))
+        return r->write_errno = ENOMEM, -1;
+    if (n && (fwrite(text, 1, n, stdout) != n || fflush(stdout)))
         return r->write_errno = errno, -1;
     return 0;
 }
@@ -113,7 +117,10 @@ static int decode(struct run *r, nb_sampler *smp)
         nb_gen_free(&gen);
         return nb_error("%s", e.msg);
     }
-    nb_detok_init(&r->d, r->s->tok);
+    if (nb_detok_init(&r->d, r->s->tok)) {
+        nb_gen_free(&gen);
+        return nb_error("out of memory");
+    }
     r->d.at_start = !g->prompt || !g->prompt[0];
     nb_gen_opts o = {.max_tokens = (int)g->n, .ignore_eos = g->ignore_eos};
     nb_gen_sink sink = {.token = emit, .ctx = r};
@@ -129,9 +136,10 @@ static int decode(struct run *r, nb_sampler *smp)
     if (r->st.stop == NB_STOP_FULL)
         fprintf(stderr, "\nnibble: stopping: the context of %d tokens is full\n",
                 r->s->llama.ctx);
-    char tail[16];
-    size_t n = g->ids ? 0 : nb_detok_flush(&r->d, tail, sizeof tail);
-    fwrite(tail, 1, n, stdout);
+    size_t n = 0;
+    const char *tail = g->ids ? NULL : nb_detok_end(&r->d, &n);
+    if (n)
+        fwrite(tail, 1, n, stdout);
     if (!g->ids)
         putchar('\n');
     if (r->st.stop == NB_STOP_INTERRUPT)
@@ -145,6 +153,9 @@ static int encode_prompt(struct run *r)
     const char *p = r->g->prompt ? r->g->prompt : "";
     if (nb_tok_encode(r->s->tok, p, strlen(p), 1, &r->ids, &r->n_ids, &e))
         return nb_error("prompt: %s", e.msg);
+    if (!r->n_ids) /* a BPE model that adds no BOS (Qwen): nothing to start from */
+        return nb_error("the prompt is empty and the model adds no BOS to start from: give -p "
+                        "TEXT");
     if (r->n_ids > (size_t)r->s->llama.ctx)
         return nb_error("the prompt is %zu tokens, longer than the context of %d (raise -c or "
                         "shorten it)",
@@ -187,6 +198,7 @@ int cmd_generate(int argc, char **argv)
             report(&r);
     }
     free(r.ids);
+    nb_detok_free(&r.d);
     nb_sampler_free(&smp);
     nb_session_close(&s);
     return rc ? 1 : (r.st.stop == NB_STOP_INTERRUPT ? 130 : 0);

@@ -24,8 +24,15 @@ static void print_meta(const nb_model *m, const char *path)
            c->name[0] ? nb_utf8_escape(name, sizeof name, c->name) : "(unnamed)");
     printf("dims:       dim %u, layers %u, heads %u, kv heads %u, head dim %u, ffn %u\n", c->dim,
            c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim, c->ffn_dim);
-    printf("vocab:      %u tokens (bos %d, eos %d, unk %d, pad %d), tokenizer %zu bytes\n",
-           c->vocab_size, c->bos_id, c->eos_id, c->unk_id, c->pad_id, m->vocab_size);
+    printf("vocab:      %u tokens (bos %d, eos %d, unk %d, pad %d)\n", c->vocab_size, c->bos_id,
+           c->eos_id, c->unk_id, c->pad_id);
+    printf("tokenizer:  %s, %zu bytes\n",
+           c->tokenizer_kind == NB_TOKENIZER_BPE ? "BPE (from tokenizer.json)" : "SentencePiece",
+           m->vocab_size);
+    printf("end of text:");
+    for (uint32_t i = 0; i < c->n_end_ids; i++)
+        printf("%s %d", i ? "," : "", c->end_ids[i]);
+    printf("%s\n", c->n_end_ids ? "" : " the tokenizer's EOS");
     printf("context:    %u tokens\n", c->max_ctx);
     printf("rope:       theta %g, %s pairs\n", c->rope_theta,
            c->rope_pairs == NB_ROPE_HALVES ? "rotate-half (x[i], x[i+d/2])"

@@ -8,7 +8,10 @@
 #include <sys/stat.h>
 
 #include "../neon/f16.h"
+#include "../tokenizer/bpe.h"
 #include "../tokenizer/tokenizer.h"
+
+#define MAX_TOKENIZER_FILE (64u << 20) /* Qwen's tokenizer.json: 11 MB */
 
 /* Sources may be unaligned (safetensors headers have any length). */
 static float load_elem(uint32_t dtype, const void *src, size_t i)
@@ -88,19 +91,38 @@ void *nb_read_file(const char *path, size_t max_size, size_t *size, nb_err *e)
     return buf;
 }
 
-void *nb_load_vocab(const char *path, struct nb_meta *meta, size_t *size, nb_err *e)
+void *nb_tokenizer_file(const char *path, size_t *size, nb_tokenizer **tok, nb_err *e)
 {
-    void *bytes = nb_read_file(path, 64u << 20, size, e);
-    if (!bytes)
+    char *text = nb_read_file(path, MAX_TOKENIZER_FILE, size, e);
+    if (!text)
         return NULL;
+    void *bytes = text;
     nb_err why;
-    nb_tokenizer *tok = nb_tok_load_bytes(bytes, *size, &why);
-    if (!tok) {
+    if (nb_tok_is_json(text, *size)) {
+        bytes = nb_bpe_from_json_text(text, *size, size, &why);
+        free(text);
+    } else if (!*size) {
+        bytes = NULL;
+        free(text);
+        snprintf(why.msg, sizeof why.msg, "empty");
+    }
+    *tok = bytes ? nb_tok_load_bytes(bytes, *size, &why) : NULL;
+    if (!*tok) {
         free(bytes);
         nb_fail(e, "tokenizer '%s': %s", path, why.msg);
         return NULL;
     }
+    return bytes;
+}
+
+void *nb_load_vocab(const char *path, struct nb_meta *meta, size_t *size, nb_err *e)
+{
+    nb_tokenizer *tok;
+    void *bytes = nb_tokenizer_file(path, size, &tok, e);
+    if (!bytes)
+        return NULL;
     int n = nb_tok_vocab_size(tok);
+    meta->tokenizer_kind = (uint32_t)nb_tok_kind(tok);
     meta->bos_id = nb_tok_bos(tok);
     meta->eos_id = nb_tok_eos(tok);
     meta->unk_id = nb_tok_unk(tok);

@@ -11,7 +11,7 @@
 
 typedef struct nb_convert_opts {
     int out_dtype;              /* enum nb_dtype, or -1 to keep the source's */
-    const char *tokenizer_path; /* SentencePiece .model; NULL = importer's default */
+    const char *tokenizer_path; /* .model or tokenizer.json; NULL = importer's default */
     const char *name;           /* model name for the metadata; NULL = derived */
     int quiet;                  /* no progress on stderr */
 } nb_convert_opts;
@@ -67,6 +67,24 @@ typedef struct nb_hf {
     size_t vocab_size;
 } nb_hf;
 
+/* The tokenizer file of a folder (tools/hf_tokenizer.c): tokenizer.model
+ * when it is a SentencePiece model with as many ids as tokenizer.json,
+ * else tokenizer.json; malloc'd. */
+char *nb_hf_tokenizer_path(const char *dir, nb_err *e);
+
+/* Reads the tokenizer (given, or the folder's) into h->vocab, with the
+ * metadata's tokenizer kind, BOS for BPE (what its post-processor adds)
+ * and end ids (nb_hf_end_ids); checks its size against config.json's. */
+int nb_hf_tokenizer(nb_hf *h, const char *dir, const char *given, int quiet, nb_err *e);
+
+/* The end-of-text ids of m (and eos_id when config.json gives none) from
+ * the folder's config.json and generation_config.json (eos_token_id, a
+ * number or a list) and tokenizer_config.json (eos_token, looked up in
+ * tok). Ids must be tokens of tok inside the vocabulary. */
+struct nb_tokenizer;
+int nb_hf_end_ids(const char *dir, const struct nb_tokenizer *tok, struct nb_meta *m, int quiet,
+                  nb_err *e);
+
 /* Reads config.json, the tokenizer and the safetensors, fills the
  * metadata (chat template included) and plans the items. */
 int nb_hf_open(nb_hf *h, const char *dir, const nb_convert_opts *o, nb_err *e);
@@ -99,8 +117,17 @@ int nb_convert_tensor(nb_writer *w, const char *name, uint32_t src_dtype, const 
  * with a NUL appended; max_size guards against a hostile size. */
 void *nb_read_file(const char *path, size_t max_size, size_t *size, nb_err *e);
 
-/* Loads the SentencePiece model at path and fills the special ids of meta,
- * checking the vocabulary size against the model's. Returns the bytes. */
+/* The tokenizer bytes a model file carries, from a SentencePiece .model
+ * (as it is) or a tokenizer.json (parsed into a BPE blob): malloc'd, with
+ * *size, and the tokenizer loaded from them in *tok (the caller frees
+ * both), so that nothing is written that would not load. Messages name
+ * the path. */
+struct nb_tokenizer;
+void *nb_tokenizer_file(const char *path, size_t *size, struct nb_tokenizer **tok, nb_err *e);
+
+/* Loads the tokenizer at path (nb_tokenizer_file) and fills the
+ * tokenizer kind and special ids of meta, checking the vocabulary size
+ * against the model's. Returns the bytes. */
 void *nb_load_vocab(const char *path, struct nb_meta *meta, size_t *size, nb_err *e);
 
 #endif

@@ -128,7 +128,7 @@ static int step(nb_gen *g, const nb_gen_opts *o, const nb_gen_sink *sink, nb_gen
     int tok = sample(g, logits);
     if (++st->n_steps == 1)
         st->t_first = nb_now() - t0;
-    if (tok == nb_tok_eos(g->s->tok) && !o->ignore_eos) {
+    if (nb_session_is_end(g->s, tok) && !o->ignore_eos) {
         st->stop = NB_STOP_EOS;
         return -1;
     }

@@ -9,7 +9,7 @@
 #include "cli.h"
 
 enum nb_stop {
-    NB_STOP_EOS,       /* the model ended its text */
+    NB_STOP_EOS,       /* the model ended its text (one of its end ids) */
     NB_STOP_LENGTH,    /* the token cap */
     NB_STOP_CALLER,    /* the token callback said stop (a stop string) */
     NB_STOP_FULL,      /* the context is full and the caller made no room */

@@ -1,8 +1,9 @@
 /* Hugging Face Llama / Mistral folders: config.json for the shapes,
- * safetensors (single or sharded) for the weights, tokenizer.model stored
- * as raw bytes, the chat template guessed from tokenizer_config.json or
- * the name. Weights keep Hugging Face's q/k row order, so RoPE rotates
- * halves (NB_ROPE_HALVES). Config, names, shapes and dtypes are all checked
+ * safetensors (single or sharded) for the weights, the tokenizer
+ * (tokenizer.model as raw bytes, or tokenizer.json as a BPE blob: see
+ * hf_tokenizer.c), the chat template recognised in tokenizer_config.json
+ * or guessed from the name. Weights keep Hugging Face's q/k row order, so
+ * RoPE rotates halves (NB_ROPE_HALVES). Config, names, shapes and dtypes are all checked
  * before the output file is created; a failure while writing (an f16
  * overflow, a full disk) aborts it, leaving nothing behind. The folder
  * reading (nb_hf_*) is shared with the AutoAWQ importer. */
@@ -13,10 +14,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../models/llama.h"
 #include "../neon/f16.h"
 #include "../runtime/chat.h"
+#include "../tokenizer/utf8.h"
 #include "convert.h"
 #include "json.h"
 #include "progress.h"
@@ -30,7 +33,6 @@
 #define MAX_HEAD_DIM 1024
 #define MAX_CTX (1 << 22)
 #define MAX_CONFIG_BYTES (1u << 20)
-#define MAX_TOKENIZER_BYTES (64u << 20)
 #define MAX_TOKENIZER_CONFIG_BYTES (16u << 20) /* added_tokens_decoder can be large */
 #define ARCHS "LlamaForCausalLM, MistralForCausalLM"
 
@@ -323,36 +325,6 @@ static int set_name(struct nb_meta *m, const char *dir, const char *given, nb_er
     return 0;
 }
 
-/* The loader of the converted file will parse these bytes: they must
- * parse now, or the conversion would succeed and chat fail. */
-static int check_tokenizer(const void *bytes, size_t size, const char *path, nb_err *e)
-{
-    nb_err why;
-    nb_tokenizer *tok = nb_tok_load_bytes(bytes, size, &why);
-    if (!tok)
-        return nb_fail(e, "tokenizer '%s': %s", path, why.msg);
-    nb_tok_free(tok);
-    return 0;
-}
-
-static int load_tokenizer(nb_hf *imp, const char *dir, const char *given, nb_err *e)
-{
-    char *path = given ? NULL : nb_hf_path(dir, "tokenizer.model");
-    if (!given && !path)
-        return nb_fail(e, "out of memory");
-    nb_err why;
-    imp->vocab = nb_read_file(given ? given : path, MAX_TOKENIZER_BYTES, &imp->vocab_size, &why);
-    int rc = 0;
-    if (!imp->vocab)
-        rc = nb_fail(e, "no SentencePiece tokenizer: %s (give one with --tokenizer)", why.msg);
-    else if (!imp->vocab_size)
-        rc = nb_fail(e, "tokenizer '%s' is empty", given ? given : path);
-    else
-        rc = check_tokenizer(imp->vocab, imp->vocab_size, given ? given : path, e);
-    free(path);
-    return rc;
-}
-
 /* ---- the tensor plan ---- */
 
 enum kind { K_EMBED, K_NORM, K_Q, K_KV, K_O, K_UP, K_DOWN, K_HEAD };
@@ -587,7 +559,7 @@ int nb_hf_write(const nb_hf *h, const char *out, int quiet, nb_hf_put put, void 
 
 /* tokenizer_config.json's chat_template: a string, or a list of named
  * templates (the "default" one counts). Absent or unreadable: NULL. */
-static char *read_jinja(const char *dir)
+static char *read_config_jinja(const char *dir)
 {
     char *path = nb_hf_path(dir, "tokenizer_config.json");
     nb_json *doc = path ? nb_json_parse_file(path, MAX_TOKENIZER_CONFIG_BYTES, NULL) : NULL;
@@ -605,18 +577,68 @@ static char *read_jinja(const char *dir)
     return copy;
 }
 
+/* The template's Jinja: tokenizer_config.json's, else chat_template.jinja,
+ * the file newer transformers save it in. NULL when there is none. */
+static char *read_jinja(const char *dir)
+{
+    char *copy = read_config_jinja(dir);
+    char *path = copy ? NULL : nb_hf_path(dir, "chat_template.jinja");
+    size_t size;
+    if (path && access(path, F_OK) == 0)
+        copy = nb_read_file(path, MAX_TOKENIZER_CONFIG_BYTES, &size, NULL);
+    free(path);
+    return copy;
+}
+
+/* The marker a template writes as text must be one token of the model
+ * (an added token): ChatML in a SentencePiece model that has no
+ * <|im_start|> would be spelled out in pieces the model never saw. */
+static int has_marker(const nb_hf *h, const char *t)
+{
+    const nb_template *tt = nb_template_find(t);
+    const char *marker = tt ? nb_template_stops(tt)[0] : NULL;
+    if (!marker || (strcmp(marker, "<|im_start|>") && strcmp(marker, "<|start_header_id|>")))
+        return 1;
+    nb_tokenizer *tok = nb_tok_load_bytes(h->vocab, h->vocab_size, NULL);
+    const char *piece = nb_tok_piece(tok, nb_tok_piece_to_id(tok, marker));
+    int ok = piece && !strcmp(piece, marker);
+    nb_tok_free(tok);
+    return ok;
+}
+
+/* A ChatML default system prompt that no template of ours has. */
+static void note_system(const char *jinja, const char *t, int quiet)
+{
+    char sys[256], safe[512];
+    const nb_template *tt = nb_template_find(t);
+    if (quiet || !tt || !nb_jinja_default_system(jinja, sys, sizeof sys) ||
+        !strcmp(sys, nb_template_default_system(tt)))
+        return;
+    notice("the chat template's default system prompt \"%s\" is not kept: give it with "
+           "nibble chat --system",
+           nb_utf8_escape(safe, sizeof safe, sys));
+}
+
 static void set_template(nb_hf *h, const char *dir, int quiet)
 {
     char *jinja = read_jinja(dir);
     const char *t = nb_template_guess(jinja, h->c.origin);
     if (!t[0] && (!jinja || !jinja[0])) /* _name_or_path may be a local path: try ours */
         t = nb_template_guess(NULL, h->meta.name);
-    snprintf(h->meta.chat_template, sizeof h->meta.chat_template, "%s", t);
-    if (!quiet && t[0])
-        notice("chat template %s (from %s)", t, jinja ? "tokenizer_config.json" : "the name");
-    else if (!quiet && jinja)
+    if (t[0] && !has_marker(h, t)) {
+        if (!quiet)
+            notice("the chat template is %s, but the tokenizer has no token for its markers: "
+                   "the model will chat as plain completion",
+                   t);
+        t = "";
+    } else if (!quiet && t[0]) {
+        notice("chat template %s (from %s)", t, jinja ? "its Jinja template" : "the name");
+        note_system(jinja, t, quiet);
+    } else if (!quiet && jinja) {
         notice("tokenizer_config.json has a chat template of a kind nibble does not know: "
                "the model will chat as plain completion (nibble chat --template picks one)");
+    }
+    snprintf(h->meta.chat_template, sizeof h->meta.chat_template, "%s", t);
     free(jinja);
 }
 
@@ -631,7 +653,8 @@ int nb_hf_open(nb_hf *h, const char *dir, const nb_convert_opts *o, nb_err *e)
     if (read_config(dir, &h->c, e))
         return -1;
     fill_meta(&h->meta, &h->c);
-    if (set_name(&h->meta, dir, o->name, e) || load_tokenizer(h, dir, o->tokenizer_path, e))
+    if (set_name(&h->meta, dir, o->name, e) ||
+        nb_hf_tokenizer(h, dir, o->tokenizer_path, o->quiet, e))
         return -1;
     set_template(h, dir, o->quiet);
     h->st = nb_st_open_dir(dir, e);

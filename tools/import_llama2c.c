@@ -41,7 +41,7 @@ static int l2c_header(struct l2c *c, const uint8_t *base, size_t size, nb_err *e
     c->dim = h[0], c->hidden = h[1], c->n_layers = h[2], c->n_heads = h[3];
     c->n_kv_heads = h[4], c->vocab = h[5], c->seq_len = h[6];
     c->shared_classifier = c->vocab > 0;
-    if (c->vocab < 0)
+    if (c->vocab < 0 && c->vocab != INT32_MIN) /* INT32_MIN stays negative: refused below */
         c->vocab = -c->vocab;
     if (c->dim <= 0 || c->hidden <= 0 || c->n_layers <= 0 || c->n_heads <= 0 ||
         c->n_kv_heads <= 0 || c->vocab <= 0 || c->seq_len <= 0 || c->dim % c->n_heads ||
@@ -81,7 +81,7 @@ static int write_array(nb_writer *w, const struct l2c *c, const struct l2c_array
     for (int l = 0; l < layers; l++) {
         snprintf(name, sizeof name, a->name, l);
         uint64_t shape[2] = {a->rows, a->cols};
-        int dims = a->cols == 1 ? 1 : 2;
+        int dims = a->keep_f32 ? 1 : 2; /* the norms; ffn_down of hidden_dim 1 is [dim, 1] */
         if (nb_convert_tensor(w, name, NB_F32, src + (uint64_t)l * a->rows * a->cols, dims,
                               shape, a->keep_f32 ? -1 : out_dtype, e))
             return -1;
@@ -108,6 +108,16 @@ static void fill_meta(struct nb_meta *m, const struct l2c *c, const char *name)
     snprintf(m->name, sizeof m->name, "%s", name);
 }
 
+/* llama2.c's models end a text with EOS, and TinyStories ones a story by
+ * starting the next with BOS, where llama2.c's run.c stops: both end it. */
+static void set_end_ids(struct nb_meta *m)
+{
+    int32_t ids[2] = {m->eos_id, m->bos_id};
+    for (int i = 0; i < 2; i++)
+        if (ids[i] >= 0 && (m->n_end_ids == 0 || m->end_ids[0] != ids[i]))
+            m->end_ids[m->n_end_ids++] = ids[i];
+}
+
 static int write_model(const struct l2c *c, const char *out, const nb_convert_opts *o,
                        const char *tok_path, const char *name, nb_err *e)
 {
@@ -117,6 +127,7 @@ static int write_model(const struct l2c *c, const char *out, const nb_convert_op
     void *vocab = nb_load_vocab(tok_path, &meta, &vocab_size, e);
     if (!vocab)
         return -1;
+    set_end_ids(&meta);
     nb_writer *w = nb_writer_open(out, &meta, vocab, vocab_size, e);
     free(vocab);
     if (!w)

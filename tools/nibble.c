@@ -19,6 +19,7 @@ static const struct command {
     {"ppl", cmd_ppl, "measure perplexity on a text file"},
     {"bench", cmd_bench, "measure prefill and decode speed (like llama-bench)"},
     {"quantize", cmd_quantize, "quantize a model to INT4 or INT3 with AWQ"},
+    {"tokenize", cmd_tokenize, "show the tokens of a text (a model's, or a tokenizer file's)"},
 };
 
 static int usage(FILE *out)
