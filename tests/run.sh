@@ -50,6 +50,25 @@ suite() {
   tally "$log"
 }
 
+# Each fuzz target for a short while from fixed seeds, one test per
+# target: a crash fails it, and the CI log keeps the input (base64).
+fuzz_smoke() {
+  local log=$log_dir/fuzz.log line
+  echo "== fuzz"
+  NB_FUZZ_JOBS=$(nproc) bash tests/fuzz/run.sh --seconds "${NB_FUZZ_SECONDS:-20}" >"$log" 2>&1
+  local lines
+  lines=$(grep -E '^[a-z0-9]+ +execs ' "$log")
+  if [ -z "$lines" ]; then
+    tail -n 30 "$log" | sed 's/^/     /'; failed=$((failed + 1)); return
+  fi
+  while read -r line; do
+    echo "   $line"
+    if [[ $line == *"crashes 0" ]]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+  done <<<"$lines"
+  # a crash's report and input, as tests/fuzz/run.sh printed them
+  sed -n '/^---- /,/^---- save it/p' "$log" | head -n 200 | cut -c1-300 | sed 's/^/     /'
+}
+
 if configure build; then
   suite native build
 else
@@ -71,6 +90,7 @@ if command -v clang >/dev/null; then
   else
     echo "sanitizer build failed"; failed=$((failed + 1))
   fi
+  fuzz_smoke
 else # a board: tools/deps.sh installs clang only where it cross-builds
   echo "clang missing: no sanitizer build"; skipped=$((skipped + 1))
 fi
