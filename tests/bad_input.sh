@@ -17,11 +17,10 @@ s260k=$DATA/stories260K
 tok=$s260k/tok512.model
 BPE_CASES=${BPE_CASES:-$DATA/../bpe}
 kjv=$DATA/kjv_head.txt
-failures=0
 as=() # a command prefix: the unreadable-file rows run nibble as another user
 
 run() { ${as[@]+"${as[@]}"} $NB_WRAP "$NIBBLE" "$@"; }
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+. "$(dirname "$0")/sections.sh"
 ok() { echo "ok: $*"; }
 
 # has_words FILE WORDS: FILE holds every part of WORDS (parts separated by
@@ -867,14 +866,4 @@ if ! command -v python3 >/dev/null; then
   echo "python3 not found: skipping"
   exit 77
 fi
-if [ -z "$section" ] || ! declare -F "section_${section//-/_}" >/dev/null; then
-  echo "bad_input.sh: unknown section '$section' (convert, quantize, generate, chat, ppl, info," \
-    "bench, tokenize, signals)" >&2
-  exit 1
-fi
-"section_${section//-/_}"
-if [ $failures -ne 0 ]; then
-  echo "$section: $failures failure(s)" >&2
-  exit 1
-fi
-echo "$section: all checks passed"
+run_section "$section"

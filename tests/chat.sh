@@ -11,14 +11,9 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 s260k=$DATA/stories260K
 m=$tmp/s.nib
-failures=0
 
 run() { $NB_WRAP "$NIBBLE" "$@"; }
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-# A command that does not exist (a misspelt helper, a tool not installed)
-# fails the section instead of passing by silence.
-set -E
-trap '[ $? -ne 127 ] || fail "line $LINENO: command not found"' ERR
+. "$(dirname "$0")/sections.sh"
 ok() { echo "ok: $*"; }
 
 convert() {
@@ -523,14 +518,4 @@ if ! command -v python3 >/dev/null; then
   echo "python3 not found: skipping"
   exit 77
 fi
-# An unknown section is a failure, never "all checks passed".
-if ! declare -F "section_${section//-/_}" >/dev/null; then
-  echo "FAIL: no section '$section' in $0" >&2
-  exit 1
-fi
-"section_${section//-/_}"
-if [ $failures -ne 0 ]; then
-  echo "$section: $failures failure(s)" >&2
-  exit 1
-fi
-echo "$section: all checks passed"
+run_section "$section"

@@ -9,14 +9,9 @@ section=$1
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 s260k=$DATA/stories260K
-failures=0
 
 run() { $NB_WRAP "$NIBBLE" "$@"; }
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-# A command that does not exist (a misspelt helper, a tool not installed)
-# fails the section instead of passing by silence.
-set -E
-trap '[ $? -ne 127 ] || fail "line $LINENO: command not found"' ERR
+. "$(dirname "$0")/sections.sh"
 
 convert_both() {
   run convert -q --from llama2c "$s260k/stories260K.bin" --tokenizer "$s260k/tok512.model" \
@@ -401,14 +396,4 @@ assert abs(r["diff_pct"] - 100 * (i - e) / e) < 1e-3 and r["within_limit"] is Tr
   expect_error "bench -c under -p" "shorter than" -- bench --shape 64,2,4,2,128,512 -p 8 -n 8 -c 4
 }
 
-# An unknown section is a failure, never "all checks passed".
-if ! declare -F "section_${section//-/_}" >/dev/null; then
-  echo "FAIL: no section '$section' in $0" >&2
-  exit 1
-fi
-"section_${section//-/_}"
-if [ $failures -ne 0 ]; then
-  echo "$section: $failures failure(s)" >&2
-  exit 1
-fi
-echo "$section: all checks passed"
+run_section "$section"

@@ -18,15 +18,10 @@ section=${1:-}
 BPE_CASES=${BPE_CASES:-$DATA/../bpe}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-failures=0
 
 run() { $NB_WRAP "$NIBBLE" "$@"; }
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+. "$(dirname "$0")/sections.sh"
 ok() { echo "ok: $*"; }
-# A command that does not exist (a misspelt helper, a tool not installed)
-# fails the section instead of passing by silence.
-set -E
-trap '[ $? -ne 127 ] || fail "line $LINENO: command not found"' ERR
 
 # The texts of a cases file, one {"text": ...} per line (the library's
 # random-id cases have none).
@@ -338,13 +333,4 @@ if ! command -v python3 >/dev/null; then
   echo "python3 not found: skipping"
   exit 77
 fi
-if [ -z "$section" ] || ! declare -F "section_${section//-/_}" >/dev/null; then
-  echo "tokenize.sh: unknown section '$section' (tokenize, model, generate, chat)" >&2
-  exit 1
-fi
-"section_${section//-/_}"
-if [ $failures -ne 0 ]; then
-  echo "$section: $failures failure(s)" >&2
-  exit 1
-fi
-echo "$section: all checks passed"
+run_section "$section"
