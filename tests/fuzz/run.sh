@@ -112,7 +112,8 @@ for t in "${targets[@]}"; do
   cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")
   ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
   units=$(sed -n 's/.* corp: \([0-9]*\).*/\1/p' <<<"$last")
-  crashes=$(find "$work/crashes/$t" -type f | wc -l)
+  # crash-, leak-, timeout-, oom- files (a slow-unit- one is only slow)
+  crashes=$(find "$work/crashes/$t" -type f ! -name 'slow-unit-*' | wc -l)
   if [ "$rc" -ne 0 ] && [ "$crashes" -eq 0 ]; then crashes=1; fi
   printf '%-12s execs %9s  exec/s %6s  cov %5s  ft %6s  corpus %5s  crashes %s\n' "$t" \
     "${execs:-?}" "${rate:-?}" "${cov:-?}" "${ft:-?}" "${units:-?}" "$crashes"
@@ -121,7 +122,7 @@ for t in "${targets[@]}"; do
     echo "---- $t: the report ($log)"
     grep -aE 'ERROR|SUMMARY|runtime error|^fuzz:|deadly signal|^ *#[0-9]+ 0x' "$log" | head -n 30
     for f in "$work/crashes/$t"/*; do
-      [ -f "$f" ] || continue
+      [ -f "$f" ] && [[ $f != */slow-unit-* ]] || continue
       size=$(stat -c %s "$f")
       echo "---- $t: input $f ($size bytes), base64:"
       if [ "$size" -le 16384 ]; then base64 -w 100 "$f"; else
