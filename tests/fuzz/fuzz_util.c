@@ -167,7 +167,7 @@ uint8_t *fz_tiny_hf(size_t *size)
         const char *name, *dtype;
         uint64_t rows, cols;
     } parts[] = {
-        {"model.embed_tokens.weight", "BF16", 16, 8},
+        {"model.embed_tokens.weight", "BF16", 512, 8},
         {"model.layers.0.input_layernorm.weight", "F32", 8, 0},
         {"model.layers.0.self_attn.q_proj.weight", "F16", 8, 8},
         {"model.layers.0.self_attn.k_proj.weight", "F16", 4, 8},
@@ -181,7 +181,7 @@ uint8_t *fz_tiny_hf(size_t *size)
     };
     enum { N = sizeof parts / sizeof *parts };
     fz_st_tensor t[N];
-    static uint8_t bytes[N][16 * 8 * 4];
+    static uint8_t bytes[N][512 * 8 * 2];
     for (int i = 0; i < N; i++) {
         int width = parts[i].dtype[1] == '3' ? 4 : 2;
         uint64_t n = parts[i].rows * (parts[i].cols ? parts[i].cols : 1);

@@ -44,13 +44,13 @@ uint8_t *fz_st_image(const fz_st_tensor *t, int n, size_t *size);
 void fz_check_loads(const char *path, const char *importer);
 
 /* A tiny Hugging Face Llama (dim 8, one layer, 2 heads, 1 kv head, ffn
- * 16, vocab 16, tied embeddings; F32, F16 and BF16 tensors): the
+ * 16, vocab 512 (tok512's), tied embeddings; F32, F16 and BF16 tensors): the
  * model.safetensors image, and the config.json that matches it. */
 uint8_t *fz_tiny_hf(size_t *size);
 #define FZ_TINY_CONFIG                                                                       \
     "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\",\n"             \
     " \"hidden_size\": 8, \"intermediate_size\": 16, \"num_hidden_layers\": 1,\n"           \
-    " \"num_attention_heads\": 2, \"num_key_value_heads\": 1, \"vocab_size\": 16,\n"        \
+    " \"num_attention_heads\": 2, \"num_key_value_heads\": 1, \"vocab_size\": 512,\n"       \
     " \"max_position_embeddings\": 32, \"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0,\n" \
     " \"tie_word_embeddings\": true, \"bos_token_id\": 1, \"eos_token_id\": 2,\n"           \
     " \"torch_dtype\": \"float32\", \"_name_or_path\": \"fuzz/tiny-llama\"}\n"

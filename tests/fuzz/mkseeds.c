@@ -175,7 +175,7 @@ static void *add(struct st_list *l, const char *name, const char *dtype, uint64_
     return l->bufs[l->n++];
 }
 
-enum { A_DIM = 32, A_HEADS = 2, A_KV = 1, A_HD = 16, A_FFN = 32, A_VOCAB = 16, A_GROUP = 32 };
+enum { A_DIM = 32, A_HEADS = 2, A_KV = 1, A_HD = 16, A_FFN = 32, A_VOCAB = 512, A_GROUP = 32 };
 
 static void awq_seed(const char *name, int gemv, int plain_down)
 {
@@ -362,7 +362,7 @@ int main(int argc, char **argv)
              "{\"architectures\": [\"MistralForCausalLM\"], \"model_type\": \"mistral\", "
              "\"hidden_size\": 8, \"intermediate_size\": 16, \"num_hidden_layers\": 1, "
              "\"num_attention_heads\": 2, \"num_key_value_heads\": 1, \"head_dim\": 4, "
-             "\"vocab_size\": 16, \"max_position_embeddings\": 64, \"sliding_window\": 16, "
+             "\"vocab_size\": 512, \"max_position_embeddings\": 64, \"sliding_window\": 16, "
              "\"rms_norm_eps\": 1e-6, \"rope_theta\": 1000000.0, \"tie_word_embeddings\": true}");
     copy("config", "stories260K.json", "stories260K/hf/config.json");
     copy("json", "stories260K-config.json", "stories260K/hf/config.json");
