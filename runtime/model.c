@@ -297,6 +297,19 @@ const nb_tensor *nb_model_find(const nb_model *m, const char *name, nb_tensor *o
     return NULL;
 }
 
+/* "[64]" or "[64, 128]": the rank shows, so a 1-D tensor where a 2-D one
+ * belongs reads as what it is. */
+static const char *shape_text(const uint64_t *shape, int n_dims, char *buf, size_t cap)
+{
+    size_t n = (size_t)snprintf(buf, cap, "[");
+    for (int d = 0; d < n_dims && n < cap; d++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%llu", d ? ", " : "",
+                              (unsigned long long)shape[d]);
+    if (n < cap)
+        snprintf(buf + n, cap - n, "]");
+    return buf;
+}
+
 int nb_model_expect(const nb_model *m, const char *name, int n_dims, const uint64_t *shape,
                     nb_tensor *out, nb_err *e)
 {
@@ -306,12 +319,12 @@ int nb_model_expect(const nb_model *m, const char *name, int n_dims, const uint6
     int same = (int)t->n_dims == n_dims;
     for (int d = 0; same && d < n_dims; d++)
         same = t->shape[d] == shape[d];
-    if (!same)
-        return nb_fail(e, "tensor '%s' has shape [%llu, %llu], expected [%llu, %llu]", name,
-                       (unsigned long long)t->shape[0],
-                       (unsigned long long)(t->n_dims > 1 ? t->shape[1] : 1),
-                       (unsigned long long)shape[0],
-                       (unsigned long long)(n_dims > 1 ? shape[1] : 1));
+    if (!same) {
+        char have[96], want[96];
+        return nb_fail(e, "tensor '%s' has shape %s, expected %s", name,
+                       shape_text(t->shape, (int)t->n_dims, have, sizeof have),
+                       shape_text(shape, n_dims, want, sizeof want));
+    }
     return 0;
 }
 
