@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "../tokenizer/tokenizer.h"
+#include "kv.h"
 #include "qtensor.h"
 
 /* Upper bounds that no real model reaches; a hostile file cannot make
@@ -90,6 +91,7 @@ static int check_header(const struct nb_header *h, size_t size, nb_err *e)
         return nb_fail(e, "tensor count %u is out of range", h->n_tensors);
     if (check_section("metadata", h->meta_offset, h->meta_size, size, e) ||
         check_section("tokenizer", h->vocab_offset, h->vocab_size, size, e) ||
+        check_section("key/value metadata", h->kv_offset, h->kv_size, size, e) ||
         check_section("tensor data", h->data_offset, h->data_size, size, e) ||
         check_section("tensor table", h->table_offset,
                       (uint64_t)h->n_tensors * h->entry_size, size, e))
@@ -111,10 +113,36 @@ static int check_end_ids(const struct nb_meta *m, nb_err *e)
     return 0;
 }
 
+const char *nb_arch_name(uint32_t arch)
+{
+    static const char *const names[NB_ARCH_COUNT] = {
+        [NB_ARCH_LLAMA] = "llama", [NB_ARCH_QWEN2] = "qwen2", [NB_ARCH_QWEN3] = "qwen3"};
+    return arch < NB_ARCH_COUNT ? names[arch] : NULL;
+}
+
+int nb_meta_kv_check(const struct nb_meta *m, const void *kv, size_t n, nb_err *e)
+{
+    if (!n)
+        return 0;
+    nb_kv_val v;
+    if (nb_kv_check(kv, n, e))
+        return -1;
+    int r = nb_kv_get(kv, n, "general.architecture", NB_KV_STR, &v, e);
+    if (r < 0)
+        return -1;
+    const char *name = nb_arch_name(m->arch);
+    if (r && (strlen(name) != v.len || memcmp(name, v.str, v.len)))
+        return nb_fail(e, "the metadata's architecture '%.*s' contradicts its id %u (%s)",
+                       (int)(v.len < 32 ? v.len : 32), v.str, m->arch, name);
+    return 0;
+}
+
 int nb_meta_check(const struct nb_meta *m, nb_err *e)
 {
-    if (m->arch != NB_ARCH_LLAMA)
-        return nb_fail(e, "unsupported architecture id %u", m->arch);
+    if (!nb_arch_name(m->arch))
+        return nb_fail(e, "unsupported architecture id %u (this nibble knows llama, qwen2 and "
+                          "qwen3: a newer nibble wrote it?)",
+                       m->arch);
     if (!m->dim || m->dim > MAX_DIM || !m->ffn_dim || m->ffn_dim > MAX_DIM || !m->n_layers ||
         m->n_layers > MAX_LAYERS || !m->vocab_size || m->vocab_size > MAX_DIM || !m->max_ctx ||
         m->max_ctx > MAX_CTX)
@@ -229,7 +257,9 @@ int nb_model_parse(nb_model *m, const void *base, size_t size, nb_err *e)
     m->n_tensors = h->n_tensors;
     m->vocab = m->base + h->vocab_offset;
     m->vocab_size = h->vocab_size;
-    if (nb_meta_check(&m->meta, e) ||
+    m->kv = h->kv_size ? m->base + h->kv_offset : NULL;
+    m->kv_size = h->kv_size;
+    if (nb_meta_check(&m->meta, e) || nb_meta_kv_check(&m->meta, m->kv, m->kv_size, e) ||
         nb_tokenizer_bytes_check(&m->meta, m->vocab, m->vocab_size, e) || check_table(m, e)) {
         memset(m, 0, sizeof *m);
         return -1;

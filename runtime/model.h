@@ -24,7 +24,12 @@ typedef struct nb_model {
     uint32_t n_tensors;
     const void *vocab; /* tokenizer bytes (meta.tokenizer_kind) */
     size_t vocab_size;
+    const void *kv; /* key/value metadata (runtime/kv.h), checked; NULL if none */
+    size_t kv_size;
 } nb_model;
+
+/* The architecture's name ("llama", "qwen2", "qwen3"), NULL if unknown. */
+const char *nb_arch_name(uint32_t arch);
 
 /* Maps and validates a file. On failure m is left closed. */
 int nb_model_open(nb_model *m, const char *path, nb_err *e);
@@ -46,6 +51,11 @@ int nb_model_expect(const nb_model *m, const char *name, int n_dims, const uint6
  * eps, RoPE, special ids, terminated strings): writers run them too, so
  * that no file is written that would not load. */
 int nb_meta_check(const struct nb_meta *m, nb_err *e);
+
+/* Key/value metadata bytes (n 0: none) are well formed and agree with
+ * the fixed block (the architecture's name). Readers and writers both
+ * check. */
+int nb_meta_kv_check(const struct nb_meta *m, const void *kv, size_t n, nb_err *e);
 
 /* The tokenizer bytes are of the kind the metadata says (by their magic;
  * parsing them is the tokenizer's job). Readers and writers both check. */

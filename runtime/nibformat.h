@@ -2,7 +2,7 @@
  * docs/format.md describes the same layout in prose; keep them in step.
  *
  * Layout (all integers little-endian, every section 64-byte aligned):
- *   header | metadata | tokenizer bytes | tensor data ... | tensor table
+ *   header | metadata | key/values | tokenizer bytes | tensor data ... | tensor table
  * The tokenizer bytes are a SentencePiece model or a BPE blob
  * (tokenizer/bpe_int.h), as meta.tokenizer_kind says and their magic
  * confirms.
@@ -20,7 +20,7 @@
 
 #define NB_MAGIC "NIBBLE\r\n" /* \r\n catches text-mode transfers */
 #define NB_VERSION_MAJOR 1    /* readers refuse a larger major */
-#define NB_VERSION_MINOR 1    /* minor bumps only add fields, where zero meant absent */
+#define NB_VERSION_MINOR 2    /* minor bumps only add fields, where zero meant absent */
 #define NB_ALIGN 64
 #define NB_MAX_DIMS 4
 #define NB_NAME_LEN 64
@@ -40,7 +40,10 @@ enum nb_rope_pairs {
     NB_ROPE_HALVES = 1,      /* Hugging Face: (x[i], x[i + d/2]) */
 };
 
-enum nb_arch { NB_ARCH_LLAMA = 1 };
+/* meta.arch; the key "general.architecture" names it (runtime/kv.h).
+ * models/arch.c says what each one has. */
+enum nb_arch_id { NB_ARCH_LLAMA = 1, NB_ARCH_QWEN2 = 2, NB_ARCH_QWEN3 = 3 };
+#define NB_ARCH_COUNT 4 /* one past the last id */
 
 /* meta.tokenizer_kind; the same numbers as tokenizer.h's nb_tok_kind. */
 enum nb_tokenizer_kind {
@@ -62,11 +65,13 @@ struct nb_header {
     uint64_t table_offset;
     uint32_t n_tensors;
     uint32_t entry_size; /* sizeof(struct nb_tensor_entry) when written */
-    uint8_t reserved[40];
+    /* 1.2: typed key/value metadata (runtime/kv.h); zero size: none. */
+    uint64_t kv_offset, kv_size;
+    uint8_t reserved[24];
 };
 
 struct nb_meta {
-    uint32_t arch; /* enum nb_arch */
+    uint32_t arch; /* enum nb_arch_id */
     uint32_t dim, n_layers, n_heads, n_kv_heads, head_dim, ffn_dim;
     uint32_t vocab_size, max_ctx;
     uint32_t rope_pairs; /* enum nb_rope_pairs */

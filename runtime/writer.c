@@ -189,8 +189,15 @@ static int start_file(nb_writer *w, const char *path, nb_err *e)
 nb_writer *nb_writer_open(const char *path, const struct nb_meta *meta, const void *vocab,
                           size_t vocab_size, nb_err *e)
 {
+    return nb_writer_open_kv(path, meta, NULL, 0, vocab, vocab_size, e);
+}
+
+nb_writer *nb_writer_open_kv(const char *path, const struct nb_meta *meta, const void *kv,
+                             size_t kv_size, const void *vocab, size_t vocab_size, nb_err *e)
+{
     nb_err why;
-    if (nb_meta_check(meta, &why) || nb_tokenizer_bytes_check(meta, vocab, vocab_size, &why)) {
+    if (nb_meta_check(meta, &why) || nb_meta_kv_check(meta, kv, kv_size, &why) ||
+        nb_tokenizer_bytes_check(meta, vocab, vocab_size, &why)) {
         nb_fail(e, "refusing to write '%s', which would not load: %s", path, why.msg);
         return NULL;
     }
@@ -210,6 +217,10 @@ nb_writer *nb_writer_open(const char *path, const struct nb_meta *meta, const vo
     h->meta_offset = w->pos;
     h->meta_size = sizeof *meta;
     if (write_at_pos(w, meta, sizeof *meta, e) || pad_to_align(w, e))
+        goto fail;
+    h->kv_offset = kv_size ? w->pos : 0;
+    h->kv_size = kv_size;
+    if (write_at_pos(w, kv, kv_size, e) || pad_to_align(w, e))
         goto fail;
     h->vocab_offset = w->pos;
     h->vocab_size = vocab_size;

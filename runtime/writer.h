@@ -21,6 +21,13 @@ int nb_writer_check_path(const char *path, nb_err *e);
 nb_writer *nb_writer_open(const char *path, const struct nb_meta *meta, const void *vocab,
                           size_t vocab_size, nb_err *e);
 
+/* The same with key/value metadata (runtime/kv.h bytes, kv_size 0 for
+ * none): what a model's architecture adds to the fixed block. Its
+ * "general.architecture" must name meta->arch; a file without it says
+ * it through meta->arch alone (1.1 files). */
+nb_writer *nb_writer_open_kv(const char *path, const struct nb_meta *meta, const void *kv,
+                             size_t kv_size, const void *vocab, size_t vocab_size, nb_err *e);
+
 /* Appends one plain tensor (f32/f16/bf16); data holds size bytes. */
 int nb_writer_add(nb_writer *w, const char *name, uint32_t dtype, int n_dims,
                   const uint64_t *shape, const void *data, size_t size, nb_err *e);

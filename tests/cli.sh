@@ -302,7 +302,7 @@ quality() {
 section_quality_int4() { quality 4; }
 section_quality_int3() { quality 3; }
 
-# The fast path (models/llama_fast.c) against the reference on stories260K
+# The fast path (models/fast.c) against the reference on stories260K
 # quantized RTN INT4 g32: the first 64 greedy tokens from BOS agree with int8
 # activations, with --exact, on 1 and 3 threads; --exact perplexity equals the
 # reference's to 1e-4 relative. Then nibble bench and the run flags' bad input.

@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../models/llama.h"
+#include "../models/net.h"
 #include "../neon/f16.h"
 #include "../neon/qpack.h"
 #include "../neon/quant.h"
@@ -415,18 +415,18 @@ static void check_plain(const nb_model *m, const struct fixture *f, const struct
 /* The converted model loads and runs. */
 static void check_runs(const nb_model *m, const char *what)
 {
-    nb_llama llama;
+    nb_net llama;
     nb_err e;
-    if (nb_llama_init(&llama, m, 8, &e)) {
+    if (nb_net_init(&llama, m, 8, &e)) {
         CHECK(0, "%s: %s", what, e.msg);
         return;
     }
-    float *logits = nb_llama_forward(&llama, 1, 0);
+    float *logits = nb_net_forward(&llama, 1, 0);
     int finite = 1;
     for (int i = 0; i < VOCAB; i++)
         finite &= isfinite(logits[i]) != 0;
     CHECK(finite, "%s: logits are not finite", what);
-    nb_llama_free(&llama);
+    nb_net_free(&llama);
 }
 
 static void check_good(const struct variant *v, const char *want_template)

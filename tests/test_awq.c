@@ -1,4 +1,4 @@
-/* The AWQ pieces (tools/awq.c, models/llama_awq.c):
+/* The AWQ pieces (tools/awq.c, models/awq_layer.c):
  * - the statistics and scale formulas of awq-spec.md §4 on hand-computed
  *   cases (x-only, duo, the 1e-4 floor, the normalization, inf/NaN -> 1);
  * - the batched product against a double-precision reference;
@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../models/llama.h"
+#include "../models/net.h"
 #include "../neon/gemv.h"
 #include "../tools/awq.h"
 #include "../tools/convert.h"
@@ -224,20 +224,20 @@ static int quantize(const nb_model *m, const int32_t *ids, size_t n_tokens, cons
 static double logit_gap(const char *a_path, const char *b_path, const int32_t *ids, int n)
 {
     nb_model ma, mb;
-    nb_llama a, b;
+    nb_net a, b;
     nb_err e = {{0}};
-    if (nb_model_open(&ma, a_path, &e) || nb_llama_init(&a, &ma, n, &e) ||
-        nb_model_open(&mb, b_path, &e) || nb_llama_init(&b, &mb, n, &e)) {
+    if (nb_model_open(&ma, a_path, &e) || nb_net_init(&a, &ma, n, &e) ||
+        nb_model_open(&mb, b_path, &e) || nb_net_init(&b, &mb, n, &e)) {
         fprintf(stderr, "%s\n", e.msg);
         return INFINITY;
     }
     double worst = 0;
     for (int pos = 0; pos < n; pos++) {
-        const float *la = nb_llama_forward(&a, ids[pos], pos);
-        worst = fmax(worst, max_gap(la, nb_llama_forward(&b, ids[pos], pos), ma.meta.vocab_size));
+        const float *la = nb_net_forward(&a, ids[pos], pos);
+        worst = fmax(worst, max_gap(la, nb_net_forward(&b, ids[pos], pos), ma.meta.vocab_size));
     }
-    nb_llama_free(&a);
-    nb_llama_free(&b);
+    nb_net_free(&a);
+    nb_net_free(&b);
     nb_model_close(&ma);
     nb_model_close(&mb);
     return worst;
@@ -250,35 +250,35 @@ static void test_forward(const nb_model *m, const int32_t *ids)
 {
     enum { B = BLOCK, T = 2 * B };
     const struct nb_meta *c = &m->meta;
-    nb_llama_awq a;
-    nb_llama ref;
+    nb_layer_awq a;
+    nb_net ref;
     nb_tensor norm, out;
     nb_err e = {{0}};
     float *x = malloc(T * c->dim * sizeof *x), *h = malloc(c->dim * sizeof *h);
     float *logits = malloc(c->vocab_size * sizeof *logits);
-    if (!x || !h || !logits || nb_llama_awq_init(&a, c, T, B, &e) ||
-        nb_llama_init(&ref, m, B, &e)) {
+    if (!x || !h || !logits || nb_layer_awq_init(&a, c, T, B, &e) ||
+        nb_net_init(&ref, m, B, &e)) {
         fprintf(stderr, "forward: %s\n", e.msg);
         tu_failures++;
         return;
     }
-    CHECK(!nb_llama_awq_embed(m, ids, T, x, &e), "embed: %s", e.msg);
+    CHECK(!nb_layer_awq_embed(m, ids, T, x, &e), "embed: %s", e.msg);
     for (uint32_t l = 0; l < c->n_layers; l++)
-        if (nb_llama_awq_load(&a, m, (int)l, &e) || nb_llama_awq_forward(&a, x, NULL, &e))
+        if (nb_layer_awq_load(&a, m, (int)l, &e) || nb_layer_awq_forward(&a, x, NULL, &e))
             CHECK(0, "layer %u: %s", l, e.msg);
     nb_model_find(m, NB_T_OUT_NORM, &norm);
     nb_model_find(m, c->tied_embeddings ? NB_T_EMBED : NB_T_OUTPUT, &out);
     double worst = 0;
     for (int t = 0; t < T; t++) {
-        const float *want = nb_llama_forward(&ref, ids[t], t % B);
+        const float *want = nb_net_forward(&ref, ids[t], t % B);
         nb_rmsnorm_ref(h, x + t * c->dim, norm.data, NB_W_F32, c->dim, c->norm_eps);
         nb_gemv_ref(logits, out.data, (int)out.entry->dtype, h, 0, c->vocab_size, c->dim);
         worst = fmax(worst, max_gap(logits, want, c->vocab_size));
     }
     printf("batched calibration forward: largest logit difference %.3g\n", worst);
     CHECK(worst < 1e-4, "the batched forward differs from the reference by %g", worst);
-    nb_llama_awq_free(&a);
-    nb_llama_free(&ref);
+    nb_layer_awq_free(&a);
+    nb_net_free(&ref);
     free(x);
     free(h);
     free(logits);

@@ -1,5 +1,5 @@
-/* The fast forward path (models/llama_fast.c) against the reference
- * (models/llama.c) on tiny random LLaMA models: packed INT4 with groups,
+/* The fast forward path (models/fast.c) against the reference
+ * (models/ref.c) on tiny random LLaMA models: packed INT4 with groups,
  * plain f32, INT3, and an odd shape (head_dim 6, rows that are not
  * multiples of 4, a ragged group, tied embeddings).
  *
@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../models/llama.h"
+#include "../models/net.h"
 #include "../neon/qkern.h"
 #include "../neon/qpack.h"
 #include "../neon/quant.h"
@@ -135,27 +135,27 @@ static struct nb_meta shape(uint32_t dim, uint32_t heads, uint32_t kv_heads, uin
 }
 
 /* The logits of a run of n tokens, [n][vocab]. */
-static float *run_forward(nb_llama *L, const int32_t *ids, int n)
+static float *run_forward(nb_net *L, const int32_t *ids, int n)
 {
     size_t v = L->cfg.vocab_size;
     float *out = malloc((size_t)n * v * sizeof *out);
     for (int pos = 0; pos < n; pos++)
-        memcpy(out + (size_t)pos * v, nb_llama_forward(L, ids[pos], pos), v * sizeof *out);
+        memcpy(out + (size_t)pos * v, nb_net_forward(L, ids[pos], pos), v * sizeof *out);
     return out;
 }
 
 static float *run_model(const nb_model *m, const int32_t *ids, int n, const nb_run_opts *o)
 {
-    nb_llama L;
+    nb_net L;
     nb_err e = {{0}};
-    int rc = o ? nb_llama_init_fast(&L, m, 0, o, &e) : nb_llama_init(&L, m, 0, &e);
+    int rc = o ? nb_net_init_fast(&L, m, 0, o, &e) : nb_net_init(&L, m, 0, &e);
     if (rc) {
         tu_failures++;
         fprintf(stderr, "init: %s\n", e.msg);
         return NULL;
     }
     float *out = run_forward(&L, ids, n);
-    nb_llama_free(&L);
+    nb_net_free(&L);
     return out;
 }
 
@@ -210,31 +210,31 @@ static void check_prefill(const struct kind *k, const nb_model *m, const int32_t
     const int n = 150;
     size_t v = m->meta.vocab_size;
     nb_run_opts o = {.threads = 2, .exact = exact, .min_chunk = 1};
-    nb_llama L;
+    nb_net L;
     nb_err e = {{0}};
-    if (nb_llama_init_fast(&L, m, 0, &o, &e)) {
+    if (nb_net_init_fast(&L, m, 0, &o, &e)) {
         tu_failures++;
         fprintf(stderr, "init: %s\n", e.msg);
         return;
     }
     float *want = run_forward(&L, ids, n), *last = malloc(v * sizeof *last);
-    memcpy(last, nb_llama_prefill(&L, ids, n, 0), v * sizeof *last);
+    memcpy(last, nb_net_prefill(&L, ids, n, 0), v * sizeof *last);
     CHECK(!memcmp(last, want + (size_t)(n - 1) * v, v * sizeof *last),
           "%s %s: prefill(%d) differs from %d forwards (max %g)", k->name,
           exact ? "exact" : "int8", n, n, rel_diff(last, want + (size_t)(n - 1) * v, v));
     /* split prefills continue the cache where the last one stopped */
-    nb_llama_prefill(&L, ids, 70, 0);
-    memcpy(last, nb_llama_prefill(&L, ids + 70, n - 70, 70), v * sizeof *last);
+    nb_net_prefill(&L, ids, 70, 0);
+    memcpy(last, nb_net_prefill(&L, ids + 70, n - 70, 70), v * sizeof *last);
     CHECK(!memcmp(last, want + (size_t)(n - 1) * v, v * sizeof *last),
           "%s: prefill(70) + prefill(80) differs", k->name);
     struct collect c = {malloc((size_t)n * v * sizeof(float)), v, 0};
-    CHECK(nb_llama_prefill_each(&L, ids, n, 0, collect, &c, &e) == 0, "%s", e.msg);
+    CHECK(nb_net_prefill_each(&L, ids, n, 0, collect, &c, &e) == 0, "%s", e.msg);
     CHECK(c.calls == n && !memcmp(c.out, want, (size_t)n * v * sizeof(float)),
           "%s %s: prefill_each differs from forwards", k->name, exact ? "exact" : "int8");
     free(c.out);
     free(want);
     free(last);
-    nb_llama_free(&L);
+    nb_net_free(&L);
 }
 
 static void check_kind(const struct kind *k, const int32_t *ids)
@@ -276,23 +276,23 @@ static void check_errors(void)
     const char *path = tu_tmp("e.nib");
     struct nb_meta meta = shape(64, 4, 2, 16, 96, 128, 1, 1);
     nb_model m;
-    nb_llama L;
+    nb_net L;
     nb_err e = {{0}};
     if (write_model(path, &meta, 4, 32) || nb_model_open(&m, path, &e))
         return tu_failures++, (void)0;
     nb_run_opts bogus = {.kernels = "bogus"}, garbage = {.cpus = "0-x"};
-    CHECK(nb_llama_init_fast(&L, &m, 0, &bogus, &e) == -1 && strstr(e.msg, "--kernels"),
+    CHECK(nb_net_init_fast(&L, &m, 0, &bogus, &e) == -1 && strstr(e.msg, "--kernels"),
           "bogus kernels: %s", e.msg);
-    CHECK(nb_llama_init_fast(&L, &m, 0, &garbage, &e) == -1 && strstr(e.msg, "--cpus"),
+    CHECK(nb_net_init_fast(&L, &m, 0, &garbage, &e) == -1 && strstr(e.msg, "--cpus"),
           "garbage cpus: %s", e.msg);
-    CHECK(nb_llama_init_fast(&L, &m, 1000, NULL, &e) == -1 && strstr(e.msg, "context"),
+    CHECK(nb_net_init_fast(&L, &m, 1000, NULL, &e) == -1 && strstr(e.msg, "context"),
           "context: %s", e.msg);
     nb_run_opts pinned = {.cpus = "0"};
-    int pinned_rc = nb_llama_init_fast(&L, &m, 0, &pinned, &e);
+    int pinned_rc = nb_net_init_fast(&L, &m, 0, &pinned, &e);
     CHECK(pinned_rc == 0, "--cpus 0: %s", e.msg);
     if (pinned_rc == 0) { /* e.msg still holds the previous check's message */
-        CHECK(nb_llama_threads(&L) == 1, "--cpus 0 gives %d threads", nb_llama_threads(&L));
-        nb_llama_free(&L);
+        CHECK(nb_net_threads(&L) == 1, "--cpus 0 gives %d threads", nb_net_threads(&L));
+        nb_net_free(&L);
     }
     nb_model_close(&m);
 }

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../models/llama.h"
+#include "../models/net.h"
 #include "../runtime/model.h"
 #include "testutil.h"
 
@@ -111,9 +111,9 @@ static void check_good(const char *path)
               t.entry->shape[1] == 24 && (uintptr_t)t.data % NB_ALIGN == 0,
           "tensor lookup");
     CHECK(!nb_model_find(&m, "blk.2.ffn_down", &t), "found a tensor that does not exist");
-    nb_llama L;
-    CHECK(!nb_llama_init(&L, &m, 0, &e), "llama init: %s", e.msg);
-    nb_llama_free(&L);
+    nb_net L;
+    CHECK(!nb_net_init(&L, &m, 0, &e), "llama init: %s", e.msg);
+    nb_net_free(&L);
     nb_model_close(&m);
 }
 
@@ -160,10 +160,10 @@ static void check_missing_tensor(void)
     if (t)
         strcpy(t->name, "blk.1.attn_vv");
     nb_model m;
-    nb_llama L;
+    nb_net L;
     nb_err e = {{0}};
     CHECK(!nb_model_parse(&m, img, image_size, &e), "renamed tensor refused: %s", e.msg);
-    CHECK(nb_llama_init(&L, &m, 0, &e) == -1 && strstr(e.msg, "no tensor 'blk.1.attn_v'"),
+    CHECK(nb_net_init(&L, &m, 0, &e) == -1 && strstr(e.msg, "no tensor 'blk.1.attn_v'"),
           "missing tensor: '%s'", e.msg);
     free(img);
 }

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../models/llama.h"
+#include "../models/net.h"
 #include "../runtime/sampler.h"
 #include "testutil.h"
 
@@ -27,10 +27,10 @@ static int read_golden(const char *path, int *ids, int cap)
     return n;
 }
 
-static int open_llama(const char *path, nb_model *m, nb_llama *L)
+static int open_llama(const char *path, nb_model *m, nb_net *L)
 {
     nb_err e = {{0}};
-    if (nb_model_open(m, path, &e) || nb_llama_init(L, m, 0, &e)) {
+    if (nb_model_open(m, path, &e) || nb_net_init(L, m, 0, &e)) {
         fprintf(stderr, "%s\n", e.msg);
         return -1;
     }
@@ -40,12 +40,12 @@ static int open_llama(const char *path, nb_model *m, nb_llama *L)
 static void check_greedy(const char *path, const int *golden, int n)
 {
     nb_model m;
-    nb_llama L;
+    nb_net L;
     if (open_llama(path, &m, &L))
         return tu_failures++, (void)0;
     int tok = m.meta.bos_id, first_diff = -1;
     for (int pos = 0; pos < n; pos++) {
-        tok = nb_argmax(nb_llama_forward(&L, tok, pos), (int)m.meta.vocab_size);
+        tok = nb_argmax(nb_net_forward(&L, tok, pos), (int)m.meta.vocab_size);
         if (tok != golden[pos] && first_diff < 0)
             first_diff = pos;
         tok = golden[pos]; /* stay on the golden path to report all steps */
@@ -53,20 +53,20 @@ static void check_greedy(const char *path, const int *golden, int n)
     CHECK(first_diff < 0, "%s: greedy token %d differs from the numpy reference", path,
           first_diff);
     printf("%s: %d greedy tokens match the reference\n", path, n);
-    nb_llama_free(&L);
+    nb_net_free(&L);
     nb_model_close(&m);
 }
 
 static void check_forms_agree(const char *a, const char *b, const int *ids, int n)
 {
     nb_model ma, mb;
-    nb_llama la, lb;
+    nb_net la, lb;
     if (open_llama(a, &ma, &la) || open_llama(b, &mb, &lb))
         return tu_failures++, (void)0;
     float worst = 0;
     int tok = ma.meta.bos_id;
     for (int pos = 0; pos < n; pos++) {
-        const float *x = nb_llama_forward(&la, tok, pos), *y = nb_llama_forward(&lb, tok, pos);
+        const float *x = nb_net_forward(&la, tok, pos), *y = nb_net_forward(&lb, tok, pos);
         for (uint32_t i = 0; i < ma.meta.vocab_size; i++)
             worst = fmaxf(worst, fabsf(x[i] - y[i]));
         tok = ids[pos];
@@ -74,8 +74,8 @@ static void check_forms_agree(const char *a, const char *b, const int *ids, int 
     CHECK(worst < 1e-4f, "llama2.c and Hugging Face forms differ by %g", worst);
     printf("llama2.c vs Hugging Face form: max |logit difference| %.3g over %d positions\n",
            worst, n);
-    nb_llama_free(&la);
-    nb_llama_free(&lb);
+    nb_net_free(&la);
+    nb_net_free(&lb);
     nb_model_close(&ma);
     nb_model_close(&mb);
 }

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../models/llama.h"
+#include "../models/net.h"
 #include "../neon/f16.h"
 #include "../neon/qpack.h"
 #include "../neon/quant.h"
@@ -512,21 +512,21 @@ static int write_twins(const char *qpath, const char *fpath, const struct nb_met
     return 0;
 }
 
-static int open_llama(const char *path, nb_model *m, nb_llama *L, nb_err *e)
+static int open_llama(const char *path, nb_model *m, nb_net *L, nb_err *e)
 {
     memset(L, 0, sizeof *L);
     if (nb_model_open(m, path, e))
         return -1;
-    if (nb_llama_init(L, m, 0, e)) {
+    if (nb_net_init(L, m, 0, e)) {
         nb_model_close(m);
         return -1;
     }
     return 0;
 }
 
-static void close_llama(nb_model *m, nb_llama *L)
+static void close_llama(nb_model *m, nb_net *L)
 {
-    nb_llama_free(L);
+    nb_net_free(L);
     nb_model_close(m);
 }
 
@@ -559,7 +559,7 @@ static void check_twins(int bits, int group)
     snprintf(qp, sizeof qp, "%s", tu_tmp("q.nib"));
     snprintf(fp, sizeof fp, "%s", tu_tmp("f.nib"));
     nb_model qm, fm;
-    nb_llama ql, fl;
+    nb_net ql, fl;
     nb_err e = {{0}};
     if (write_twins(qp, fp, &meta, bits, group, PACK_LINEARS)) {
         CHECK(0, "q%d g%d: cannot write the twins", bits, group);
@@ -581,7 +581,7 @@ static void check_twins(int bits, int group)
     double worst = 0, top = 0;
     for (int pos = 0; pos < 8; pos++) {
         int tok = (pos * 37 + 5) % (int)meta.vocab_size;
-        const float *a = nb_llama_forward(&ql, tok, pos), *b = nb_llama_forward(&fl, tok, pos);
+        const float *a = nb_net_forward(&ql, tok, pos), *b = nb_net_forward(&fl, tok, pos);
         worst = max_diff(a, b, meta.vocab_size, worst, &top);
     }
     CHECK(worst <= 1e-5 * fmax(top, 1.0), "q%d g%d: logits differ by %g (max |logit| %g)", bits,
@@ -670,7 +670,7 @@ static void check_packed_embed(void)
     snprintf(qp, sizeof qp, "%s", tu_tmp("eq.nib"));
     snprintf(fp, sizeof fp, "%s", tu_tmp("ef.nib"));
     nb_model m;
-    nb_llama L;
+    nb_net L;
     nb_err e = {{0}};
     if (write_twins(qp, fp, &meta, 4, 32, PACK_LINEARS | PACK_EMBED)) {
         CHECK(0, "cannot write a packed-embedding model");
@@ -680,7 +680,7 @@ static void check_packed_embed(void)
         CHECK(0, "packed embedding file refused: %s", e.msg);
         return;
     }
-    CHECK(nb_llama_init(&L, &m, 0, &e) == -1 && strstr(e.msg, "'token_embd'") &&
+    CHECK(nb_net_init(&L, &m, 0, &e) == -1 && strstr(e.msg, "'token_embd'") &&
               strstr(e.msg, "only linear"),
           "packed token_embd: '%s'", e.msg);
     nb_model_close(&m);

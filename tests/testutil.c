@@ -5,7 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../models/llama.h"
+#include "../models/net.h"
 #include "../neon/f16.h"
 #include "../runtime/writer.h"
 

@@ -213,7 +213,7 @@ section_model() {
   smollm_model
   run info "$tmp/smollm.nib" >"$tmp/info" || fail "info: exit code"
   grep -q "^tokenizer:  BPE" "$tmp/info" && grep -q "^end of text: 2, 0$" "$tmp/info" &&
-    grep -q "^template:   smollm2$" "$tmp/info" && grep -q "format 1.1" "$tmp/info" &&
+    grep -q "^template:   smollm2$" "$tmp/info" && grep -q "format 1.2" "$tmp/info" &&
     ok "info: $(grep -E '^(tokenizer|end of text|template):' "$tmp/info" | tr -s ' ' | paste -sd ';')" ||
     fail "info: $(cat "$tmp/info")"
   run info --verify "$tmp/smollm.nib" >/dev/null || fail "info --verify"

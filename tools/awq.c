@@ -439,7 +439,7 @@ struct run {
     nb_pool *pool;
     nb_writer *w;
     uint8_t *written; /* per tensor of m: already in the output */
-    nb_llama_awq a;
+    nb_layer_awq a;
     float *x; /* the current layer's input [n_tokens, dim] */
     double t_forward, t_scales, t_clip, t_write;
 };
@@ -643,9 +643,9 @@ static void lap(double *acc, double *t)
 static int do_layer(struct run *r, int l, nb_err *e)
 {
     double t = nb_now(), t0 = t;
-    if (nb_llama_awq_load(&r->a, r->m, l, e))
+    if (nb_layer_awq_load(&r->a, r->m, l, e))
         return -1;
-    if (r->x && nb_llama_awq_forward(&r->a, r->x, r->pool, e))
+    if (r->x && nb_layer_awq_forward(&r->a, r->x, r->pool, e))
         return -1;
     lap(&r->t_forward, &t);
     if (r->o->report && calibrated(r->o))
@@ -695,11 +695,11 @@ static int start(struct run *r, const int32_t *ids, size_t n_tokens, size_t bloc
         n_tokens = 0;
     else if (!n_tokens)
         return nb_fail(e, "the scale and clip searches need calibration tokens");
-    if (nb_llama_awq_init(&r->a, c, n_tokens, block, e))
+    if (nb_layer_awq_init(&r->a, c, n_tokens, block, e))
         return -1;
     if (n_tokens && !(r->x = calloc(n_tokens, c->dim * sizeof *r->x)))
         return nb_fail(e, "out of memory for %zu calibration tokens", n_tokens);
-    if (r->x && nb_llama_awq_embed(r->m, ids, n_tokens, r->x, e))
+    if (r->x && nb_layer_awq_embed(r->m, ids, n_tokens, r->x, e))
         return -1;
     if (!(r->written = calloc(r->m->n_tensors, 1)))
         return nb_fail(e, "out of memory");
@@ -720,7 +720,7 @@ int nb_awq_quantize(const nb_model *m, const int32_t *ids, size_t n_tokens, size
         fprintf(o->report, "time: forward %.1f s, scale search %.1f s, clip search %.1f s, "
                            "quantize and write %.1f s\n",
                 r.t_forward, r.t_scales, r.t_clip, r.t_write);
-    nb_llama_awq_free(&r.a);
+    nb_layer_awq_free(&r.a);
     free(r.x);
     free(r.written);
     return rc ? -1 : 0;

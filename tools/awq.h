@@ -1,13 +1,13 @@
 /* The AWQ search (awq-spec.md §3-§5) and the layer-by-layer driver that
  * writes a quantized model. Model-agnostic: it works on the layer view of
- * models/llama_awq.h (linears with their captured inputs, scale groups, a
+ * models/awq_layer.h (linears with their captured inputs, scale groups, a
  * module function) and knows nothing of attention or MLPs. */
 #ifndef NIBBLE_AWQ_H
 #define NIBBLE_AWQ_H
 
 #include <stdio.h>
 
-#include "../models/llama_awq.h"
+#include "../models/awq_layer.h"
 #include "../neon/quant.h"
 
 typedef enum {

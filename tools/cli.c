@@ -74,9 +74,9 @@ int nb_session_open_with(nb_session *s, const char *path, int ctx, const nb_sess
     s->tok = nb_tok_load_bytes(s->model.vocab, s->model.vocab_size, e);
     int rc = -1;
     if (s->tok && o && o->reference)
-        rc = nb_llama_init(&s->llama, &s->model, ctx, e);
+        rc = nb_net_init(&s->llama, &s->model, ctx, e);
     else if (s->tok)
-        rc = nb_llama_init_fast(&s->llama, &s->model, ctx, o ? &o->run : NULL, e);
+        rc = nb_net_init_fast(&s->llama, &s->model, ctx, o ? &o->run : NULL, e);
     if (rc) { /* the tokenizer's or the architecture's words: say which file */
         char why[sizeof e->msg];
         snprintf(why, sizeof why, "%s", e ? e->msg : "");
@@ -105,7 +105,7 @@ int nb_session_is_end(const nb_session *s, int id)
 
 void nb_session_close(nb_session *s)
 {
-    nb_llama_free(&s->llama);
+    nb_net_free(&s->llama);
     nb_tok_free(s->tok);
     nb_model_close(&s->model);
     memset(s, 0, sizeof *s);

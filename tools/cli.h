@@ -5,7 +5,7 @@
 
 #include <stdio.h>
 
-#include "../models/llama.h"
+#include "../models/net.h"
 #include "../runtime/model.h"
 #include "../runtime/sampler.h"
 #include "../tokenizer/tokenizer.h"
@@ -34,7 +34,7 @@ int nb_is_help(const char *arg);
 typedef struct nb_session {
     nb_model model;
     nb_tokenizer *tok;
-    nb_llama llama;
+    nb_net llama;
 } nb_session;
 
 /* How a session runs its model: the fast path with these options, or

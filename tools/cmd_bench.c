@@ -85,7 +85,7 @@ struct test {
 /* The model under test and what it weighs. */
 struct subject {
     nb_model model;
-    nb_llama llama;
+    nb_net llama;
     char name[128];
     uint64_t size, params, bytes_per_token;
     double rss; /* peak resident bytes after the speed tests */
@@ -187,7 +187,7 @@ static void weigh(struct subject *s, const nb_tensor *t, int read_per_token)
  * every one of them but the embedding, of which it reads one row. */
 static void weigh_all(struct subject *s)
 {
-    const nb_llama *m = &s->llama;
+    const nb_net *m = &s->llama;
     weigh(s, &m->embed, 0);
     s->bytes_per_token += m->embed.entry->size / m->cfg.vocab_size;
     weigh(s, &m->out_norm, 1);
@@ -196,7 +196,7 @@ static void weigh_all(struct subject *s)
     else
         weigh(s, &m->output, 1);
     for (uint32_t l = 0; l < m->cfg.n_layers; l++) {
-        const nb_llama_layer *L = &m->layers[l];
+        const nb_net_layer *L = &m->layers[l];
         const nb_tensor *ts[] = {&L->attn_norm, &L->q, &L->k,  &L->v,   &L->o,
                                  &L->ffn_norm,  &L->gate, &L->up, &L->down};
         for (size_t i = 0; i < sizeof ts / sizeof *ts; i++)
@@ -245,8 +245,8 @@ static int open_subject(struct subject *s, const struct bench_opts *b, nb_err *e
     if ((uint32_t)ctx > s->model.meta.max_ctx)
         return nb_fail(e, "a context of %d tokens (-c, or -d + -p + -n) is more than the "
                           "model's %u", ctx, s->model.meta.max_ctx);
-    int rc = b->run.reference ? nb_llama_init(&s->llama, &s->model, ctx, e)
-                              : nb_llama_init_fast(&s->llama, &s->model, ctx, &b->run.run, e);
+    int rc = b->run.reference ? nb_net_init(&s->llama, &s->model, ctx, e)
+                              : nb_net_init_fast(&s->llama, &s->model, ctx, &b->run.run, e);
     if (rc)
         return -1;
     weigh_all(s);
@@ -256,24 +256,24 @@ static int open_subject(struct subject *s, const struct bench_opts *b, nb_err *e
 
 static void close_subject(struct subject *s)
 {
-    nb_llama_free(&s->llama);
+    nb_net_free(&s->llama);
     nb_model_close(&s->model);
 }
 
 /* ---- measuring ---- */
 
-static double run_prompt(nb_llama *m, const int32_t *ids, int n, int depth)
+static double run_prompt(nb_net *m, const int32_t *ids, int n, int depth)
 {
     double t0 = nb_now();
-    nb_llama_prefill(m, ids, n, depth);
+    nb_net_prefill(m, ids, n, depth);
     return nb_now() - t0;
 }
 
-static double run_decode(nb_llama *m, const int32_t *ids, int n, int depth)
+static double run_decode(nb_net *m, const int32_t *ids, int n, int depth)
 {
     double t0 = nb_now();
     for (int i = 0; i < n; i++)
-        nb_llama_forward(m, ids[i], depth + i);
+        nb_net_forward(m, ids[i], depth + i);
     return nb_now() - t0;
 }
 
@@ -313,7 +313,7 @@ static int measure(struct subject *s, const struct bench_opts *b, struct test *t
     int d = (int)b->depth;
     /* A model whose weights hold NaN or Inf gives no speed worth a table. */
     nb_err e = {{0}};
-    if (nb_logits_check(nb_llama_forward(&s->llama, ids[0], d), s->llama.cfg.vocab_size, d, &e)) {
+    if (nb_logits_check(nb_net_forward(&s->llama, ids[0], d), s->llama.cfg.vocab_size, d, &e)) {
         free(ids);
         return nb_error("%s", e.msg), -1;
     }
@@ -391,7 +391,7 @@ static void human_bytes(char *out, size_t n, double bytes)
 static void kernels_label(const struct subject *s, const struct bench_opts *b, char *out,
                           size_t n)
 {
-    snprintf(out, n, "%s%s", nb_llama_kernels(&s->llama),
+    snprintf(out, n, "%s%s", nb_net_kernels(&s->llama),
              b->run.run.exact && !b->run.reference ? " exact" : "");
 }
 
@@ -407,10 +407,10 @@ static void print_md(const struct subject *s, const struct bench_opts *b, const 
     for (int i = 0; i < n; i++)
         printf("| %s | %s | %.2f %s | %s | %d | %s | %.2f ± %.2f | %.2f |\n", s->name, size,
                p >= 1e9 ? p / 1e9 : p / 1e6, p >= 1e9 ? "B" : "M", kern,
-               nb_llama_threads(&s->llama), t[i].name, t[i].mean, t[i].sd,
+               nb_net_threads(&s->llama), t[i].name, t[i].mean, t[i].sd,
                t[i].mean * (double)s->bytes_per_token / 1e9);
     size_t kv, other;
-    nb_llama_memory(&s->llama, &kv, &other);
+    nb_net_memory(&s->llama, &kv, &other);
     char rss[32], kvs[32], others[32];
     human_bytes(rss, sizeof rss, s->rss);
     human_bytes(kvs, sizeof kvs, (double)kv);
@@ -462,7 +462,7 @@ static void print_json(const struct subject *s, const struct bench_opts *b,
     char kern[32];
     size_t kv, other;
     kernels_label(s, b, kern, sizeof kern);
-    nb_llama_memory(&s->llama, &kv, &other);
+    nb_net_memory(&s->llama, &kv, &other);
     printf("{\"model\": ");
     json_string(s->name);
     printf(", \"size_bytes\": %llu, \"params\": %llu, \"layers\": %u, \"kernels\": ",
@@ -471,7 +471,7 @@ static void print_json(const struct subject *s, const struct bench_opts *b,
     printf(", \"threads\": %d, \"n_ctx\": %d, \"weight_bytes_per_token\": %llu, "
            "\"peak_rss_bytes\": %.0f, \"kv_cache_bytes\": %zu, \"other_state_bytes\": %zu,\n"
            " \"tests\": [",
-           nb_llama_threads(&s->llama), s->llama.ctx, (unsigned long long)s->bytes_per_token,
+           nb_net_threads(&s->llama), s->llama.ctx, (unsigned long long)s->bytes_per_token,
            s->rss, kv, other);
     for (int i = 0; i < n; i++) {
         printf("%s\n  {\"test\": \"%s\", \"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %ld, "

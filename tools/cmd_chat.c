@@ -823,7 +823,7 @@ int cmd_chat(int argc, char **argv)
                      "/help for commands, Ctrl-D to quit.",
                  nb_utf8_escape(name, sizeof name, c.s.model.meta.name), nb_template_name(c.t),
                  c.gen.ctx,
-                 nb_llama_kernels(&c.s.llama), nb_llama_threads(&c.s.llama));
+                 nb_net_kernels(&c.s.llama), nb_net_threads(&c.s.llama));
         rc = loop(&c);
     }
     close_chat(&c);

@@ -174,7 +174,7 @@ static void report(const struct run *r)
                     "%.1f tokens/s (%s kernels, %d threads)\n",
             (unsigned long long)r->g->s.o.seed, r->n_ids, r->st.t_prefill,
             r->st.n_reply, t_gen > 0 ? r->st.n_reply / t_gen : 0.0,
-            nb_llama_kernels(&r->s->llama), nb_llama_threads(&r->s->llama));
+            nb_net_kernels(&r->s->llama), nb_net_threads(&r->s->llama));
 }
 
 int cmd_generate(int argc, char **argv)

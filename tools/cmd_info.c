@@ -14,14 +14,32 @@ static const char help[] =
     "              needs), recompute every tensor's checksum and check its values\n"
     "              (finite floats, zero points in range): reads the whole file\n";
 
+/* The scaling line, when the file asks for one (nb_hparams_read checked
+ * it at load). */
+static void print_rope_scaling(const nb_model *m)
+{
+    nb_hparams hp;
+    nb_err e;
+    if (nb_hparams_read(m, &hp, &e) || hp.rope.scaling == NB_ROPE_SCALE_NONE)
+        return;
+    if (hp.rope.scaling == NB_ROPE_SCALE_LINEAR)
+        printf("            linear scaling, factor %g\n", hp.rope.factor);
+    else
+        printf("            llama3 scaling: factor %g, low/high freq factors %g/%g, original "
+               "context %u\n",
+               hp.rope.factor, hp.rope.low_freq_factor, hp.rope.high_freq_factor,
+               hp.rope.original_ctx);
+}
+
 static void print_meta(const nb_model *m, const char *path)
 {
     const struct nb_meta *c = &m->meta;
     printf("file:       %s (%.2f MB, format %u.%u)\n", path, m->size / 1e6,
            m->header->version_major, m->header->version_minor);
     char name[256];
-    printf("model:      %s (llama)\n",
-           c->name[0] ? nb_utf8_escape(name, sizeof name, c->name) : "(unnamed)");
+    printf("model:      %s (%s)\n",
+           c->name[0] ? nb_utf8_escape(name, sizeof name, c->name) : "(unnamed)",
+           nb_arch_name(c->arch));
     printf("dims:       dim %u, layers %u, heads %u, kv heads %u, head dim %u, ffn %u\n", c->dim,
            c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim, c->ffn_dim);
     printf("vocab:      %u tokens (bos %d, eos %d, unk %d, pad %d)\n", c->vocab_size, c->bos_id,
@@ -37,6 +55,7 @@ static void print_meta(const nb_model *m, const char *path)
     printf("rope:       theta %g, %s pairs\n", c->rope_theta,
            c->rope_pairs == NB_ROPE_HALVES ? "rotate-half (x[i], x[i+d/2])"
                                           : "interleaved (x[2i], x[2i+1])");
+    print_rope_scaling(m);
     printf("norm eps:   %g\n", c->norm_eps);
     printf("embeddings: %s\n", c->tied_embeddings ? "tied to the output" : "separate output");
     printf("template:   %s\n", c->chat_template[0] ? c->chat_template : "(none: completion)");

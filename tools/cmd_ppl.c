@@ -103,12 +103,12 @@ static void score(void *ctx, int i, const float *logits)
 }
 
 /* Positions 0..ctx-2 in tiles through the GEMM kernels, every one's
- * logits kept (nb_llama_prefill_each). */
+ * logits kept (nb_net_prefill_each). */
 static int run_window(nb_session *s, const int32_t *ids, int ctx, struct tally *t)
 {
     struct window w = {ids, (int)s->model.meta.vocab_size, t, {{0}}};
     nb_err e = {{0}};
-    if (nb_llama_prefill_each(&s->llama, ids, ctx - 1, 0, score, &w, &e))
+    if (nb_net_prefill_each(&s->llama, ids, ctx - 1, 0, score, &w, &e))
         return nb_error("%s", e.msg);
     return w.bad.msg[0] ? nb_error("%s", w.bad.msg) : 0;
 }

@@ -57,11 +57,11 @@ static float *forward(nb_gen *g, int pos)
 {
     g->cached[pos] = g->seq[pos];
     g->n_cached = pos + 1;
-    return nb_llama_forward(&g->s->llama, g->seq[pos], pos);
+    return nb_net_forward(&g->s->llama, g->seq[pos], pos);
 }
 
 /* Runs the positions of seq[0 .. n_seq-2] the cache does not hold yet, in
- * tiles through nb_llama_prefill (the GEMM kernels on the fast path); the
+ * tiles through nb_net_prefill (the GEMM kernels on the fast path); the
  * last token is left for the decode step, whose logits start the reply.
  * Returns the positions run, or -1 when Ctrl-C stopped it. */
 static int sync(nb_gen *g)
@@ -75,7 +75,7 @@ static int sync(nb_gen *g)
         if (nb_interrupted())
             return -1;
         int n = end - pos < TILE ? end - pos : TILE;
-        nb_llama_prefill(&g->s->llama, g->seq + pos, n, pos);
+        nb_net_prefill(&g->s->llama, g->seq + pos, n, pos);
         memcpy(g->cached + pos, g->seq + pos, (size_t)n * sizeof *g->seq);
         g->n_cached = pos + n;
     }

@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../models/llama.h"
+#include "../models/net.h"
 #include "convert.h"
 #include "progress.h"
 

@@ -153,7 +153,7 @@ static void describe(const nb_quant *q, const nb_awq_opts *o, size_t n_tokens, s
  * would, midway. */
 static int check_memory(const nb_model *m, size_t n_tokens)
 {
-    double need = nb_llama_awq_bytes(&m->meta, n_tokens);
+    double need = nb_layer_awq_bytes(&m->meta, n_tokens);
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     double have = pages > 0 && page > 0 ? (double)pages * (double)page : 0;
     if (have > 0 && need > 0.9 * have)

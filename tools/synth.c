@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "../models/llama.h"
+#include "../models/net.h"
 #include "../neon/f16.h"
 #include "../runtime/qtensor.h"
 #include "../runtime/writer.h"

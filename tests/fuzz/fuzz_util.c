@@ -1,7 +1,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "fuzz_util.h"
 
-#include "../../models/llama.h"
+#include "../../models/net.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -144,19 +144,19 @@ uint32_t fz_u32(const uint8_t *p)
 void fz_check_loads(const char *path, const char *importer)
 {
     nb_model m;
-    nb_llama L;
+    nb_net L;
     nb_err e;
     if (nb_model_open(&m, path, &e)) {
         fprintf(stderr, "fuzz: %s converted, but the output does not load: %s\n", importer,
                 e.msg);
         abort();
     }
-    if (nb_llama_init(&L, &m, m.meta.max_ctx < 8 ? (int)m.meta.max_ctx : 8, &e)) {
+    if (nb_net_init(&L, &m, m.meta.max_ctx < 8 ? (int)m.meta.max_ctx : 8, &e)) {
         fprintf(stderr, "fuzz: %s converted, but the output does not bind: %s\n", importer,
                 e.msg);
         abort();
     }
-    nb_llama_free(&L);
+    nb_net_free(&L);
     nb_model_close(&m);
     unlink(path);
 }

@@ -39,7 +39,7 @@ typedef struct fz_st_tensor {
 uint8_t *fz_st_image(const fz_st_tensor *t, int n, size_t *size);
 
 /* The property of every importer: what it converts, the runtime loads.
- * Opens the model at path and binds it (nb_llama_init); on failure says
+ * Opens the model at path and binds it (nb_net_init); on failure says
  * which importer wrote it and why, and aborts. Removes the file. */
 void fz_check_loads(const char *path, const char *importer);
 

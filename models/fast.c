@@ -1,8 +1,9 @@
-/* The fast forward pass: the model of llama.c, arranged for speed.
+/* The fast forward pass: the model of ref.c, arranged for speed.
  *   x = embed[token]                          for each token of a tile
  *   per layer:
  *     a = quant(norm(x))                      once, shared by q, k and v
- *     job qkv:   q|k|v rows; RoPE on q and k, k and v into the fp16 cache
+ *     job qkv:   q|k|v rows; bias, head norm and RoPE on q and k, k and v
+ *                into the fp16 cache
  *     job attn:  per (token, head): scores, online softmax, weighted values
  *     job o:     x += o(quant(attn))          the residual add in the epilogue
  *     a = quant(norm(x))                      once, shared by gate and up
@@ -28,7 +29,7 @@
 #include "../runtime/affinity.h"
 #include "../runtime/pool.h"
 #include "../runtime/qtensor.h"
-#include "llama_impl.h"
+#include "net_impl.h"
 
 enum {
     TILE = 64,             /* prompt tokens per pass over the weights */
@@ -87,7 +88,7 @@ struct nb_fast {
 
 /* What a job's chunks share: the tile being run and the layer. */
 typedef struct pass {
-    nb_llama *m;
+    nb_net *m;
     const flayer *L;
     int l, ntok, pos;
     size_t pairs, n_attn; /* (token, head) pairs and the chunks they go in */
@@ -114,7 +115,7 @@ static void make_lin(lin *w, const nb_tensor *t)
         nb_qentry_layout(t->entry, &w->l, NULL); /* checked by the loader */
 }
 
-static void make_layer(flayer *f, const nb_llama_layer *L)
+static void make_layer(flayer *f, const nb_net_layer *L)
 {
     make_lin(&f->qkv[0], &L->q);
     make_lin(&f->qkv[1], &L->k);
@@ -221,7 +222,7 @@ static void make_act(struct nb_fast *f, act *a, size_t cols, int *failed)
     f->bytes += qact_bytes(cols, (size_t)f->tile);
 }
 
-static int alloc_fast(struct nb_fast *f, const nb_llama *m, nb_err *e)
+static int alloc_fast(struct nb_fast *f, const nb_net *m, nb_err *e)
 {
     const struct nb_meta *c = &m->cfg;
     size_t T = (size_t)f->tile, kv = (size_t)c->n_kv_heads * c->head_dim;
@@ -305,7 +306,7 @@ int nb_run_opts_check(const nb_run_opts *o, nb_err *e)
     return !pick_kernels(o->kernels ? o->kernels : "auto", e) || thread_count(o, e) < 0 ? -1 : 0;
 }
 
-static int setup(nb_llama *m, const nb_run_opts *o, nb_err *e)
+static int setup(nb_net *m, const nb_run_opts *o, nb_err *e)
 {
     struct nb_fast *f = m->fast;
     const struct nb_meta *c = &m->cfg;
@@ -331,19 +332,11 @@ static int setup(nb_llama *m, const nb_run_opts *o, nb_err *e)
     return o->cpus ? nb_pool_pin(f->pool, o->cpus, e) : 0;
 }
 
-int nb_llama_init_fast(nb_llama *m, const nb_model *model, int ctx, const nb_run_opts *o,
-                       nb_err *e)
+int nb_fast_init(nb_net *m, const nb_run_opts *o, nb_err *e)
 {
-    static const nb_run_opts defaults = {0};
-    if (nb_llama_bind(m, model, ctx, e))
-        return -1;
-    if (!(m->fast = calloc(1, sizeof *m->fast)) || setup(m, o ? o : &defaults, e)) {
-        if (!m->fast)
-            nb_fail(e, "out of memory");
-        nb_llama_free(m);
-        return -1;
-    }
-    return 0;
+    if (!(m->fast = calloc(1, sizeof *m->fast)))
+        return nb_fail(e, "out of memory");
+    return setup(m, o, e);
 }
 
 /* ---- the pieces of a layer ---- */
@@ -385,7 +378,7 @@ static void quantize(const struct nb_fast *f, act *a, int ntok, int for_packed)
 }
 
 /* a = norm(x) for ntok tokens, quantized once for every linear it feeds. */
-static void norm_quant(const nb_llama *m, act *a, const float *x, int ntok, const nb_tensor *g,
+static void norm_quant(const nb_net *m, act *a, const float *x, int ntok, const nb_tensor *g,
                        int for_packed)
 {
     size_t dim = m->cfg.dim;
@@ -395,35 +388,33 @@ static void norm_quant(const nb_llama *m, act *a, const float *x, int ntok, cons
     quantize(m->fast, a, ntok, for_packed);
 }
 
-/* RoPE on the heads in rows [r0, r1) (whole heads) of one token. */
-static void rope_heads(const nb_llama *m, float *y, size_t r0, size_t r1, const float *cs)
-{
-    int hd = (int)m->cfg.head_dim, half = hd / 2, halves = m->cfg.rope_pairs == NB_ROPE_HALVES;
-    for (size_t h = r0; h < r1; h += (size_t)hd)
-        for (int i = 0; i < half; i++)
-            nb_rope_pair(y + h, halves ? i : 2 * i, halves ? i + half : 2 * i + 1, cs[2 * i],
-                         cs[2 * i + 1]);
-}
-
-static uint16_t *cache_row(const nb_llama *m, int which, int l, int pos)
+static uint16_t *cache_row(const nb_net *m, int which, int l, int pos)
 {
     size_t kv = (size_t)m->cfg.n_kv_heads * m->cfg.head_dim;
     return m->fast->cache[which] + ((size_t)l * m->ctx + (size_t)pos) * kv;
 }
 
-/* q, k and v rows; the epilogue rotates q and k and stores k and v. */
+/* q, k and v rows; the epilogue adds the biases, normalizes and rotates
+ * the heads of q and k, and stores k and v. */
 static void qkv_chunk(void *ctx, size_t chunk)
 {
     const pass *p = ctx;
     const struct nb_fast *f = p->m->fast;
+    const nb_net_layer *B = &p->m->layers[p->l];
+    const nb_tensor *bias[3] = {&B->q_bias, &B->k_bias, &B->v_bias};
+    const nb_tensor *head_norm[2] = {&B->q_norm, &B->k_norm};
     size_t r0, r1;
     int which = split_find(f->cut_qkv, 3, chunk, &r0, &r1);
     const lin *w = &p->L->qkv[which];
     lin_rows(f, w, &f->in, p->ntok, f->qkv[which], w->rows, r0, r1);
     for (int t = 0; t < p->ntok; t++) {
         float *y = f->qkv[which] + (size_t)t * w->rows;
+        if (bias[which]->data)
+            nb_add_bias(y, bias[which], r0, r1);
+        if (which < 2 && head_norm[which]->data)
+            nb_head_norm(p->m, y, r0, r1, head_norm[which]);
         if (which < 2)
-            rope_heads(p->m, y, r0, r1, f->rope + (size_t)t * p->m->cfg.head_dim);
+            nb_rope_heads(p->m, y, r0, r1, f->rope + (size_t)t * p->m->cfg.head_dim);
         if (which > 0)
             nb_f32_to_f16_row(cache_row(p->m, which - 1, p->l, p->pos + t) + r0, y + r0,
                               r1 - r0);
@@ -500,7 +491,7 @@ static void logits_chunk(void *ctx, size_t chunk)
 
 static void attention(pass *p)
 {
-    nb_llama *m = p->m;
+    nb_net *m = p->m;
     struct nb_fast *f = m->fast;
     const flayer *L = p->L;
     norm_quant(m, &f->in, f->x, p->ntok, &m->layers[p->l].attn_norm,
@@ -515,7 +506,7 @@ static void attention(pass *p)
 
 static void mlp(pass *p)
 {
-    nb_llama *m = p->m;
+    nb_net *m = p->m;
     struct nb_fast *f = m->fast;
     const flayer *L = p->L;
     norm_quant(m, &f->in, f->x, p->ntok, &m->layers[p->l].ffn_norm,
@@ -532,7 +523,7 @@ enum want { NO_LOGITS, LAST_LOGITS, ALL_LOGITS };
 /* Logits of the last token of the tile, or of all of them. */
 static void logits(pass *p, enum want want)
 {
-    nb_llama *m = p->m;
+    nb_net *m = p->m;
     struct nb_fast *f = m->fast;
     size_t first = want == LAST_LOGITS ? (size_t)p->ntok - 1 : 0;
     p->ntok -= (int)first;
@@ -542,7 +533,7 @@ static void logits(pass *p, enum want want)
 }
 
 /* Runs n <= tile tokens at positions pos.. */
-static void run_tile(nb_llama *m, const int32_t *tokens, int n, int pos, enum want want)
+static void run_tile(nb_net *m, const int32_t *tokens, int n, int pos, enum want want)
 {
     struct nb_fast *f = m->fast;
     const struct nb_meta *c = &m->cfg;
@@ -551,7 +542,7 @@ static void run_tile(nb_llama *m, const int32_t *tokens, int n, int pos, enum wa
                    (size_t)tokens[t], c->dim);
         float *cs = f->rope + (size_t)t * c->head_dim;
         for (int i = 0; i < (int)c->head_dim / 2; i++)
-            nb_llama_rope_angle(m, pos + t, i, &cs[2 * i], &cs[2 * i + 1]);
+            nb_net_rope_angle(m, pos + t, i, &cs[2 * i], &cs[2 * i + 1]);
     }
     pass p = {.m = m, .ntok = n, .pos = pos};
     split_attention(&p);
@@ -565,19 +556,8 @@ static void run_tile(nb_llama *m, const int32_t *tokens, int n, int pos, enum wa
         logits(&p, want);
 }
 
-float *nb_fast_forward(nb_llama *m, int token, int pos)
+float *nb_fast_prefill(nb_net *m, const int32_t *tokens, int n, int pos)
 {
-    run_tile(m, &token, 1, pos, LAST_LOGITS);
-    return m->fast->logits;
-}
-
-float *nb_llama_prefill(nb_llama *m, const int32_t *tokens, int n, int pos)
-{
-    if (!m->fast) {
-        for (int i = 0; i + 1 < n; i++)
-            nb_llama_forward(m, tokens[i], pos + i);
-        return nb_llama_forward(m, tokens[n - 1], pos + n - 1);
-    }
     int tile = m->fast->tile;
     for (int i = 0; i < n; i += tile) {
         int len = n - i < tile ? n - i : tile;
@@ -586,15 +566,10 @@ float *nb_llama_prefill(nb_llama *m, const int32_t *tokens, int n, int pos)
     return m->fast->logits;
 }
 
-int nb_llama_prefill_each(nb_llama *m, const int32_t *tokens, int n, int pos,
-                          void (*fn)(void *ctx, int i, const float *logits), void *ctx, nb_err *e)
+int nb_fast_prefill_each(nb_net *m, const int32_t *tokens, int n, int pos,
+                         void (*fn)(void *ctx, int i, const float *logits), void *ctx, nb_err *e)
 {
     struct nb_fast *f = m->fast;
-    if (!f) {
-        for (int i = 0; i < n; i++)
-            fn(ctx, i, nb_llama_forward(m, tokens[i], pos + i));
-        return 0;
-    }
     size_t vocab = m->cfg.vocab_size;
     int failed = 0;
     if (!f->logits_all && !(f->logits_all = floats(f, (size_t)f->tile * vocab, &failed)))
@@ -610,29 +585,18 @@ int nb_llama_prefill_each(nb_llama *m, const int32_t *tokens, int n, int pos,
 
 /* ---- what the session reports ---- */
 
-void nb_llama_memory(const nb_llama *m, size_t *kv_bytes, size_t *other_bytes)
+void nb_fast_memory(const nb_net *m, size_t *kv_bytes, size_t *other_bytes)
 {
-    const struct nb_meta *c = &m->cfg;
-    size_t small = (c->head_dim / 2) * sizeof(float) + c->n_layers * sizeof *m->layers;
-    if (m->fast) {
-        *kv_bytes = m->fast->kv_bytes;
-        *other_bytes = m->fast->bytes + small + sizeof *m->fast +
-                       c->n_layers * sizeof *m->fast->layers;
-        return;
-    }
-    size_t kv = (size_t)c->n_kv_heads * c->head_dim, q = (size_t)c->n_heads * c->head_dim;
-    size_t wide = q > c->dim ? q : c->dim;
-    *kv_bytes = 2 * (size_t)c->n_layers * (size_t)m->ctx * kv * sizeof(float);
-    *other_bytes = small + sizeof(float) * (2 * c->dim + wide + q + 2 * (size_t)c->ffn_dim +
-                                            (size_t)m->ctx + c->vocab_size);
+    *kv_bytes = m->fast->kv_bytes;
+    *other_bytes = m->fast->bytes + sizeof *m->fast + m->cfg.n_layers * sizeof *m->fast->layers;
 }
 
-const char *nb_llama_kernels(const nb_llama *m)
+const char *nb_fast_kernels(const nb_net *m)
 {
-    return m->fast ? m->fast->k->name : "reference";
+    return m->fast->k->name;
 }
 
-int nb_llama_threads(const nb_llama *m)
+int nb_fast_threads(const nb_net *m)
 {
-    return m->fast ? m->fast->threads : 1;
+    return m->fast->threads;
 }

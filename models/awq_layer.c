@@ -1,10 +1,10 @@
-/* AWQ for the LLaMA family: see llama_awq.h. The batched forward mirrors
+/* AWQ for the LLaMA family: see awq_layer.h. The batched forward mirrors
  * llama.c (RMSNorm, RoPE in the model's pair convention, causal attention
  * with shared KV heads, SwiGLU) over blocks of independent sequences, each
  * starting at position 0. Every product accumulates in fp32 in a fixed
  * order, so results do not depend on the thread count. */
 #define _POSIX_C_SOURCE 200809L
-#include "llama_awq.h"
+#include "awq_layer.h"
 
 #include <math.h>
 #include <stdatomic.h>
@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "../neon/gemv.h"
-#include "llama.h"
+#include "net.h"
 
 /* ---- products -------------------------------------------------------- */
 
@@ -260,7 +260,7 @@ static float *alloc_floats(size_t n, size_t m, int *failed)
 }
 
 /* The cos/sin of every position of a block, computed as llama.c does. */
-static void rope_tables(nb_llama_awq *a)
+static void rope_tables(nb_layer_awq *a)
 {
     const struct nb_meta *c = &a->cfg;
     size_t half = c->head_dim / 2;
@@ -274,7 +274,7 @@ static void rope_tables(nb_llama_awq *a)
     }
 }
 
-static void describe_groups(nb_llama_awq *a)
+static void describe_groups(nb_layer_awq *a)
 {
     nb_awq_layer *L = &a->layer;
     size_t d = a->cfg.dim;
@@ -282,24 +282,24 @@ static void describe_groups(nb_llama_awq *a)
     L->n_groups = 4;
     L->group[0] = (nb_awq_group){.label = "attn_norm -> q,k,v", .prev_norm = N_ATTN,
                                  .prev_linear = -1, .scaled = {LQ, LK, LV}, .n_scaled = 3,
-                                 .module = NB_LLAMA_ATTN, .out_cols = d};
+                                 .module = NB_AWQ_ATTN, .out_cols = d};
     /* Only when v's outputs line up one to one with o's inputs (spec §4). */
     L->group[1] = (nb_awq_group){.label = "v -> o", .prev_norm = -1, .prev_linear = LV,
-                                 .scaled = {LO}, .n_scaled = 1, .module = NB_LLAMA_O,
+                                 .scaled = {LO}, .n_scaled = 1, .module = NB_AWQ_O,
                                  .out_cols = d,
                                  .skip = same_vo ? NULL : "v and o differ in shape (GQA)"};
     L->group[2] = (nb_awq_group){.label = "ffn_norm -> gate,up", .prev_norm = N_FFN,
                                  .prev_linear = -1, .scaled = {LGATE, LUP}, .n_scaled = 2,
-                                 .module = NB_LLAMA_MLP, .out_cols = d};
+                                 .module = NB_AWQ_MLP, .out_cols = d};
     L->group[3] = (nb_awq_group){.label = "up -> down", .prev_norm = -1, .prev_linear = LUP,
-                                 .scaled = {LDOWN}, .n_scaled = 1, .module = NB_LLAMA_DOWN,
+                                 .scaled = {LDOWN}, .n_scaled = 1, .module = NB_AWQ_DOWN,
                                  .out_cols = d};
 }
 
 static int llama_module(const nb_awq_layer *L, int g, const float *const *w, size_t t0, size_t n,
                         float *y);
 
-int nb_llama_awq_init(nb_llama_awq *a, const struct nb_meta *cfg, size_t n_tokens, size_t block,
+int nb_layer_awq_init(nb_layer_awq *a, const struct nb_meta *cfg, size_t n_tokens, size_t block,
                       nb_err *e)
 {
     memset(a, 0, sizeof *a);
@@ -336,9 +336,9 @@ int nb_llama_awq_init(nb_llama_awq *a, const struct nb_meta *cfg, size_t n_token
     a->rope_cos = alloc_floats(n_tokens ? block : 0, cfg->head_dim / 2, &failed);
     a->rope_sin = alloc_floats(n_tokens ? block : 0, cfg->head_dim / 2, &failed);
     if (failed) {
-        nb_llama_awq_free(a);
+        nb_layer_awq_free(a);
         return nb_fail(e, "out of memory for the calibration activations (%zu tokens: %.0f MB)",
-                       n_tokens, nb_llama_awq_bytes(cfg, n_tokens) / 1e6);
+                       n_tokens, nb_layer_awq_bytes(cfg, n_tokens) / 1e6);
     }
     if (n_tokens)
         rope_tables(a);
@@ -346,7 +346,7 @@ int nb_llama_awq_init(nb_llama_awq *a, const struct nb_meta *cfg, size_t n_token
     return 0;
 }
 
-double nb_llama_awq_bytes(const struct nb_meta *cfg, size_t n_tokens)
+double nb_layer_awq_bytes(const struct nb_meta *cfg, size_t n_tokens)
 {
     double d = cfg->dim, f = cfg->ffn_dim, qd = (double)q_dim(cfg), kd = (double)kv_dim(cfg);
     double per_token = 3 * d + qd + f /* captured */ + 2 * d /* layer input, outputs */;
@@ -354,7 +354,7 @@ double nb_llama_awq_bytes(const struct nb_meta *cfg, size_t n_tokens)
     return 4.0 * ((double)n_tokens * per_token + 2 * layer);
 }
 
-void nb_llama_awq_free(nb_llama_awq *a)
+void nb_layer_awq_free(nb_layer_awq *a)
 {
     for (int i = 0; i < N_LINEARS; i++)
         free(a->layer.lin[i].w);
@@ -376,7 +376,7 @@ static int check_plain(const nb_tensor *t, nb_err *e)
                    nb_dtype_name(t->entry->dtype));
 }
 
-int nb_llama_awq_embed(const nb_model *m, const int32_t *ids, size_t n, float *x, nb_err *e)
+int nb_layer_awq_embed(const nb_model *m, const int32_t *ids, size_t n, float *x, nb_err *e)
 {
     nb_tensor t;
     uint64_t shape[2] = {m->meta.vocab_size, m->meta.dim};
@@ -403,7 +403,7 @@ static int load_tensor(const nb_model *m, char *name, const char *fmt, int l, si
     return 0;
 }
 
-int nb_llama_awq_load(nb_llama_awq *a, const nb_model *m, int l, nb_err *e)
+int nb_layer_awq_load(nb_layer_awq *a, const nb_model *m, int l, nb_err *e)
 {
     nb_awq_layer *L = &a->layer;
     const char *norms[2] = {NB_T_ATTN_NORM, NB_T_FFN_NORM};
@@ -420,7 +420,7 @@ int nb_llama_awq_load(nb_llama_awq *a, const nb_model *m, int l, nb_err *e)
 
 /* ---- the batched forward ------------------------------------------------ */
 
-static void rope_row(const nb_llama_awq *a, float *v, size_t n_heads, size_t pos)
+static void rope_row(const nb_layer_awq *a, float *v, size_t n_heads, size_t pos)
 {
     size_t hd = a->cfg.head_dim, half = hd / 2;
     int halves = a->cfg.rope_pairs == NB_ROPE_HALVES;
@@ -501,7 +501,7 @@ struct scratch {
 };
 
 /* Causal attention of every block in the chunk, heads sharing KV heads. */
-static void attention_blocks(const nb_llama_awq *a, const struct scratch *s, size_t n)
+static void attention_blocks(const nb_layer_awq *a, const struct scratch *s, size_t n)
 {
     const struct nb_meta *c = &a->cfg;
     size_t hd = c->head_dim, qd = q_dim(c), kvd = kv_dim(c), B = a->layer.block;
@@ -520,7 +520,7 @@ static void attention_blocks(const nb_llama_awq *a, const struct scratch *s, siz
 
 /* y [n, dim] = o(attention(rope(q x), rope(k x), v x)) for x [n, dim];
  * the attention output (o's input) goes to att when it is not NULL. */
-static int attention(const nb_llama_awq *a, const float *const w[4], const float *x, size_t n,
+static int attention(const nb_layer_awq *a, const float *const w[4], const float *x, size_t n,
                      float *att, float *y)
 {
     const struct nb_meta *c = &a->cfg;
@@ -561,7 +561,7 @@ NB_HOT static void silu_mul(float *restrict g, const float *restrict u, size_t n
 
 /* y [n, dim] = down(silu(gate x) * up x); the product (down's input) goes
  * to h when it is not NULL. */
-static int mlp(const nb_llama_awq *a, const float *const w[3], const float *x, size_t n, float *h,
+static int mlp(const nb_layer_awq *a, const float *const w[3], const float *x, size_t n, float *h,
                float *y)
 {
     size_t d = a->cfg.dim, f = a->cfg.ffn_dim;
@@ -580,19 +580,19 @@ static int mlp(const nb_llama_awq *a, const float *const w[3], const float *x, s
 static int llama_module(const nb_awq_layer *L, int g, const float *const *w, size_t t0, size_t n,
                         float *y)
 {
-    const nb_llama_awq *a = (const nb_llama_awq *)L;
+    const nb_layer_awq *a = (const nb_layer_awq *)L;
     const nb_awq_linear *lin = L->lin;
     size_t d = a->cfg.dim, qd = q_dim(&a->cfg), f = a->cfg.ffn_dim;
     switch (L->group[g].module) {
-    case NB_LLAMA_ATTN: {
+    case NB_AWQ_ATTN: {
         const float *aw[4] = {w ? w[0] : lin[LQ].w, w ? w[1] : lin[LK].w, w ? w[2] : lin[LV].w,
                               lin[LO].w};
         return attention(a, aw, a->in_attn + t0 * d, n, NULL, y);
     }
-    case NB_LLAMA_O:
+    case NB_AWQ_O:
         nb_awq_matmul(y, d, a->in_o + t0 * qd, qd, n, w ? w[0] : lin[LO].w, qd, d, qd);
         return 0;
-    case NB_LLAMA_MLP: {
+    case NB_AWQ_MLP: {
         const float *mw[3] = {w ? w[0] : lin[LGATE].w, w ? w[1] : lin[LUP].w, lin[LDOWN].w};
         return mlp(a, mw, a->in_mlp + t0 * d, n, NULL, y);
     }
@@ -603,7 +603,7 @@ static int llama_module(const nb_awq_layer *L, int g, const float *const *w, siz
 }
 
 struct forward_job {
-    nb_llama_awq *a;
+    nb_layer_awq *a;
     float *x;
     atomic_int failed;
 };
@@ -624,7 +624,7 @@ static void norm_rows(float *out, const float *x, const float *g, size_t n, size
 static void forward_block(void *ctx, size_t b)
 {
     struct forward_job *j = ctx;
-    nb_llama_awq *a = j->a;
+    nb_layer_awq *a = j->a;
     const nb_awq_linear *lin = a->layer.lin;
     size_t d = a->cfg.dim, B = a->layer.block, t0 = b * B;
     float *x = j->x + t0 * d, *y = malloc(B * d * sizeof *y), eps = a->cfg.norm_eps;
@@ -647,7 +647,7 @@ fail:
     atomic_store(&j->failed, 1);
 }
 
-int nb_llama_awq_forward(nb_llama_awq *a, float *x, nb_pool *pool, nb_err *e)
+int nb_layer_awq_forward(nb_layer_awq *a, float *x, nb_pool *pool, nb_err *e)
 {
     struct forward_job j = {.a = a, .x = x};
     atomic_init(&j.failed, 0);

@@ -7,8 +7,8 @@
  * The first half is the view of a layer that the model-agnostic search in
  * tools/awq.c works on; another architecture fills the same structures
  * with its own linears, groups and module function. */
-#ifndef NIBBLE_LLAMA_AWQ_H
-#define NIBBLE_LLAMA_AWQ_H
+#ifndef NIBBLE_AWQ_LAYER_H
+#define NIBBLE_AWQ_LAYER_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -89,41 +89,41 @@ void nb_awq_matmul(float *y, size_t ldy, const float *x, size_t ldx, size_t n, c
 
 /* Module numbers of the LLaMA groups. */
 enum {
-    NB_LLAMA_ATTN, /* q, k, v -> RoPE, causal softmax per block, GQA -> o */
-    NB_LLAMA_O,    /* o alone */
-    NB_LLAMA_MLP,  /* down(silu(gate x) * up x) */
-    NB_LLAMA_DOWN, /* down alone */
+    NB_AWQ_ATTN, /* q, k, v -> RoPE, causal softmax per block, GQA -> o */
+    NB_AWQ_O,    /* o alone */
+    NB_AWQ_MLP,  /* down(silu(gate x) * up x) */
+    NB_AWQ_DOWN, /* down alone */
 };
 
-typedef struct nb_llama_awq {
+typedef struct nb_layer_awq {
     nb_awq_layer layer; /* first, so a layer pointer is the whole */
     struct nb_meta cfg;
     float *in_attn, *in_o, *in_mlp, *in_down; /* captured inputs */
     float *rope_cos, *rope_sin;               /* [block][head_dim / 2] */
-} nb_llama_awq;
+} nb_layer_awq;
 
 /* Allocates one layer's weights and, when n_tokens > 0, its captured
  * inputs for n_tokens calibration tokens in blocks of block tokens (a
  * multiple of block, block at most the model's context). */
-int nb_llama_awq_init(nb_llama_awq *a, const struct nb_meta *cfg, size_t n_tokens, size_t block,
+int nb_layer_awq_init(nb_layer_awq *a, const struct nb_meta *cfg, size_t n_tokens, size_t block,
                       nb_err *e);
-void nb_llama_awq_free(nb_llama_awq *a);
+void nb_layer_awq_free(nb_layer_awq *a);
 
 /* Bytes the quantizer holds for n_tokens calibration tokens: the captured
  * inputs, the layer input and the module outputs the search compares, and
  * one layer in fp32 twice (its weights and a trial copy). */
-double nb_llama_awq_bytes(const struct nb_meta *cfg, size_t n_tokens);
+double nb_layer_awq_bytes(const struct nb_meta *cfg, size_t n_tokens);
 
 /* x [n, dim] = the embeddings of ids: the input of layer 0. */
-int nb_llama_awq_embed(const nb_model *m, const int32_t *ids, size_t n, float *x, nb_err *e);
+int nb_layer_awq_embed(const nb_model *m, const int32_t *ids, size_t n, float *x, nb_err *e);
 
 /* Copies layer l of m (any plain dtype) into fp32 and describes its
  * linears, norms and scale groups. */
-int nb_llama_awq_load(nb_llama_awq *a, const nb_model *m, int l, nb_err *e);
+int nb_layer_awq_load(nb_layer_awq *a, const nb_model *m, int l, nb_err *e);
 
 /* Runs the loaded, unmodified layer on x [n_tokens, dim], which becomes
  * the layer's output (the next layer's input), and captures the input of
  * every linear. */
-int nb_llama_awq_forward(nb_llama_awq *a, float *x, nb_pool *pool, nb_err *e);
+int nb_layer_awq_forward(nb_layer_awq *a, float *x, nb_pool *pool, nb_err *e);
 
 #endif
