@@ -8,7 +8,9 @@
 #include <string.h>
 
 #include "../models/net.h"
+#include "../runtime/kv.h"
 #include "../runtime/model.h"
+#include "../runtime/writer.h"
 #include "testutil.h"
 
 static uint8_t *image;
@@ -192,6 +194,143 @@ static int write_bad(const char *dir)
     return !ok;
 }
 
+/* Files of format 1.1 (no key/value section: its header fields were
+ * reserved, zero) still load, as LLaMA. */
+static void check_minor_1(void)
+{
+    uint8_t *img = aligned_alloc(64, (image_size + 63) / 64 * 64);
+    memcpy(img, image, image_size);
+    hdr(img)->version_minor = 1;
+    nb_model m;
+    nb_err e = {{0}};
+    CHECK(!nb_model_parse(&m, img, image_size, &e) && !m.kv, "1.1 file refused: %s", e.msg);
+    nb_net net;
+    CHECK(m.base && !nb_net_init(&net, &m, 0, &e) && net.hp.arch->id == NB_ARCH_LLAMA,
+          "1.1 file does not run as llama: %s", e.msg);
+    if (m.base)
+        nb_net_free(&net);
+    free(img);
+}
+
+static const void *kv_sample(nb_kvw *w, size_t *n)
+{
+    static const int32_t ids[3] = {7, -1, 9};
+    nb_kvw_str(w, "general.architecture", "llama");
+    nb_kvw_u32(w, "a.u", 42);
+    nb_kvw_i32(w, "a.i", -5);
+    nb_kvw_f32(w, "a.f", 0.25f);
+    nb_kvw_i32s(w, "a.ids", ids, 3);
+    nb_kvw_str(w, "a.empty", "");
+    return nb_kvw_bytes(w, n, NULL);
+}
+
+static void check_kv_values(void)
+{
+    nb_kvw w = {0};
+    size_t n;
+    const void *kv = kv_sample(&w, &n);
+    nb_err e = {{0}};
+    nb_kv_val v;
+    CHECK(kv && !nb_kv_check(kv, n, &e), "good key/values refused: %s", e.msg);
+    CHECK(nb_kv_count(kv, n) == 6, "count %u", nb_kv_count(kv, n));
+    CHECK(nb_kv_get(kv, n, "a.u", NB_KV_U32, &v, &e) == 1 && v.u32 == 42, "u32");
+    CHECK(nb_kv_get(kv, n, "a.i", NB_KV_I32, &v, &e) == 1 && v.i32 == -5, "i32");
+    CHECK(nb_kv_get(kv, n, "a.f", NB_KV_F32, &v, &e) == 1 && v.f32 == 0.25f, "f32");
+    CHECK(nb_kv_get(kv, n, "a.ids", NB_KV_I32S, &v, &e) == 1 && v.len == 3 &&
+              nb_kv_i32_at(&v, 1) == -1 && nb_kv_i32_at(&v, 2) == 9,
+          "i32 array");
+    CHECK(nb_kv_get(kv, n, "a.empty", NB_KV_STR, &v, &e) == 1 && v.len == 0, "empty string");
+    CHECK(nb_kv_get(kv, n, "a.absent", NB_KV_U32, &v, &e) == 0, "absent key found");
+    CHECK(nb_kv_get(kv, n, "a.u", NB_KV_STR, &v, &e) == -1 && strstr(e.msg, "'a.u' is a u32"),
+          "wrong type: %s", e.msg);
+    int refused = 0;
+    for (size_t cut = 0; cut < n; cut++)
+        refused += nb_kv_check(kv, cut, &e) == -1;
+    CHECK(refused == (int)n, "%d of %zu truncated key/values refused", refused, n);
+    nb_kvw_free(&w);
+}
+
+/* Key/values a writer builds but a reader must refuse. */
+static void check_kv_hostile(void)
+{
+    struct { const char *key, *str; float f; const char *expect; } bad[] = {
+        {"dup", NULL, 0, "twice"},         {"Upper.case", NULL, 0, "invalid key"},
+        {"a.nan", NULL, 0.0f / 0.0f, "invalid value"}, {"a.utf8", "\xff\xfe", 0, "invalid value"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        nb_kvw w = {0};
+        size_t n;
+        nb_err e = {{0}};
+        nb_kvw_u32(&w, "dup", 1);
+        if (bad[i].str)
+            nb_kvw_str(&w, bad[i].key, bad[i].str);
+        else
+            nb_kvw_f32(&w, bad[i].key, bad[i].f);
+        const void *kv = nb_kvw_bytes(&w, &n, &e);
+        CHECK(kv && nb_kv_check(kv, n, &e) == -1 && strstr(e.msg, bad[i].expect),
+              "%s: '%s' lacks '%s'", bad[i].key, e.msg, bad[i].expect);
+        nb_kvw_free(&w);
+    }
+    nb_kvw w = {0};
+    size_t n;
+    nb_err e = {{0}};
+    nb_kvw_u32(&w, "a.u", 1);
+    uint8_t *kv = (uint8_t *)nb_kvw_bytes(&w, &n, &e);
+    kv[6] = 9; /* the first entry's type */
+    CHECK(nb_kv_check(kv, n, &e) == -1 && strstr(e.msg, "unknown type"), "type: %s", e.msg);
+    nb_kvw_free(&w);
+}
+
+/* A writer refuses key/values that contradict the fixed block. */
+static void check_kv_writer(void)
+{
+    struct nb_meta m = tu_tiny_meta();
+    nb_kvw w = {0};
+    size_t n;
+    nb_err e = {{0}};
+    nb_kvw_str(&w, "general.architecture", "qwen2");
+    const void *kv = nb_kvw_bytes(&w, &n, &e);
+    static const uint8_t vocab[8];
+    nb_writer *out = nb_writer_open_kv(tu_tmp("contradicts.nib"), &m, kv, n, vocab, 8, &e);
+    CHECK(!out && strstr(e.msg, "contradicts"), "qwen2 key on a llama block: '%s'", e.msg);
+    if (out)
+        nb_writer_abort(out);
+    nb_kvw_free(&w);
+}
+
+/* RoPE scaling keys: read back, and each bad combination refused. */
+static void check_rope_keys(void)
+{
+    struct { const char *type; int with_factors; const char *expect; } cases[] = {
+        {"llama3", 1, NULL},        {"linear", 0, NULL},
+        {"yarn", 1, "unknown RoPE scaling type 'yarn'"}, {"llama3", 0, "is missing"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        nb_kvw w = {0};
+        size_t n;
+        nb_err e = {{0}};
+        nb_kvw_str(&w, "rope.scaling.type", cases[i].type);
+        nb_kvw_f32(&w, "rope.scaling.factor", 8);
+        if (cases[i].with_factors) {
+            nb_kvw_f32(&w, "rope.scaling.low_freq_factor", 1);
+            nb_kvw_f32(&w, "rope.scaling.high_freq_factor", 4);
+            nb_kvw_u32(&w, "rope.scaling.original_context", 8192);
+        }
+        nb_model m = {.meta = tu_tiny_meta()};
+        m.kv = nb_kvw_bytes(&w, &n, &e);
+        m.kv_size = n;
+        nb_hparams hp;
+        int rc = nb_hparams_read(&m, &hp, &e);
+        if (!cases[i].expect)
+            CHECK(!rc && hp.rope.factor == 8 && hp.rope.scaling != NB_ROPE_SCALE_NONE,
+                  "%s refused: %s", cases[i].type, e.msg);
+        else
+            CHECK(rc == -1 && strstr(e.msg, cases[i].expect), "%s: '%s' lacks '%s'",
+                  cases[i].type, e.msg, cases[i].expect);
+        nb_kvw_free(&w);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *vocab = argc > 1 && strcmp(argv[1], "--write-bad") ? argv[1] : NULL;
@@ -209,6 +348,11 @@ int main(int argc, char **argv)
     check_truncations();
     check_damages();
     check_missing_tensor();
+    check_minor_1();
+    check_kv_values();
+    check_kv_hostile();
+    check_kv_writer();
+    check_rope_keys();
     free(image);
     return tu_finish("test_format");
 }
