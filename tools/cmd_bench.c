@@ -28,12 +28,16 @@ static const char help[] =
     "warm-up.\n"
     "  -m, --model FILE     a .nib model\n"
     "  --shape SHAPE        instead, a random model built in memory: tinyllama-1.1b,\n"
-    "                       llama2-7b, llama2-13b, mistral-7b, or\n"
-    "                       DIM,LAYERS,HEADS,KV_HEADS,FFN,VOCAB\n"
+    "                       llama2-7b, llama2-13b, mistral-7b, llama3.2-1b, llama3.2-3b,\n"
+    "                       qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-3b, qwen3-0.6b, qwen3-1.7b,\n"
+    "                       smollm2-135m, smollm2-1.7b, or DIM,LAYERS,HEADS,KV_HEADS,FFN,VOCAB\n"
     "  --layers N           run only the first N layers (quick runs of big shapes)\n"
     "  --bits B             random model: 4 or 3 (default 4)\n"
     "  --group G            random model: 32, 64, 128, or 0 for one group per row\n"
     "                       (default 128)\n"
+    "  --output-f16         random model: the output layer in f16 (tied to the\n"
+    "                       embedding where the model ties them); default: INT4 in\n"
+    "                       groups of 32, as nibble quantize writes it\n"
     "  -p, --n-prompt N     prompt tokens of the prefill test, 0 = skip it (default 512)\n"
     "  -n, --n-gen N        tokens of the decode test, 0 = skip it (default 128)\n"
     "  -r, --repetitions N  measured runs of each test (default 5)\n"
@@ -60,6 +64,7 @@ static const char help[] =
 struct bench_opts {
     const char *model, *shape, *format, *ppl_text;
     long layers, bits, group, n_prompt, n_gen, reps, ctx, depth;
+    int output_f16;
     nb_ppl_opts ppl;
     nb_session_opts run;
 };
@@ -88,6 +93,7 @@ struct subject {
     nb_net llama;
     char name[128];
     uint64_t size, params, bytes_per_token;
+    uint64_t layer_bytes, output_bytes; /* of bytes_per_token: the decoder, the output layer */
     double rss; /* peak resident bytes after the speed tests */
 };
 
@@ -138,6 +144,8 @@ static int parse(struct bench_opts *b, int argc, char **argv)
             return fputs(help, stdout), nb_run_help(stdout), 1;
         if (!strcmp(a, "-q") || !strcmp(a, "--quiet"))
             b->ppl.quiet = 1;
+        else if (!strcmp(a, "--output-f16"))
+            b->output_f16 = 1;
         else if (!nb_run_switch(&b->run, a) &&
             (!(v = nb_arg(argc, argv, &i)) || parse_value(b, a, v)))
             return -1;
@@ -166,17 +174,21 @@ static int load(struct subject *s, const struct bench_opts *b, nb_err *e)
 {
     if (b->model)
         return nb_model_open(&s->model, b->model, e);
-    struct nb_meta meta;
-    if (nb_shape_parse(b->shape, &meta, e))
+    nb_shape shape;
+    if (nb_shape_parse(b->shape, &shape, e))
         return -1;
-    if (b->layers && (uint32_t)b->layers < meta.n_layers)
-        meta.n_layers = (uint32_t)b->layers; /* only those are built */
-    return nb_synth_model(&s->model, &meta, (int)b->bits, (int)b->group, e);
+    if (b->layers && (uint32_t)b->layers < shape.meta.n_layers)
+        shape.meta.n_layers = (uint32_t)b->layers; /* only those are built */
+    nb_synth_opts o = {.bits = (int)b->bits, .group = (int)b->group,
+                       .output_bits = b->output_f16 ? 0 : 4, .output_group = 32};
+    return nb_synth_model(&s->model, &shape, &o, e);
 }
 
 static void weigh(struct subject *s, const nb_tensor *t, int read_per_token)
 {
     const struct nb_tensor_entry *x = t->entry;
+    if (!x)
+        return; /* an optional block this family has not */
     s->size += x->size;
     s->params += x->shape[0] * (x->n_dims > 1 ? x->shape[1] : 1);
     if (read_per_token)
@@ -191,17 +203,29 @@ static void weigh_all(struct subject *s)
     weigh(s, &m->embed, 0);
     s->bytes_per_token += m->embed.entry->size / m->cfg.vocab_size;
     weigh(s, &m->out_norm, 1);
+    uint64_t before = s->bytes_per_token;
     if (m->cfg.tied_embeddings)
         s->bytes_per_token += m->embed.entry->size;
     else
         weigh(s, &m->output, 1);
+    s->output_bytes = s->bytes_per_token - before;
+    before = s->bytes_per_token;
     for (uint32_t l = 0; l < m->cfg.n_layers; l++) {
         const nb_net_layer *L = &m->layers[l];
-        const nb_tensor *ts[] = {&L->attn_norm, &L->q, &L->k,  &L->v,   &L->o,
-                                 &L->ffn_norm,  &L->gate, &L->up, &L->down};
+        const nb_tensor *ts[] = {&L->attn_norm, &L->q,    &L->k,      &L->v,      &L->o,
+                                 &L->ffn_norm,  &L->gate, &L->up,     &L->down,   &L->q_bias,
+                                 &L->k_bias,    &L->v_bias, &L->q_norm, &L->k_norm};
         for (size_t i = 0; i < sizeof ts / sizeof *ts; i++)
             weigh(s, ts[i], 1);
     }
+    s->layer_bytes = s->bytes_per_token - before;
+}
+
+/* Bytes of fp16 keys and values one token reads at position pos. */
+static uint64_t kv_bytes_at(const nb_net *m, long pos)
+{
+    const struct nb_meta *c = &m->cfg;
+    return 2ull * c->n_layers * (uint64_t)pos * c->n_kv_heads * c->head_dim * 2;
 }
 
 static void describe(struct subject *s, const struct bench_opts *b, uint32_t layers_in_file)
@@ -228,9 +252,9 @@ static int open_subject(struct subject *s, const struct bench_opts *b, nb_err *e
         return -1;
     uint32_t in_file = s->model.meta.n_layers;
     if (b->shape) {
-        struct nb_meta named;
+        nb_shape named;
         nb_shape_parse(b->shape, &named, e);
-        in_file = named.n_layers;
+        in_file = named.meta.n_layers;
     } else if (b->layers && (uint32_t)b->layers < in_file) {
         s->model.meta.n_layers = (uint32_t)b->layers; /* bind the first ones only */
     }
@@ -395,6 +419,25 @@ static void kernels_label(const struct subject *s, const struct bench_opts *b, c
              b->run.run.exact && !b->run.reference ? " exact" : "");
 }
 
+/* Where a decoded token's bytes come from: the decoder's weights, the
+ * output layer (often a third of a small model with a large vocabulary),
+ * and the KV cache, which grows with the position. */
+static void print_bytes_split(const struct subject *s, const struct bench_opts *b)
+{
+    char layers[32], output[32], kv0[32], kv1[32];
+    long pos = b->depth + b->n_gen; /* the last decode step's position */
+    human_bytes(layers, sizeof layers, (double)s->layer_bytes);
+    human_bytes(output, sizeof output, (double)s->output_bytes);
+    human_bytes(kv0, sizeof kv0, (double)kv_bytes_at(&s->llama, pos));
+    human_bytes(kv1, sizeof kv1, (double)kv_bytes_at(&s->llama, 2048));
+    const struct nb_tensor_entry *o =
+        s->llama.cfg.tied_embeddings ? s->llama.embed.entry : s->llama.output.entry;
+    printf("bytes per decoded token: layers %s, output layer %s (%s%s), KV cache %s at "
+           "position %ld (%s at 2048)\n",
+           layers, output, nb_dtype_name(o->dtype),
+           s->llama.cfg.tied_embeddings ? ", tied" : "", kv0, pos, kv1);
+}
+
 static void print_md(const struct subject *s, const struct bench_opts *b, const struct test *t,
                      int n)
 {
@@ -418,6 +461,7 @@ static void print_md(const struct subject *s, const struct bench_opts *b, const 
     printf("\npeak RSS %s; context %d: KV cache %s (%s), activations and scratch %s beyond "
            "it\n",
            rss, s->llama.ctx, kvs, s->llama.fast ? "fp16" : "fp32", others);
+    print_bytes_split(s, b);
 }
 
 static void print_ppl_md(const struct subject *s, const struct bench_opts *b,
@@ -468,6 +512,8 @@ static void print_json(const struct subject *s, const struct bench_opts *b,
     printf(", \"size_bytes\": %llu, \"params\": %llu, \"layers\": %u, \"kernels\": ",
            (unsigned long long)s->size, (unsigned long long)s->params, s->llama.cfg.n_layers);
     json_string(kern);
+    printf(", \"layer_bytes_per_token\": %llu, \"output_bytes_per_token\": %llu",
+           (unsigned long long)s->layer_bytes, (unsigned long long)s->output_bytes);
     printf(", \"threads\": %d, \"n_ctx\": %d, \"weight_bytes_per_token\": %llu, "
            "\"peak_rss_bytes\": %.0f, \"kv_cache_bytes\": %zu, \"other_state_bytes\": %zu,\n"
            " \"tests\": [",
