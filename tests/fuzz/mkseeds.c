@@ -11,6 +11,7 @@
 
 #include "../../models/net.h"
 #include "../../neon/f16.h"
+#include "../../runtime/kv.h"
 #include "../../runtime/qtensor.h"
 #include "../../runtime/writer.h"
 #include "../../tokenizer/tokenizer.h"
@@ -109,14 +110,50 @@ static int add_packed(nb_writer *w, const char *name, uint64_t rows, uint64_t co
     return rc;
 }
 
+/* The family's optional tensors of layer 0: q/k/v biases, q/k norms. */
+static int add_optional(nb_writer *w, const struct nb_meta *m, uint64_t *seed, nb_err *e)
+{
+    unsigned has = nb_arch_by_id(m->arch)->has;
+    uint64_t q = (uint64_t)m->n_heads * m->head_dim, kv = (uint64_t)m->n_kv_heads * m->head_dim;
+    char name[NB_NAME_LEN];
+    const struct { const char *fmt; uint64_t n; unsigned has; } opt[] = {
+        {NB_T_Q_BIAS, q, NB_HAS_QKV_BIAS},         {NB_T_K_BIAS, kv, NB_HAS_QKV_BIAS},
+        {NB_T_V_BIAS, kv, NB_HAS_QKV_BIAS},        {NB_T_Q_NORM, m->head_dim, NB_HAS_QK_NORM},
+        {NB_T_K_NORM, m->head_dim, NB_HAS_QK_NORM},
+    };
+    for (size_t i = 0; i < sizeof opt / sizeof *opt; i++) {
+        snprintf(name, sizeof name, opt[i].fmt, 0);
+        if ((has & opt[i].has) && add_plain(w, name, NB_F32, opt[i].n, 0, seed, e))
+            return -1;
+    }
+    return 0;
+}
+
+/* Key/values of the seeds: the architecture, and RoPE scaling when given. */
+static nb_writer *open_nib(const char *name, const struct nb_meta *m, const nb_rope *rope,
+                           nb_err *e)
+{
+    nb_kvw kv = {0};
+    size_t n;
+    nb_kvw_str(&kv, "general.architecture", nb_arch_name(m->arch));
+    if (rope)
+        nb_rope_write(rope, &kv);
+    const void *bytes = nb_kvw_bytes(&kv, &n, e);
+    nb_writer *w = bytes ? nb_writer_open_kv(path("nib", name), m, bytes, n, "\0\0\0\0\0\0\0",
+                                             8, e)
+                         : NULL;
+    nb_kvw_free(&kv);
+    return w;
+}
+
 /* A one-layer model: linears packed (bits 3 or 4) or plain of dtype. */
-static void write_nib(const char *name, const struct nb_meta *m, uint32_t dtype, int bits,
-                      int group)
+static void write_nib_kv(const char *name, const struct nb_meta *m, const nb_rope *rope,
+                         uint32_t dtype, int bits, int group)
 {
     nb_err e;
     uint64_t seed = 7, d = m->dim, q = (uint64_t)m->n_heads * m->head_dim;
     uint64_t kv = (uint64_t)m->n_kv_heads * m->head_dim, f = m->ffn_dim;
-    nb_writer *w = nb_writer_open(path("nib", name), m, "\0\0\0\0\0\0\0", 8, &e);
+    nb_writer *w = open_nib(name, m, rope, &e);
     int rc = !w || add_plain(w, NB_T_EMBED, dtype, m->vocab_size, d, &seed, &e) ||
              add_plain(w, NB_T_OUT_NORM, NB_F32, d, 0, &seed, &e) ||
              (!m->tied_embeddings && add_plain(w, NB_T_OUTPUT, dtype, m->vocab_size, d, &seed, &e));
@@ -132,6 +169,7 @@ static void write_nib(const char *name, const struct nb_meta *m, uint32_t dtype,
              : bits       ? add_packed(w, tname, lin[i].rows, lin[i].cols, bits, group, &seed, &e)
                           : add_plain(w, tname, dtype, lin[i].rows, lin[i].cols, &seed, &e);
     }
+    rc = rc || add_optional(w, m, &seed, &e);
     if (rc && w)
         nb_writer_abort(w);
     if (rc || nb_writer_commit(w, &e)) {
@@ -140,8 +178,22 @@ static void write_nib(const char *name, const struct nb_meta *m, uint32_t dtype,
     }
 }
 
+static void write_nib(const char *name, const struct nb_meta *m, uint32_t dtype, int bits,
+                      int group)
+{
+    write_nib_kv(name, m, NULL, dtype, bits, group);
+}
+
 static void nib_seeds(void)
 {
+    struct nb_meta qwen2 = meta(16, 4, 2, 24, 32, NB_ROPE_HALVES, 1);
+    struct nb_meta qwen3 = meta(16, 2, 1, 32, 32, NB_ROPE_HALVES, 0);
+    const nb_rope llama3 = {NB_ROPE_SCALE_LLAMA3, 8, 1, 4, 8};
+    qwen2.arch = NB_ARCH_QWEN2;
+    qwen3.arch = NB_ARCH_QWEN3;
+    qwen3.head_dim = 12; /* not dim / heads, as in Qwen3 */
+    write_nib_kv("qwen2-bias.nib", &qwen2, NULL, NB_F16, 0, 0);
+    write_nib_kv("qwen3-llama3-q4.nib", &qwen3, &llama3, NB_F16, 4, 0);
     struct nb_meta small = meta(16, 2, 1, 24, 32, NB_ROPE_INTERLEAVED, 1);
     struct nb_meta untied = meta(16, 4, 2, 24, 32, NB_ROPE_HALVES, 0);
     struct nb_meta ragged = meta(40, 2, 1, 72, 20, NB_ROPE_HALVES, 0);
