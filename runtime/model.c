@@ -20,18 +20,6 @@
 #define MAX_LAYERS 4096
 #define MAX_CTX (1u << 22)
 
-const char *nb_dtype_name(uint32_t dtype)
-{
-    switch (dtype) {
-    case NB_F32: return "f32";
-    case NB_F16: return "f16";
-    case NB_BF16: return "bf16";
-    case NB_Q4: return "q4";
-    case NB_Q3: return "q3";
-    default: return "unknown";
-    }
-}
-
 static uint32_t crc_table[256];
 
 static void crc_init(void)

@@ -2,6 +2,18 @@
 
 #include <string.h>
 
+const char *nb_dtype_name(uint32_t dtype)
+{
+    switch (dtype) {
+    case NB_F32: return "f32";
+    case NB_F16: return "f16";
+    case NB_BF16: return "bf16";
+    case NB_Q4: return "q4";
+    case NB_Q3: return "q3";
+    default: return "unknown";
+    }
+}
+
 int nb_dtype_packed(uint32_t dtype)
 {
     return dtype == NB_Q4 || dtype == NB_Q3;

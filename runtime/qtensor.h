@@ -1,6 +1,8 @@
-/* Packed (AWQ) tensors in nibble files: the bridge between a table entry
- * and the layout of neon/qpack.h, used by the writer side (quantizer) and
- * the reader side (loader, models) so both apply the same rules. */
+/* Dtypes of nibble files (names; nb_dtype_width is in nibformat.h) and
+ * packed (AWQ) tensors: the bridge between a table entry and the layout
+ * of neon/qpack.h, used by the writer side (quantizer) and the reader
+ * side (loader, models) so both apply the same rules. Below model.c:
+ * nothing here calls the loader. */
 #ifndef NIBBLE_QTENSOR_H
 #define NIBBLE_QTENSOR_H
 
