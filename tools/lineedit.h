@@ -29,6 +29,10 @@ typedef struct nb_le_text {
     size_t len, cap;
 } nb_le_text;
 
+/* Appends n bytes (or a string) to t; -1 when out of memory. */
+int nb_le_text_put(nb_le_text *t, const char *s, size_t n);
+int nb_le_text_puts(nb_le_text *t, const char *s);
+
 typedef struct nb_le {
     nb_le_text line, draft, kill; /* the line; the one being typed while
                                      history is shown; the last killed text */
