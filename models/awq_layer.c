@@ -1,8 +1,10 @@
-/* AWQ for the LLaMA family: see awq_layer.h. The batched forward mirrors
- * llama.c (RMSNorm, RoPE in the model's pair convention, causal attention
- * with shared KV heads, SwiGLU) over blocks of independent sequences, each
- * starting at position 0. Every product accumulates in fp32 in a fixed
- * order, so results do not depend on the thread count. */
+/* AWQ for the decoder families: see awq_layer.h. The batched forward
+ * mirrors ref.c (RMSNorm; q, k, v plus their biases (Qwen2); per-head q/k
+ * norms (Qwen3); RoPE from nb_rope_freqs in the model's pair convention;
+ * causal attention with shared KV heads; SwiGLU) over blocks of
+ * independent sequences, each starting at position 0. Every product
+ * accumulates in fp32 in a fixed order, so results do not depend on the
+ * thread count. */
 #define _POSIX_C_SOURCE 200809L
 #include "awq_layer.h"
 
@@ -188,6 +190,19 @@ NB_INLINE float sum_lanes(const float *a, size_t n)
 
 /* ---- the layer view shared with the search ---------------------------- */
 
+/* Why folding leaves the function alone, up to rounding (docs/awq.md).
+ * The scaled linears see the previous op's output divided by s, their
+ * columns multiplied by s: W diag(s) (h / s) = W h, so their products are
+ * unchanged, and all that follows the product (their biases, Qwen3's q/k
+ * norms, RoPE, the attention, SwiGLU) sees the same values and is left
+ * alone. A norm as previous op divides its weight: (g / s) norm(x) =
+ * (g norm(x)) / s. A linear as previous op (v -> o, up -> down) must
+ * divide its whole output W x + b, channel by channel: its weight rows
+ * and its bias entries both (an undivided bias would reach o's input as
+ * b, not b / s). What lies between it and the scaled linear acts on each
+ * channel alone and linearly: the attention sums v over positions with
+ * weights made from q and k, which scaling v leaves alone; SwiGLU
+ * multiplies up's channel by silu(gate) of the same channel. */
 void nb_awq_fold(nb_awq_layer *L, int g, const float *s)
 {
     const nb_awq_group *G = &L->group[g];
@@ -198,10 +213,13 @@ void nb_awq_fold(nb_awq_layer *L, int g, const float *s)
             L->norm[G->prev_norm].w[c] /= s[c];
     if (G->prev_linear >= 0) { /* its last n output rows feed the scaled inputs */
         nb_awq_linear *p = &L->lin[G->prev_linear];
-        float *rows = p->w + (p->rows - n) * p->cols;
-        for (size_t r = 0; r < n; r++)
+        size_t r0 = p->rows - n;
+        for (size_t r = 0; r < n; r++) {
             for (size_t c = 0; c < p->cols; c++)
-                rows[r * p->cols + c] /= s[r];
+                p->w[(r0 + r) * p->cols + c] /= s[r];
+            if (p->b)
+                p->b[r0 + r] /= s[r];
+        }
     }
     for (int i = 0; i < G->n_scaled; i++) {
         nb_awq_linear *l = &L->lin[G->scaled[i]];
@@ -214,7 +232,7 @@ void nb_awq_fold(nb_awq_layer *L, int g, const float *s)
             first->x[t * n + c] /= s[c];
 }
 
-/* ---- LLaMA ------------------------------------------------------------ */
+/* ---- the decoder families ---------------------------------------------- */
 
 enum { LQ, LK, LV, LO, LGATE, LUP, LDOWN, N_LINEARS };
 enum { N_ATTN, N_FFN };
@@ -222,11 +240,12 @@ enum { N_ATTN, N_FFN };
 static const struct {
     const char *fmt, *label;
     int clip;
+    const char *bias; /* its bias under NB_HAS_QKV_BIAS, else NULL */
 } linears[N_LINEARS] = {
-    [LQ] = {NB_T_Q, "q", 0},          [LK] = {NB_T_K, "k", 0},
-    [LV] = {NB_T_V, "v", 1},          [LO] = {NB_T_O, "o", 1},
-    [LGATE] = {NB_T_GATE, "gate", 1}, [LUP] = {NB_T_UP, "up", 1},
-    [LDOWN] = {NB_T_DOWN, "down", 1},
+    [LQ] = {NB_T_Q, "q", 0, NB_T_Q_BIAS},  [LK] = {NB_T_K, "k", 0, NB_T_K_BIAS},
+    [LV] = {NB_T_V, "v", 1, NB_T_V_BIAS},  [LO] = {NB_T_O, "o", 1, NULL},
+    [LGATE] = {NB_T_GATE, "gate", 1, NULL}, [LUP] = {NB_T_UP, "up", 1, NULL},
+    [LDOWN] = {NB_T_DOWN, "down", 1, NULL},
 };
 
 static size_t q_dim(const struct nb_meta *c)
@@ -259,19 +278,21 @@ static float *alloc_floats(size_t n, size_t m, int *failed)
     return p;
 }
 
-/* The cos/sin of every position of a block, computed as llama.c does. */
-static void rope_tables(nb_layer_awq *a)
+/* The cos/sin of every position of a block, computed as net.c does from
+ * the frequencies of nb_rope_freqs (the one place RoPE scaling lives), so
+ * the angles are the reference pass's to the bit. inv_freq [head_dim / 2]
+ * is scratch. */
+static void rope_tables(nb_layer_awq *a, float *inv_freq)
 {
     const struct nb_meta *c = &a->cfg;
     size_t half = c->head_dim / 2;
-    for (size_t i = 0; i < half; i++) {
-        float inv_freq = (float)pow(c->rope_theta, -2.0 * (double)i / c->head_dim);
+    nb_rope_freqs(&a->hp.rope, c->rope_theta, (int)c->head_dim, inv_freq);
+    for (size_t i = 0; i < half; i++)
         for (size_t pos = 0; pos < a->layer.block; pos++) {
-            double angle = (double)pos * inv_freq;
+            double angle = (double)pos * inv_freq[i];
             a->rope_cos[pos * half + i] = (float)cos(angle);
             a->rope_sin[pos * half + i] = (float)sin(angle);
         }
-    }
 }
 
 static void describe_groups(nb_layer_awq *a)
@@ -283,11 +304,14 @@ static void describe_groups(nb_layer_awq *a)
     L->group[0] = (nb_awq_group){.label = "attn_norm -> q,k,v", .prev_norm = N_ATTN,
                                  .prev_linear = -1, .scaled = {LQ, LK, LV}, .n_scaled = 3,
                                  .module = NB_AWQ_ATTN, .out_cols = d};
-    /* Only when v's outputs line up one to one with o's inputs (spec §4). */
+    /* Only when v's outputs line up one to one with o's inputs, by the
+     * reference's shape rule (spec §4): with grouped KV heads, or (Qwen3)
+     * heads x head_dim != dim, the shapes differ. */
     L->group[1] = (nb_awq_group){.label = "v -> o", .prev_norm = -1, .prev_linear = LV,
                                  .scaled = {LO}, .n_scaled = 1, .module = NB_AWQ_O,
                                  .out_cols = d,
-                                 .skip = same_vo ? NULL : "v and o differ in shape (GQA)"};
+                                 .skip = same_vo ? NULL
+                                                 : "v and o differ in shape (GQA or head_dim)"};
     L->group[2] = (nb_awq_group){.label = "ffn_norm -> gate,up", .prev_norm = N_FFN,
                                  .prev_linear = -1, .scaled = {LGATE, LUP}, .n_scaled = 2,
                                  .module = NB_AWQ_MLP, .out_cols = d};
@@ -296,52 +320,74 @@ static void describe_groups(nb_layer_awq *a)
                                  .out_cols = d};
 }
 
-static int llama_module(const nb_awq_layer *L, int g, const float *const *w, size_t t0, size_t n,
+static int layer_module(const nb_awq_layer *L, int g, const float *const *w, size_t t0, size_t n,
                         float *y);
 
-int nb_layer_awq_init(nb_layer_awq *a, const struct nb_meta *cfg, size_t n_tokens, size_t block,
-                      nb_err *e)
+/* The linears, their biases (NB_HAS_QKV_BIAS: q, k, v) and their inputs. */
+static void alloc_linears(nb_layer_awq *a, int *failed)
 {
-    memset(a, 0, sizeof *a);
-    if (n_tokens && (!block || n_tokens % block || block > cfg->max_ctx))
-        return nb_fail(e, "%zu calibration tokens do not make blocks of %zu within the model's "
-                          "context of %u", n_tokens, block, cfg->max_ctx);
-    a->cfg = *cfg;
-    nb_awq_layer *L = &a->layer;
-    size_t d = cfg->dim, f = cfg->ffn_dim, qd = q_dim(cfg);
-    int failed = 0;
-    L->n_tokens = n_tokens;
-    L->block = block;
-    L->module = llama_module;
-    a->in_attn = alloc_floats(n_tokens, d, &failed);
-    a->in_o = alloc_floats(n_tokens, qd, &failed);
-    a->in_mlp = alloc_floats(n_tokens, d, &failed);
-    a->in_down = alloc_floats(n_tokens, f, &failed);
     float *inputs[N_LINEARS] = {a->in_attn, a->in_attn, a->in_attn, a->in_o,
                                 a->in_mlp,  a->in_mlp,  a->in_down};
+    int biases = (a->hp.arch->has & NB_HAS_QKV_BIAS) != 0;
     for (int i = 0; i < N_LINEARS; i++) {
-        nb_awq_linear *l = &L->lin[i];
-        shape_of(cfg, i, &l->rows, &l->cols);
-        l->w = alloc_floats(l->rows, l->cols, &failed);
+        nb_awq_linear *l = &a->layer.lin[i];
+        shape_of(&a->cfg, i, &l->rows, &l->cols);
+        l->w = alloc_floats(l->rows, l->cols, failed);
+        l->b = biases && linears[i].bias ? alloc_floats(l->rows, 1, failed) : NULL;
         l->x = inputs[i];
         l->label = linears[i].label;
         l->clip = linears[i].clip;
     }
-    L->n_lin = N_LINEARS;
-    L->n_norms = 2;
+    a->layer.n_lin = N_LINEARS;
+}
+
+/* Everything but the linears: captured inputs, norms, RoPE tables. */
+static void alloc_rest(nb_layer_awq *a, size_t n_tokens, size_t block, int *failed)
+{
+    const struct nb_meta *c = &a->cfg;
+    size_t d = c->dim, half = c->head_dim / 2, qk_norm = (a->hp.arch->has & NB_HAS_QK_NORM) != 0;
+    a->in_attn = alloc_floats(n_tokens, d, failed);
+    a->in_o = alloc_floats(n_tokens, q_dim(c), failed);
+    a->in_mlp = alloc_floats(n_tokens, d, failed);
+    a->in_down = alloc_floats(n_tokens, c->ffn_dim, failed);
+    a->layer.n_norms = 2;
     for (int i = 0; i < 2; i++) {
-        L->norm[i].n = d;
-        L->norm[i].w = alloc_floats(d, 1, &failed);
+        a->layer.norm[i].n = d;
+        a->layer.norm[i].w = alloc_floats(d, 1, failed);
     }
-    a->rope_cos = alloc_floats(n_tokens ? block : 0, cfg->head_dim / 2, &failed);
-    a->rope_sin = alloc_floats(n_tokens ? block : 0, cfg->head_dim / 2, &failed);
+    a->q_norm = alloc_floats(qk_norm, c->head_dim, failed);
+    a->k_norm = alloc_floats(qk_norm, c->head_dim, failed);
+    a->rope_cos = alloc_floats(n_tokens ? block : 0, half, failed);
+    a->rope_sin = alloc_floats(n_tokens ? block : 0, half, failed);
+}
+
+int nb_layer_awq_init(nb_layer_awq *a, const nb_model *m, size_t n_tokens, size_t block,
+                      nb_err *e)
+{
+    const struct nb_meta *cfg = &m->meta;
+    memset(a, 0, sizeof *a);
+    if (n_tokens && (!block || n_tokens % block || block > cfg->max_ctx))
+        return nb_fail(e, "%zu calibration tokens do not make blocks of %zu within the model's "
+                          "context of %u", n_tokens, block, cfg->max_ctx);
+    if (nb_hparams_read(m, &a->hp, e))
+        return -1;
+    a->cfg = *cfg;
+    a->layer.n_tokens = n_tokens;
+    a->layer.block = block;
+    a->layer.module = layer_module;
+    int failed = 0;
+    alloc_rest(a, n_tokens, block, &failed);
+    alloc_linears(a, &failed);
+    float *inv_freq = alloc_floats(cfg->head_dim / 2, 1, &failed);
     if (failed) {
+        free(inv_freq);
         nb_layer_awq_free(a);
         return nb_fail(e, "out of memory for the calibration activations (%zu tokens: %.0f MB)",
                        n_tokens, nb_layer_awq_bytes(cfg, n_tokens) / 1e6);
     }
     if (n_tokens)
-        rope_tables(a);
+        rope_tables(a, inv_freq);
+    free(inv_freq);
     describe_groups(a);
     return 0;
 }
@@ -356,11 +402,14 @@ double nb_layer_awq_bytes(const struct nb_meta *cfg, size_t n_tokens)
 
 void nb_layer_awq_free(nb_layer_awq *a)
 {
-    for (int i = 0; i < N_LINEARS; i++)
+    for (int i = 0; i < N_LINEARS; i++) {
         free(a->layer.lin[i].w);
+        free(a->layer.lin[i].b);
+    }
     for (int i = 0; i < 2; i++)
         free(a->layer.norm[i].w);
-    float *bufs[] = {a->in_attn, a->in_o, a->in_mlp, a->in_down, a->rope_cos, a->rope_sin};
+    float *bufs[] = {a->in_attn, a->in_o,     a->in_mlp, a->in_down,
+                     a->rope_cos, a->rope_sin, a->q_norm, a->k_norm};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         free(bufs[i]);
     memset(a, 0, sizeof *a);
@@ -412,9 +461,15 @@ int nb_layer_awq_load(nb_layer_awq *a, const nb_model *m, int l, nb_err *e)
             return -1;
     for (int i = 0; i < N_LINEARS; i++) {
         nb_awq_linear *x = &L->lin[i];
-        if (load_tensor(m, x->name, linears[i].fmt, l, x->rows, x->cols, x->w, e))
+        if (load_tensor(m, x->name, linears[i].fmt, l, x->rows, x->cols, x->w, e) ||
+            (x->b && load_tensor(m, x->bias_name, linears[i].bias, l, x->rows, 0, x->b, e)))
             return -1;
     }
+    char name[NB_NAME_LEN];
+    size_t hd = a->cfg.head_dim;
+    if (a->q_norm && (load_tensor(m, name, NB_T_Q_NORM, l, hd, 0, a->q_norm, e) ||
+                      load_tensor(m, name, NB_T_K_NORM, l, hd, 0, a->k_norm, e)))
+        return -1;
     return 0;
 }
 
@@ -496,6 +551,51 @@ static void attend_head(const float *q, size_t ldq, const float *k, size_t ldk, 
     }
 }
 
+static void add_rows(float *x, const float *y, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] += y[i];
+}
+
+/* y [n, l->rows] = x l^T plus l's bias, w standing for l's weight (NULL:
+ * its own): a trial replaces the weight, never the bias. */
+static void project(float *y, const float *x, size_t n, const nb_awq_linear *l, const float *w)
+{
+    nb_awq_matmul(y, l->rows, x, l->cols, n, w ? w : l->w, l->cols, l->rows, l->cols);
+    for (size_t t = 0; l->b && t < n; t++)
+        add_rows(y + t * l->rows, l->b, l->rows);
+}
+
+/* RMSNorm over each of the n_heads heads of v, in place (Qwen3). */
+static void head_norm(const nb_layer_awq *a, float *v, size_t n_heads, const float *g)
+{
+    size_t hd = a->cfg.head_dim;
+    for (size_t h = 0; h < n_heads; h++)
+        nb_rmsnorm_ref(v + h * hd, v + h * hd, g, NB_W_F32, hd, a->cfg.norm_eps);
+}
+
+/* q and k of n tokens (whole blocks) between their projections and the
+ * scores, in ref.c's order: the per-head norms, then RoPE at the position
+ * in the block; then q times 1/sqrt(head_dim), once here rather than on
+ * every score. */
+static void prepare_qk(const nb_layer_awq *a, float *q, float *k, size_t n)
+{
+    const struct nb_meta *c = &a->cfg;
+    size_t qd = q_dim(c), kvd = kv_dim(c), B = a->layer.block;
+    float scale = 1.0f / sqrtf((float)c->head_dim);
+    for (size_t t = 0; t < n; t++) {
+        float *qt = q + t * qd, *kt = k + t * kvd;
+        if (a->q_norm) {
+            head_norm(a, qt, c->n_heads, a->q_norm);
+            head_norm(a, kt, c->n_kv_heads, a->k_norm);
+        }
+        rope_row(a, qt, c->n_heads, t % B);
+        rope_row(a, kt, c->n_kv_heads, t % B);
+        for (size_t i = 0; i < qd; i++)
+            qt[i] *= scale;
+    }
+}
+
 struct scratch {
     float *q, *k, *v, *att, *vt, *s, *o;
 };
@@ -518,13 +618,16 @@ static void attention_blocks(const nb_layer_awq *a, const struct scratch *s, siz
         }
 }
 
-/* y [n, dim] = o(attention(rope(q x), rope(k x), v x)) for x [n, dim];
- * the attention output (o's input) goes to att when it is not NULL. */
+/* y [n, dim] = o(attention(q, k, v)) for x [n, dim]: q, k, v its
+ * projections (biases included) and q, k through prepare_qk; w[0..3]
+ * stand for the weights of q, k, v, o (NULL: the layer's own). The
+ * attention output (o's input) goes to att when it is not NULL. */
 static int attention(const nb_layer_awq *a, const float *const w[4], const float *x, size_t n,
                      float *att, float *y)
 {
     const struct nb_meta *c = &a->cfg;
-    size_t d = c->dim, qd = q_dim(c), kvd = kv_dim(c), B = a->layer.block, hd = c->head_dim;
+    const nb_awq_linear *lin = a->layer.lin;
+    size_t qd = q_dim(c), kvd = kv_dim(c), B = a->layer.block, hd = c->head_dim;
     size_t tiles = (hd + QUERY_TILE) * B + hd * QUERY_TILE;
     float *buf = malloc((n * (qd + 2 * kvd + (att ? 0 : qd)) + tiles) * sizeof *buf);
     if (!buf)
@@ -536,18 +639,12 @@ static int attention(const nb_layer_awq *a, const float *const w[4], const float
     s.s = s.vt + hd * B;
     s.o = s.s + QUERY_TILE * B;
     s.att = att ? att : s.o + hd * QUERY_TILE;
-    nb_awq_matmul(s.q, qd, x, d, n, w[0], d, qd, d);
-    nb_awq_matmul(s.k, kvd, x, d, n, w[1], d, kvd, d);
-    nb_awq_matmul(s.v, kvd, x, d, n, w[2], d, kvd, d);
-    float scale = 1.0f / sqrtf((float)hd); /* applied to q once, not to every score */
-    for (size_t t = 0; t < n; t++) {
-        rope_row(a, s.q + t * qd, c->n_heads, t % B);
-        rope_row(a, s.k + t * kvd, c->n_kv_heads, t % B);
-        for (size_t i = 0; i < qd; i++)
-            s.q[t * qd + i] *= scale;
-    }
+    project(s.q, x, n, &lin[LQ], w[0]);
+    project(s.k, x, n, &lin[LK], w[1]);
+    project(s.v, x, n, &lin[LV], w[2]);
+    prepare_qk(a, s.q, s.k, n);
     attention_blocks(a, &s, n);
-    nb_awq_matmul(y, d, s.att, qd, n, w[3], qd, d, qd);
+    project(y, s.att, n, &lin[LO], w[3]);
     free(buf);
     return 0;
 }
@@ -559,25 +656,29 @@ NB_HOT static void silu_mul(float *restrict g, const float *restrict u, size_t n
         g[i] = g[i] / (1.0f + exp_approx(-g[i])) * u[i];
 }
 
-/* y [n, dim] = down(silu(gate x) * up x); the product (down's input) goes
- * to h when it is not NULL. */
+/* y [n, dim] = down(silu(gate x) * up x), w[0..2] standing for the
+ * weights of gate, up, down (NULL: the layer's own); the product (down's
+ * input) goes to h when it is not NULL. */
 static int mlp(const nb_layer_awq *a, const float *const w[3], const float *x, size_t n, float *h,
                float *y)
 {
-    size_t d = a->cfg.dim, f = a->cfg.ffn_dim;
+    const nb_awq_linear *lin = a->layer.lin;
+    size_t f = a->cfg.ffn_dim;
     float *buf = malloc(n * f * (h ? 1 : 2) * sizeof *buf);
     if (!buf)
         return -1;
     float *gate = h ? h : buf + n * f, *up = buf;
-    nb_awq_matmul(gate, f, x, d, n, w[0], d, f, d);
-    nb_awq_matmul(up, f, x, d, n, w[1], d, f, d);
+    project(gate, x, n, &lin[LGATE], w[0]);
+    project(up, x, n, &lin[LUP], w[1]);
     silu_mul(gate, up, n * f);
-    nb_awq_matmul(y, d, gate, f, n, w[2], f, d, f);
+    project(y, gate, n, &lin[LDOWN], w[2]);
     free(buf);
     return 0;
 }
 
-static int llama_module(const nb_awq_layer *L, int g, const float *const *w, size_t t0, size_t n,
+/* The modules of the groups; w[i] stands for the weight of the group's
+ * i-th scaled linear, and everything else (biases, norms) is the layer's. */
+static int layer_module(const nb_awq_layer *L, int g, const float *const *w, size_t t0, size_t n,
                         float *y)
 {
     const nb_layer_awq *a = (const nb_layer_awq *)L;
@@ -585,19 +686,18 @@ static int llama_module(const nb_awq_layer *L, int g, const float *const *w, siz
     size_t d = a->cfg.dim, qd = q_dim(&a->cfg), f = a->cfg.ffn_dim;
     switch (L->group[g].module) {
     case NB_AWQ_ATTN: {
-        const float *aw[4] = {w ? w[0] : lin[LQ].w, w ? w[1] : lin[LK].w, w ? w[2] : lin[LV].w,
-                              lin[LO].w};
+        const float *aw[4] = {w ? w[0] : NULL, w ? w[1] : NULL, w ? w[2] : NULL, NULL};
         return attention(a, aw, a->in_attn + t0 * d, n, NULL, y);
     }
     case NB_AWQ_O:
-        nb_awq_matmul(y, d, a->in_o + t0 * qd, qd, n, w ? w[0] : lin[LO].w, qd, d, qd);
+        project(y, a->in_o + t0 * qd, n, &lin[LO], w ? w[0] : NULL);
         return 0;
     case NB_AWQ_MLP: {
-        const float *mw[3] = {w ? w[0] : lin[LGATE].w, w ? w[1] : lin[LUP].w, lin[LDOWN].w};
+        const float *mw[3] = {w ? w[0] : NULL, w ? w[1] : NULL, NULL};
         return mlp(a, mw, a->in_mlp + t0 * d, n, NULL, y);
     }
     default:
-        nb_awq_matmul(y, d, a->in_down + t0 * f, f, n, w ? w[0] : lin[LDOWN].w, f, d, f);
+        project(y, a->in_down + t0 * f, n, &lin[LDOWN], w ? w[0] : NULL);
         return 0;
     }
 }
@@ -607,12 +707,6 @@ struct forward_job {
     float *x;
     atomic_int failed;
 };
-
-static void add_rows(float *x, const float *y, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        x[i] += y[i];
-}
 
 static void norm_rows(float *out, const float *x, const float *g, size_t n, size_t d, float eps)
 {
@@ -625,19 +719,17 @@ static void forward_block(void *ctx, size_t b)
 {
     struct forward_job *j = ctx;
     nb_layer_awq *a = j->a;
-    const nb_awq_linear *lin = a->layer.lin;
     size_t d = a->cfg.dim, B = a->layer.block, t0 = b * B;
     float *x = j->x + t0 * d, *y = malloc(B * d * sizeof *y), eps = a->cfg.norm_eps;
-    const float *aw[4] = {lin[LQ].w, lin[LK].w, lin[LV].w, lin[LO].w};
-    const float *mw[3] = {lin[LGATE].w, lin[LUP].w, lin[LDOWN].w};
+    const float *own[4] = {NULL, NULL, NULL, NULL}; /* the layer's weights */
     if (!y)
         goto fail;
     norm_rows(a->in_attn + t0 * d, x, a->layer.norm[N_ATTN].w, B, d, eps);
-    if (attention(a, aw, a->in_attn + t0 * d, B, a->in_o + t0 * q_dim(&a->cfg), y))
+    if (attention(a, own, a->in_attn + t0 * d, B, a->in_o + t0 * q_dim(&a->cfg), y))
         goto fail;
     add_rows(x, y, B * d);
     norm_rows(a->in_mlp + t0 * d, x, a->layer.norm[N_FFN].w, B, d, eps);
-    if (mlp(a, mw, a->in_mlp + t0 * d, B, a->in_down + t0 * a->cfg.ffn_dim, y))
+    if (mlp(a, own, a->in_mlp + t0 * d, B, a->in_down + t0 * a->cfg.ffn_dim, y))
         goto fail;
     add_rows(x, y, B * d);
     free(y);

@@ -1,8 +1,9 @@
-/* AWQ for the LLaMA family (docs: awq-spec.md §3-§4): the batched fp32
- * forward of one decoder layer over the calibration blocks, capturing the
- * input of every linear; the modules the scale search compares; the four
- * scale groups; folding scales into the weights. It works on fp32 copies
- * of one layer at a time and never touches the mapped file.
+/* AWQ for the decoder families of models/arch.h (docs: awq-spec.md
+ * §3-§4, docs/awq.md): the batched fp32 forward of one decoder layer over
+ * the calibration blocks, capturing the input of every linear; the modules
+ * the scale search compares; the four scale groups; folding scales into
+ * the weights. It works on fp32 copies of one layer at a time and never
+ * touches the mapped file.
  *
  * The first half is the view of a layer that the model-agnostic search in
  * tools/awq.c works on; another architecture fills the same structures
@@ -16,6 +17,7 @@
 #include "../runtime/err.h"
 #include "../runtime/model.h"
 #include "../runtime/pool.h"
+#include "arch.h"
 
 #define NB_AWQ_MAX_LINEARS 8
 #define NB_AWQ_MAX_NORMS 2
@@ -23,14 +25,19 @@
 #define NB_AWQ_MAX_SCALED 3
 
 /* A linear as the search sees it: an fp32 copy of its weight [rows, cols]
- * (scaled and clipped in place) and its input on the calibration tokens,
- * x [n_tokens, cols]. Linears fed by the same op share one x, so scaling
- * divides it once (pitfall 6). */
+ * (scaled and clipped in place), its bias if it has one, and its input on
+ * the calibration tokens, x [n_tokens, cols]. Linears fed by the same op
+ * share one x, so scaling divides it once (pitfall 6). The bias is added
+ * after the product: a trial's weights replace w and keep b; a group whose
+ * previous op is this linear divides b with the rows; the quantizer writes
+ * b (f32) beside the weight, so the file gets the divided one. */
 typedef struct nb_awq_linear {
     char name[NB_NAME_LEN]; /* tensor name in the file */
     const char *label;      /* for reports: "q", "down" */
     float *w;
     size_t rows, cols;
+    float *b;                    /* [rows], NULL when the linear has no bias */
+    char bias_name[NB_NAME_LEN]; /* its tensor name, when b is set */
     float *x;
     int clip; /* 0 for q and k: their product makes clipping hard to judge */
 } nb_awq_linear;
@@ -74,9 +81,10 @@ struct nb_awq_layer {
 };
 
 /* Folds the scales s [the group's input width] into group g: the previous
- * op divided by s, each scaled linear's columns multiplied by s, their
- * shared input divided by s. The layer computes the same function, up to
- * rounding. */
+ * op divided by s (a norm's weight; a linear's last rows and their bias
+ * entries), each scaled linear's columns multiplied by s (their biases
+ * untouched), their shared input divided by s. The layer computes the
+ * same function, up to rounding. */
 void nb_awq_fold(nb_awq_layer *L, int g, const float *s);
 
 /* y[t, r] = sum_c x[t, c] * w[r, c] for t < n, r < rows: x [n, k] with row
@@ -85,11 +93,11 @@ void nb_awq_fold(nb_awq_layer *L, int g, const float *s);
 void nb_awq_matmul(float *y, size_t ldy, const float *x, size_t ldx, size_t n, const float *w,
                    size_t ldw, size_t rows, size_t k);
 
-/* ---- LLaMA ---------------------------------------------------------- */
+/* ---- the decoder families (models/arch.h) ----------------------------- */
 
-/* Module numbers of the LLaMA groups. */
+/* Module numbers of the groups. */
 enum {
-    NB_AWQ_ATTN, /* q, k, v -> RoPE, causal softmax per block, GQA -> o */
+    NB_AWQ_ATTN, /* q, k, v (+ bias) -> head norms -> RoPE, causal softmax per block, GQA -> o */
     NB_AWQ_O,    /* o alone */
     NB_AWQ_MLP,  /* down(silu(gate x) * up x) */
     NB_AWQ_DOWN, /* down alone */
@@ -98,14 +106,20 @@ enum {
 typedef struct nb_layer_awq {
     nb_awq_layer layer; /* first, so a layer pointer is the whole */
     struct nb_meta cfg;
+    nb_hparams hp;                            /* the family, RoPE scaling */
     float *in_attn, *in_o, *in_mlp, *in_down; /* captured inputs */
     float *rope_cos, *rope_sin;               /* [block][head_dim / 2] */
+    /* NB_HAS_QK_NORM: [head_dim] each, else NULL. Never scaled: no group
+     * divides the output rows of q or k (docs/awq.md). */
+    float *q_norm, *k_norm;
 } nb_layer_awq;
 
-/* Allocates one layer's weights and, when n_tokens > 0, its captured
- * inputs for n_tokens calibration tokens in blocks of block tokens (a
- * multiple of block, block at most the model's context). */
-int nb_layer_awq_init(nb_layer_awq *a, const struct nb_meta *cfg, size_t n_tokens, size_t block,
+/* Allocates one layer of m's shape and family (its biases and q/k norms
+ * included) and, when n_tokens > 0, its captured inputs for n_tokens
+ * calibration tokens in blocks of block tokens (a multiple of block,
+ * block at most the model's context) with RoPE tables for a block
+ * (nb_rope_freqs: scaling included). */
+int nb_layer_awq_init(nb_layer_awq *a, const nb_model *m, size_t n_tokens, size_t block,
                       nb_err *e);
 void nb_layer_awq_free(nb_layer_awq *a);
 
@@ -117,8 +131,8 @@ double nb_layer_awq_bytes(const struct nb_meta *cfg, size_t n_tokens);
 /* x [n, dim] = the embeddings of ids: the input of layer 0. */
 int nb_layer_awq_embed(const nb_model *m, const int32_t *ids, size_t n, float *x, nb_err *e);
 
-/* Copies layer l of m (any plain dtype) into fp32 and describes its
- * linears, norms and scale groups. */
+/* Copies layer l of m (any plain dtype) into fp32: its norms, linears,
+ * and what its family adds (biases, q/k norms). */
 int nb_layer_awq_load(nb_layer_awq *a, const nb_model *m, int l, nb_err *e);
 
 /* Runs the loaded, unmodified layer on x [n_tokens, dim], which becomes

@@ -208,34 +208,57 @@ static int32_t *calib_ids(const nb_model *m, const char *path, size_t *n)
  * search is the same, and the test stays quick under qemu. */
 enum { BLOCK = 64 };
 
-static int quantize(const nb_model *m, const int32_t *ids, size_t n_tokens, const char *out,
-                    const nb_awq_opts *o, int threads)
+static int quantize_blocks(const nb_model *m, const int32_t *ids, size_t n_tokens, size_t block,
+                           const char *out, const nb_awq_opts *o, int threads)
 {
     nb_err e = {{0}};
     nb_pool *pool = nb_pool_create(threads);
-    int rc = nb_awq_quantize(m, ids, n_tokens, BLOCK, out, o, pool, &e);
+    int rc = nb_awq_quantize(m, ids, n_tokens, block, out, o, pool, &e);
     nb_pool_free(pool);
     if (rc)
         fprintf(stderr, "quantize: %s\n", e.msg);
     return rc;
 }
 
-/* Largest logit difference over the first n positions of ids. */
-static double logit_gap(const char *a_path, const char *b_path, const int32_t *ids, int n)
+static int quantize(const nb_model *m, const int32_t *ids, size_t n_tokens, const char *out,
+                    const nb_awq_opts *o, int threads)
+{
+    return quantize_blocks(m, ids, n_tokens, BLOCK, out, o, threads);
+}
+
+/* Largest |x|, a plain compare as in max_gap. */
+static double max_abs(const float *x, size_t n)
+{
+    double top = 0;
+    for (size_t i = 0; i < n; i++)
+        if (fabs(x[i]) > top)
+            top = fabs(x[i]);
+    return top;
+}
+
+/* Largest logit difference over the first n positions of ids; *top (may
+ * be NULL) gets the largest |logit| of a, to make it relative. */
+static double logit_gap_top(const char *a_path, const char *b_path, const int32_t *ids, int n,
+                            double *top)
 {
     nb_model ma, mb;
     nb_net a, b;
     nb_err e = {{0}};
+    if (top)
+        *top = 0;
     if (nb_model_open(&ma, a_path, &e) || nb_net_init(&a, &ma, n, &e) ||
         nb_model_open(&mb, b_path, &e) || nb_net_init(&b, &mb, n, &e)) {
         fprintf(stderr, "%s\n", e.msg);
         return INFINITY;
     }
-    double worst = 0;
+    double worst = 0, big = 0;
     for (int pos = 0; pos < n; pos++) {
         const float *la = nb_net_forward(&a, ids[pos], pos);
+        big = fmax(big, max_abs(la, ma.meta.vocab_size));
         worst = fmax(worst, max_gap(la, nb_net_forward(&b, ids[pos], pos), ma.meta.vocab_size));
     }
+    if (top)
+        *top = big;
     nb_net_free(&a);
     nb_net_free(&b);
     nb_model_close(&ma);
@@ -243,45 +266,58 @@ static double logit_gap(const char *a_path, const char *b_path, const int32_t *i
     return worst;
 }
 
-/* The layer-by-layer batched forward of the calibration (two blocks),
- * finished with the final norm and the output, against the reference
- * forward run token by token from position 0 in each block. */
-static void test_forward(const nb_model *m, const int32_t *ids)
+static double logit_gap(const char *a_path, const char *b_path, const int32_t *ids, int n)
 {
-    enum { B = BLOCK, T = 2 * B };
+    return logit_gap_top(a_path, b_path, ids, n, NULL);
+}
+
+/* The layer-by-layer batched forward of T tokens of ids in blocks of B,
+ * finished with the final norm and the output, against the reference
+ * forward run token by token from position 0 in each block: the largest
+ * logit difference (INFINITY on failure), *top the largest |logit|. */
+static double forward_gap(const nb_model *m, const int32_t *ids, size_t B, size_t T, double *top)
+{
     const struct nb_meta *c = &m->meta;
-    nb_layer_awq a;
-    nb_net ref;
+    nb_layer_awq a = {0};
+    nb_net ref = {0};
     nb_tensor norm, out;
     nb_err e = {{0}};
     float *x = malloc(T * c->dim * sizeof *x), *h = malloc(c->dim * sizeof *h);
     float *logits = malloc(c->vocab_size * sizeof *logits);
-    if (!x || !h || !logits || nb_layer_awq_init(&a, c, T, B, &e) ||
-        nb_net_init(&ref, m, B, &e)) {
-        fprintf(stderr, "forward: %s\n", e.msg);
-        tu_failures++;
-        return;
-    }
-    CHECK(!nb_layer_awq_embed(m, ids, T, x, &e), "embed: %s", e.msg);
+    double worst = INFINITY;
+    *top = 0;
+    if (!x || !h || !logits || nb_layer_awq_init(&a, m, T, B, &e) ||
+        nb_net_init(&ref, m, (int)B, &e) || nb_layer_awq_embed(m, ids, T, x, &e))
+        goto done;
     for (uint32_t l = 0; l < c->n_layers; l++)
         if (nb_layer_awq_load(&a, m, (int)l, &e) || nb_layer_awq_forward(&a, x, NULL, &e))
-            CHECK(0, "layer %u: %s", l, e.msg);
+            goto done;
     nb_model_find(m, NB_T_OUT_NORM, &norm);
     nb_model_find(m, c->tied_embeddings ? NB_T_EMBED : NB_T_OUTPUT, &out);
-    double worst = 0;
-    for (int t = 0; t < T; t++) {
-        const float *want = nb_net_forward(&ref, ids[t], t % B);
+    worst = 0;
+    for (size_t t = 0; t < T; t++) {
+        const float *want = nb_net_forward(&ref, ids[t], (int)(t % B));
         nb_rmsnorm_ref(h, x + t * c->dim, norm.data, NB_W_F32, c->dim, c->norm_eps);
         nb_gemv_ref(logits, out.data, (int)out.entry->dtype, h, 0, c->vocab_size, c->dim);
         worst = fmax(worst, max_gap(logits, want, c->vocab_size));
+        *top = fmax(*top, max_abs(want, c->vocab_size));
     }
-    printf("batched calibration forward: largest logit difference %.3g\n", worst);
-    CHECK(worst < 1e-4, "the batched forward differs from the reference by %g", worst);
+done:
+    if (worst == INFINITY)
+        fprintf(stderr, "forward: %s\n", e.msg);
     nb_layer_awq_free(&a);
     nb_net_free(&ref);
     free(x);
     free(h);
     free(logits);
+    return worst;
+}
+
+static void test_forward(const nb_model *m, const int32_t *ids)
+{
+    double top, worst = forward_gap(m, ids, BLOCK, 2 * BLOCK, &top);
+    printf("batched calibration forward: largest logit difference %.3g\n", worst);
+    CHECK(worst < 1e-4, "the batched forward differs from the reference by %g", worst);
 }
 
 static float first_norm_weight(const char *path)
@@ -350,6 +386,332 @@ static void test_search_tokens(const nb_model *m, const int32_t *ids)
     free(fb);
 }
 
+/* ---- the families, on random models --------------------------------------- */
+
+enum { FB = 32, FT = 2 * FB }; /* calibration of the random models: 2 blocks */
+
+typedef struct family {
+    const char *name;
+    struct nb_meta meta;
+    nb_rope rope;
+} family;
+
+static family make_family(const char *name, uint32_t arch, uint32_t kv_heads, uint32_t hd)
+{
+    family f = {.name = name, .meta = tu_tiny_meta()};
+    struct nb_meta *m = &f.meta;
+    m->arch = arch;
+    m->dim = 64, m->n_heads = 4, m->n_kv_heads = kv_heads, m->head_dim = hd;
+    m->ffn_dim = 96, m->vocab_size = 96, m->max_ctx = FT, m->n_layers = 2;
+    m->rope_pairs = NB_ROPE_HALVES, m->tied_embeddings = 0;
+    return f;
+}
+
+/* llama (interleaved pairs, GQA); qwen2 (biases, tied, and MHA so that
+ * v -> o is searched and v's bias divided); qwen3 (q/k norms, head_dim 24
+ * != 64 / 4); llama with llama3 RoPE scaling, whose bands (kept, blended,
+ * slowed) all fall inside head_dim 16. */
+static int families(family *f)
+{
+    f[0] = make_family("llama", NB_ARCH_LLAMA, 2, 16);
+    f[0].meta.rope_pairs = NB_ROPE_INTERLEAVED;
+    f[1] = make_family("qwen2", NB_ARCH_QWEN2, 4, 16);
+    f[1].meta.tied_embeddings = 1, f[1].meta.rope_theta = 1e6f;
+    f[2] = make_family("qwen3", NB_ARCH_QWEN3, 2, 24);
+    f[2].meta.norm_eps = 1e-6f;
+    f[3] = make_family("llama3-rope", NB_ARCH_LLAMA, 2, 16);
+    f[3].rope = (nb_rope){.scaling = NB_ROPE_SCALE_LLAMA3, .factor = 8, .low_freq_factor = 1,
+                          .high_freq_factor = 4, .original_ctx = 64};
+    return 4;
+}
+
+/* Largest |a - b| over the largest |b|. */
+static double rel_gap(const float *a, const float *b, size_t n)
+{
+    return max_gap(a, b, n) / fmax(max_abs(b, n), 1e-30);
+}
+
+static int group_of(const nb_awq_layer *L, int module)
+{
+    for (int g = 0; g < L->n_groups; g++)
+        if (L->group[g].module == module)
+            return g;
+    return -1;
+}
+
+/* Folds random scales e^u, u in [-1, 1), into every group searched;
+ * returns how many. */
+static int fold_random(nb_awq_layer *L, uint64_t *seed)
+{
+    int n = 0;
+    for (int g = 0; g < L->n_groups; g++) {
+        if (L->group[g].skip)
+            continue;
+        size_t cols = L->lin[L->group[g].scaled[0]].cols;
+        float *s = malloc(cols * sizeof *s);
+        for (size_t c = 0; s && c < cols; c++)
+            s[c] = expf(tu_randf(seed));
+        if (s)
+            nb_awq_fold(L, g, s), n++;
+        free(s);
+    }
+    return n;
+}
+
+/* The module functions compute the layer: the attention and MLP modules
+ * on the captured inputs add up to the residual updates x_out - x_in
+ * (their relative gap is returned), and the attention module given the
+ * layer's own q, k, v weights as trial weights gives the same bits as
+ * without (biases and norms are the layer's either way). */
+static double module_gap(const nb_layer_awq *a, const float *x_in, const float *x_out)
+{
+    const nb_awq_layer *L = &a->layer;
+    int ga = group_of(L, NB_AWQ_ATTN), gm = group_of(L, NB_AWQ_MLP);
+    size_t n = L->n_tokens * a->cfg.dim;
+    float *ya = malloc(n * sizeof *ya), *ym = malloc(n * sizeof *ym), *yt = malloc(n * sizeof *yt);
+    double gap = INFINITY;
+    const float *own[NB_AWQ_MAX_SCALED];
+    for (int i = 0; i < L->group[ga].n_scaled; i++)
+        own[i] = L->lin[L->group[ga].scaled[i]].w;
+    if (ya && ym && yt && !L->module(L, ga, NULL, 0, L->n_tokens, ya) &&
+        !L->module(L, gm, NULL, 0, L->n_tokens, ym) &&
+        !L->module(L, ga, own, 0, L->n_tokens, yt)) {
+        CHECK(!memcmp(ya, yt, n * sizeof *ya), "trial weights changed more than the weights");
+        for (size_t i = 0; i < n; i++) {
+            ya[i] += ym[i];
+            ym[i] = x_out[i] - x_in[i];
+        }
+        gap = rel_gap(ya, ym, n);
+    }
+    free(ya);
+    free(ym);
+    free(yt);
+    return gap;
+}
+
+/* (a) Random positive scales folded into every group leave each layer's
+ * output unchanged but for rounding; the modules agree with the layer
+ * before and after folding. */
+static void check_fold_layers(const family *f, const nb_model *m, const float *x_in)
+{
+    nb_layer_awq a;
+    nb_err e = {{0}};
+    size_t n = FT * (size_t)m->meta.dim;
+    float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
+    if (!x || !y || nb_layer_awq_init(&a, m, FT, FB, &e)) {
+        CHECK(0, "%s: %s", f->name, e.msg);
+        free(x);
+        free(y);
+        return;
+    }
+    uint64_t seed = 99;
+    double fold = 0, modules = 0;
+    int groups = 0;
+    for (uint32_t l = 0; l < m->meta.n_layers; l++) {
+        memcpy(y, x_in, n * sizeof *y);
+        memcpy(x, x_in, n * sizeof *x);
+        if (nb_layer_awq_load(&a, m, (int)l, &e) || nb_layer_awq_forward(&a, y, NULL, &e)) {
+            CHECK(0, "%s layer %u: %s", f->name, l, e.msg);
+            break;
+        }
+        modules = fmax(modules, module_gap(&a, x_in, y));
+        groups += fold_random(&a.layer, &seed);
+        CHECK(!nb_layer_awq_forward(&a, x, NULL, &e), "%s: %s", f->name, e.msg);
+        fold = fmax(fold, rel_gap(x, y, n));
+        modules = fmax(modules, module_gap(&a, x_in, x));
+    }
+    printf("%s: random scales folded into %d groups: layer output changed by %.3g relative; "
+           "modules vs layer %.3g\n", f->name, groups, fold, modules);
+    CHECK(fold < 1e-5, "%s: folding changed the layer output by %g relative", f->name, fold);
+    CHECK(modules < 1e-5, "%s: the modules differ from the layer by %g", f->name, modules);
+    int vo = f->meta.n_kv_heads == f->meta.n_heads && f->meta.n_heads * f->meta.head_dim ==
+                                                          f->meta.dim;
+    CHECK(groups == (int)m->meta.n_layers * (3 + vo), "%s: %d groups folded", f->name, groups);
+    nb_layer_awq_free(&a);
+    free(x);
+    free(y);
+}
+
+/* 1 when tensor name holds other bytes in b than in a, 0 when the same,
+ * -1 when missing. */
+static int tensor_changed(const char *a_path, const char *b_path, const char *name)
+{
+    nb_model ma, mb;
+    nb_tensor ta, tb;
+    nb_err e = {{0}};
+    int rc = -1;
+    if (!nb_model_open(&ma, a_path, &e)) {
+        if (!nb_model_open(&mb, b_path, &e)) {
+            if (nb_model_find(&ma, name, &ta) && nb_model_find(&mb, name, &tb))
+                rc = ta.entry->size != tb.entry->size ||
+                     memcmp(ta.data, tb.data, ta.entry->size) != 0;
+            nb_model_close(&mb);
+        }
+        nb_model_close(&ma);
+    }
+    return rc;
+}
+
+/* (b) The model the quantizer writes with random scales folded (and
+ * nothing quantized) gives the original logits; v's bias is written
+ * divided, the q/k norms copied. */
+static void check_fold_file(const family *f, const nb_model *m, const char *path,
+                            const int32_t *ids)
+{
+    char out[512];
+    snprintf(out, sizeof out, "%s", tu_tmp("fam-folded.nib"));
+    nb_awq_opts o = {.q = {.bits = 4, .group = 32}, .scales = 1, .random_scales = 7,
+                     .output = NB_AWQ_FOLD_ONLY, .quiet = 1};
+    if (quantize_blocks(m, ids, FT, FB, out, &o, 2))
+        return tu_failures++, (void)0;
+    double top, gap = logit_gap_top(path, out, ids, FT, &top) / top;
+    printf("%s: model folded with random scales: logits changed by %.3g relative\n", f->name,
+           gap);
+    CHECK(gap < 1e-5, "%s: folding changed the logits by %g relative", f->name, gap);
+    unsigned has = nb_arch_by_id(f->meta.arch)->has;
+    int v = tensor_changed(path, out, "blk.1.attn_v.bias");
+    int k = tensor_changed(path, out, "blk.1.attn_k.bias");
+    int qn = tensor_changed(path, out, "blk.1.attn_q_norm");
+    if (has & NB_HAS_QKV_BIAS)
+        CHECK(v == 1 && k == 0, "%s: v bias changed %d (want 1), k bias %d (want 0)", f->name, v,
+              k);
+    if (has & NB_HAS_QK_NORM)
+        CHECK(qn == 0, "%s: q norm changed %d (want 0)", f->name, qn);
+}
+
+/* Relative RMS difference of two [n] arrays. */
+static double rel_rms(const float *a, const float *b, size_t n)
+{
+    double d = 0, y = 0;
+    for (size_t i = 0; i < n; i++) {
+        d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        y += (double)b[i] * b[i];
+    }
+    return sqrt(d / fmax(y, 1e-30));
+}
+
+/* The logits of ids [FT] from positions 0.., [FT][vocab], and the file's
+ * family and RoPE scaling; NULL on failure. */
+static float *logits_of(const char *path, const int32_t *ids, nb_hparams *hp)
+{
+    nb_model m;
+    nb_net net;
+    nb_err e = {{0}};
+    if (nb_model_open(&m, path, &e))
+        return fprintf(stderr, "%s\n", e.msg), NULL;
+    size_t v = m.meta.vocab_size;
+    float *out = malloc(FT * v * sizeof *out);
+    if (!out || nb_net_init(&net, &m, FT, &e) || nb_hparams_read(&m, hp, &e)) {
+        fprintf(stderr, "%s: %s\n", path, e.msg);
+        free(out);
+        nb_model_close(&m);
+        return NULL;
+    }
+    for (int pos = 0; pos < FT; pos++)
+        memcpy(out + (size_t)pos * v, nb_net_forward(&net, ids[pos], pos), v * sizeof *out);
+    nb_net_free(&net);
+    nb_model_close(&m);
+    return out;
+}
+
+/* Quantizes path's model m as o says and returns the relative RMS
+ * difference of its logits from want's (INFINITY when it does not run or
+ * gives a non-finite logit); the output must keep the family and RoPE
+ * scaling hp. */
+static double quantized_error(const family *f, const nb_model *m, const int32_t *ids,
+                              const nb_awq_opts *o, const float *want, const nb_hparams *hp)
+{
+    char out[512];
+    snprintf(out, sizeof out, "%s", tu_tmp("fam-q4.nib"));
+    if (quantize_blocks(m, ids, FT, FB, out, o, 2))
+        return INFINITY;
+    nb_hparams hq;
+    float *got = logits_of(out, ids, &hq);
+    size_t n = FT * (size_t)m->meta.vocab_size, bad = 0;
+    double err = INFINITY;
+    if (got) {
+        for (size_t i = 0; i < n; i++)
+            bad += !isfinite(got[i]);
+        err = bad ? INFINITY : rel_rms(got, want, n);
+        CHECK(hq.arch == hp->arch && !memcmp(&hq.rope, &hp->rope, sizeof hq.rope),
+              "%s: the quantized file lost its family or RoPE scaling", f->name);
+    }
+    free(got);
+    return err;
+}
+
+/* (c) AWQ, scales and clip, end to end on the random model at path: the
+ * packed file loads, keeps the family and RoPE scaling, and its logits
+ * are finite and near fp32's, as near as round-to-nearest's give or take
+ * (random weights have no outliers for AWQ to protect). */
+static void check_quantized(const family *f, const nb_model *m, const char *path,
+                            const int32_t *ids)
+{
+    nb_hparams hp;
+    float *want = logits_of(path, ids, &hp);
+    nb_awq_opts awq = {.q = {.bits = 4, .group = 32}, .scales = 1, .duo = 1, .clip = 1,
+                       .quiet = 1};
+    nb_awq_opts rtn = {.q = awq.q, .quiet = 1};
+    double e_awq = want ? quantized_error(f, m, ids, &awq, want, &hp) : INFINITY;
+    double e_rtn = want ? quantized_error(f, m, ids, &rtn, want, &hp) : INFINITY;
+    printf("%s: INT4 g32 logits, relative RMS from fp32: AWQ %.3g, RTN %.3g\n", f->name, e_awq,
+           e_rtn);
+    CHECK(e_awq < 0.4 && e_awq < 1.25 * e_rtn, "%s: AWQ's logits are %g from fp32 (RTN %g)",
+          f->name, e_awq, e_rtn);
+    free(want);
+}
+
+/* llama3 scaling must change some of the frequencies this head size uses
+ * and keep others, or the family would test nothing. */
+static void check_rope_scaled(const family *f)
+{
+    float plain[32], scaled[32];
+    nb_rope none = {0};
+    int hd = (int)f->meta.head_dim, differ = 0;
+    nb_rope_freqs(&none, f->meta.rope_theta, hd, plain);
+    nb_rope_freqs(&f->rope, f->meta.rope_theta, hd, scaled);
+    for (int i = 0; i < hd / 2; i++)
+        differ += plain[i] != scaled[i];
+    CHECK(differ > 1 && differ < hd / 2, "%s: %d of %d frequencies scaled", f->name, differ,
+          hd / 2);
+}
+
+static void test_family(const family *f)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s", tu_tmp("family.nib"));
+    nb_model m;
+    nb_err e = {{0}};
+    if (tu_write_family(path, &f->meta, &f->rope, 5) || nb_model_open(&m, path, &e)) {
+        CHECK(0, "%s: %s", f->name, e.msg);
+        return;
+    }
+    int32_t ids[FT];
+    uint64_t seed = 11;
+    for (int i = 0; i < FT; i++)
+        ids[i] = (int32_t)(tu_rand(&seed) % f->meta.vocab_size);
+    float *x = malloc(FT * f->meta.dim * sizeof *x);
+    if (x && !nb_layer_awq_embed(&m, ids, FT, x, &e))
+        check_fold_layers(f, &m, x);
+    double top, gap = forward_gap(&m, ids, FB, FT, &top) / top;
+    printf("%s: batched layer forward vs reference: logits %.3g relative\n", f->name, gap);
+    CHECK(gap < 1e-5, "%s: the batched forward differs from the reference by %g relative",
+          f->name, gap);
+    if (f->rope.scaling)
+        check_rope_scaled(f);
+    check_fold_file(f, &m, path, ids);
+    check_quantized(f, &m, path, ids);
+    free(x);
+    nb_model_close(&m);
+}
+
+static void test_families(void)
+{
+    family f[4];
+    for (int i = 0, n = families(f); i < n; i++)
+        test_family(&f[i]);
+}
+
 static void test_real(const char *ckpt, const char *tokenizer, const char *calib)
 {
     char path[512];
@@ -381,6 +743,7 @@ int main(int argc, char **argv)
     test_statistics();
     test_matmul();
     test_clip();
+    test_families();
     if (argc == 4)
         test_real(argv[1], argv[2], argv[3]);
     else

@@ -7,6 +7,7 @@
 
 #include "../models/net.h"
 #include "../neon/f16.h"
+#include "../runtime/kv.h"
 #include "../runtime/writer.h"
 
 int tu_failures;
@@ -153,5 +154,91 @@ int tu_write_model(const char *path, const struct nb_meta *m, uint32_t dtype,
     }
     if (nb_writer_commit(w, &e))
         return fprintf(stderr, "tu_write_model: %s\n", e.msg), -1;
+    return 0;
+}
+
+/* ---- any family (tu_write_family) ---- */
+
+/* n values base + spread * uniform[-1, 1), f32, of the given rank. */
+static int add_f32(nb_writer *w, const char *name, int n_dims, uint64_t rows, uint64_t cols,
+                   float base, float spread, uint64_t *seed)
+{
+    size_t n = (size_t)(rows * cols);
+    float *buf = malloc(n * sizeof *buf);
+    for (size_t i = 0; buf && i < n; i++)
+        buf[i] = base + spread * tu_randf(seed);
+    uint64_t shape[2] = {rows, cols};
+    nb_err e;
+    int rc = !buf || nb_writer_add(w, name, NB_F32, n_dims, shape, buf, n * sizeof *buf, &e);
+    if (rc)
+        fprintf(stderr, "tu_write_family: %s\n", buf ? e.msg : "out of memory");
+    free(buf);
+    return rc ? -1 : 0;
+}
+
+/* One layer's tensors, the family's optional ones included. */
+static int add_family_layer(nb_writer *w, const struct nb_meta *m, unsigned has, int l,
+                            uint64_t *seed)
+{
+    uint64_t d = m->dim, q = (uint64_t)m->n_heads * m->head_dim, hd = m->head_dim;
+    uint64_t kv = (uint64_t)m->n_kv_heads * m->head_dim, f = m->ffn_dim;
+    struct { const char *fmt; uint64_t rows, cols; unsigned need; } t[] = {
+        {NB_T_ATTN_NORM, d, 0, 0}, {NB_T_Q, q, d, 0},   {NB_T_K, kv, d, 0},
+        {NB_T_V, kv, d, 0},        {NB_T_O, d, q, 0},   {NB_T_FFN_NORM, d, 0, 0},
+        {NB_T_GATE, f, d, 0},      {NB_T_UP, f, d, 0},  {NB_T_DOWN, d, f, 0},
+        {NB_T_Q_BIAS, q, 0, NB_HAS_QKV_BIAS}, {NB_T_K_BIAS, kv, 0, NB_HAS_QKV_BIAS},
+        {NB_T_V_BIAS, kv, 0, NB_HAS_QKV_BIAS}, {NB_T_Q_NORM, hd, 0, NB_HAS_QK_NORM},
+        {NB_T_K_NORM, hd, 0, NB_HAS_QK_NORM},
+    };
+    char name[64];
+    for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
+        if (t[i].need && !(has & t[i].need))
+            continue;
+        int vec = !t[i].cols, bias = t[i].need == NB_HAS_QKV_BIAS;
+        float base = vec && !bias ? 1.0f : 0.0f, spread = vec && !bias ? 0.1f : bias ? 0.5f : 0.3f;
+        snprintf(name, sizeof name, t[i].fmt, l);
+        if (add_f32(w, name, vec ? 1 : 2, t[i].rows, vec ? 1 : t[i].cols, base, spread, seed))
+            return -1;
+    }
+    return 0;
+}
+
+static nb_writer *open_family(const char *path, const struct nb_meta *m, const nb_rope *rope)
+{
+    nb_kvw kw = {0};
+    nb_err e;
+    size_t n = 0;
+    nb_kvw_str(&kw, "general.architecture", nb_arch_name(m->arch));
+    if (rope)
+        nb_rope_write(rope, &kw);
+    const void *kv = nb_kvw_bytes(&kw, &n, &e);
+    uint8_t vocab[8] = {0};
+    nb_writer *w = kv ? nb_writer_open_kv(path, m, kv, n, vocab, sizeof vocab, &e) : NULL;
+    if (!w)
+        fprintf(stderr, "tu_write_family: %s\n", e.msg);
+    nb_kvw_free(&kw);
+    return w;
+}
+
+int tu_write_family(const char *path, const struct nb_meta *m, const nb_rope *rope,
+                    uint64_t seed)
+{
+    const nb_arch *arch = nb_arch_by_id(m->arch);
+    nb_writer *w = arch ? open_family(path, m, rope) : NULL;
+    if (!w)
+        return -1;
+    int rc = add_f32(w, NB_T_EMBED, 2, m->vocab_size, m->dim, 0, 1, &seed) ||
+             add_f32(w, NB_T_OUT_NORM, 1, m->dim, 1, 1, 0.1f, &seed) ||
+             (!m->tied_embeddings &&
+              add_f32(w, NB_T_OUTPUT, 2, m->vocab_size, m->dim, 0, 0.3f, &seed));
+    for (uint32_t l = 0; l < m->n_layers && !rc; l++)
+        rc = add_family_layer(w, m, arch->has, (int)l, &seed);
+    nb_err e;
+    if (rc) {
+        nb_writer_abort(w);
+        return -1;
+    }
+    if (nb_writer_commit(w, &e))
+        return fprintf(stderr, "tu_write_family: %s\n", e.msg), -1;
     return 0;
 }

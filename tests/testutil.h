@@ -39,4 +39,13 @@ int tu_write_model(const char *path, const struct nb_meta *meta, uint32_t dtype,
 
 struct nb_meta tu_tiny_meta(void);
 
+/* tu_write_model for any family of models/arch.h, as meta->arch says
+ * (f32 throughout): random nonzero q/k/v biases when it has
+ * NB_HAS_QKV_BIAS, per-head q/k norm weights when NB_HAS_QK_NORM, and the
+ * RoPE scaling rope (NULL: none) in the key/value metadata beside the
+ * architecture's name. No tokenizer (8 zero bytes). */
+struct nb_rope;
+int tu_write_family(const char *path, const struct nb_meta *meta, const struct nb_rope *rope,
+                    uint64_t seed);
+
 #endif

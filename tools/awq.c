@@ -441,6 +441,7 @@ struct run {
     uint8_t *written; /* per tensor of m: already in the output */
     nb_layer_awq a;
     float *x; /* the current layer's input [n_tokens, dim] */
+    uint64_t rng; /* o->random_scales' generator state */
     double t_forward, t_scales, t_clip, t_write;
 };
 
@@ -480,6 +481,28 @@ static void report_scales(const struct run *r, const float *const *s,
     }
 }
 
+/* Tests (o->random_scales): e^u per channel, u uniform in [-1, 1). */
+static void random_scales(struct run *r, float *s, size_t n, struct scale_choice *ch)
+{
+    for (size_t c = 0; c < n; c++) {
+        uint64_t z = (r->rng += 0x9e3779b97f4a7c15ull); /* splitmix64 */
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        z ^= z >> 31;
+        s[c] = expf((float)((double)(z >> 11) / 4503599627370496.0 - 1.0));
+    }
+    *ch = (struct scale_choice){.best = 0};
+}
+
+static int find_scales(struct run *r, int g, float *s, struct scale_choice *ch, nb_err *e)
+{
+    const nb_awq_layer *L = &r->a.layer;
+    if (!r->o->random_scales)
+        return search_group(L, g, r->o, r->pool, s, ch, e);
+    random_scales(r, s, L->lin[L->group[g].scaled[0]].cols, ch);
+    return 0;
+}
+
 /* Every group's scales on the unmodified layer, then all folded (pitfall 7). */
 static int scale_layer(struct run *r, nb_err *e)
 {
@@ -491,8 +514,7 @@ static int scale_layer(struct run *r, nb_err *e)
         if (L->group[g].skip)
             continue;
         s[g] = malloc(L->lin[L->group[g].scaled[0]].cols * sizeof *s[g]);
-        rc = s[g] ? search_group(L, g, r->o, r->pool, s[g], &ch[g], e)
-                  : nb_fail(e, "out of memory");
+        rc = s[g] ? find_scales(r, g, s[g], &ch[g], e) : nb_fail(e, "out of memory");
     }
     for (int g = 0; g < L->n_groups && !rc; g++)
         if (s[g])
@@ -609,6 +631,16 @@ static int write_packed(struct run *r, const nb_awq_linear *l, nb_err *e)
     return rc ? -1 : 0;
 }
 
+/* A linear's bias, never quantized: as folding left it (v's divided by
+ * the v -> o scales), in place of the file's. */
+static int write_bias(struct run *r, const nb_awq_linear *l, nb_err *e)
+{
+    return l->b ? write_f32(r, l->bias_name, 1, l->rows, 1, l->b, e) : 0;
+}
+
+/* The layer's norms, linears and biases, as the search left them; what
+ * the view does not hold (Qwen3's q/k norms: never scaled) is copied by
+ * copy_rest. */
 static int write_layer(struct run *r, nb_err *e)
 {
     nb_awq_layer *L = &r->a.layer;
@@ -617,6 +649,8 @@ static int write_layer(struct run *r, nb_err *e)
             return -1;
     for (int i = 0; i < L->n_lin; i++) {
         nb_awq_linear *l = &L->lin[i];
+        if (write_bias(r, l, e))
+            return -1;
         if (r->o->output == NB_AWQ_PACKED) {
             if (write_packed(r, l, e))
                 return -1;
@@ -663,7 +697,8 @@ static int do_layer(struct run *r, int l, nb_err *e)
     return rc;
 }
 
-/* Everything the quantizer does not rewrite: embeddings, final norm, output. */
+/* Everything the quantizer does not rewrite: embeddings, final norm,
+ * output, Qwen3's q/k norms. */
 static int copy_rest(struct run *r, nb_err *e)
 {
     for (uint32_t i = 0; i < r->m->n_tensors; i++) {
@@ -695,7 +730,7 @@ static int start(struct run *r, const int32_t *ids, size_t n_tokens, size_t bloc
         n_tokens = 0;
     else if (!n_tokens)
         return nb_fail(e, "the scale and clip searches need calibration tokens");
-    if (nb_layer_awq_init(&r->a, c, n_tokens, block, e))
+    if (nb_layer_awq_init(&r->a, r->m, n_tokens, block, e))
         return -1;
     if (n_tokens && !(r->x = calloc(n_tokens, c->dim * sizeof *r->x)))
         return nb_fail(e, "out of memory for %zu calibration tokens", n_tokens);
@@ -703,14 +738,15 @@ static int start(struct run *r, const int32_t *ids, size_t n_tokens, size_t bloc
         return -1;
     if (!(r->written = calloc(r->m->n_tensors, 1)))
         return nb_fail(e, "out of memory");
-    r->w = nb_writer_open(out, c, r->m->vocab, r->m->vocab_size, e);
+    /* The key/value metadata goes along: the family and RoPE scaling. */
+    r->w = nb_writer_open_kv(out, c, r->m->kv, r->m->kv_size, r->m->vocab, r->m->vocab_size, e);
     return r->w ? 0 : -1;
 }
 
 int nb_awq_quantize(const nb_model *m, const int32_t *ids, size_t n_tokens, size_t block,
                     const char *out, const nb_awq_opts *o, nb_pool *pool, nb_err *e)
 {
-    struct run r = {.m = m, .o = o, .pool = pool};
+    struct run r = {.m = m, .o = o, .pool = pool, .rng = o->random_scales};
     int rc = start(&r, ids, n_tokens, block, out, e) || run_layers(&r, e);
     if (!rc)
         rc = nb_writer_commit(r.w, e);

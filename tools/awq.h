@@ -27,6 +27,10 @@ typedef struct nb_awq_opts {
      * 0 means all of them. */
     size_t search_tokens;
     nb_awq_output output;
+    /* Tests: nonzero folds random scales (e^u, u uniform in [-1, 1), drawn
+     * from this seed) into every group instead of searching them, so that
+     * NB_AWQ_FOLD_ONLY checks folding and writing on scales far from 1. */
+    uint64_t random_scales;
     int quiet;    /* no progress on stderr */
     FILE *report; /* what the search decided, per layer; NULL for none */
 } nb_awq_opts;

@@ -60,57 +60,6 @@ int nb_is_help(const char *arg)
     return !strcmp(arg, "-h") || !strcmp(arg, "--help");
 }
 
-int nb_session_open(nb_session *s, const char *path, int ctx, nb_err *e)
-{
-    return nb_session_open_with(s, path, ctx, NULL, e);
-}
-
-int nb_session_open_with(nb_session *s, const char *path, int ctx, const nb_session_opts *o,
-                         nb_err *e)
-{
-    memset(s, 0, sizeof *s);
-    if (nb_model_open(&s->model, path, e))
-        return -1;
-    s->tok = nb_tok_load_bytes(s->model.vocab, s->model.vocab_size, e);
-    int rc = -1;
-    if (s->tok && o && o->reference)
-        rc = nb_net_init(&s->llama, &s->model, ctx, e);
-    else if (s->tok)
-        rc = nb_net_init_fast(&s->llama, &s->model, ctx, o ? &o->run : NULL, e);
-    if (rc) { /* the tokenizer's or the architecture's words: say which file */
-        char why[sizeof e->msg];
-        snprintf(why, sizeof why, "%s", e ? e->msg : "");
-        nb_session_close(s);
-        return nb_fail(e, "%s: %s", path, why);
-    }
-    /* Models may pad their vocabulary past the tokenizer's pieces. */
-    if ((uint32_t)nb_tok_vocab_size(s->tok) > s->model.meta.vocab_size) {
-        nb_session_close(s);
-        return nb_fail(e, "%s: the embedded tokenizer has more pieces than the model's vocabulary",
-                       path);
-    }
-    return 0;
-}
-
-int nb_session_is_end(const nb_session *s, int id)
-{
-    const struct nb_meta *m = &s->model.meta;
-    if (!m->n_end_ids) /* a 1.0 file */
-        return id == nb_tok_eos(s->tok);
-    for (uint32_t i = 0; i < m->n_end_ids; i++)
-        if (m->end_ids[i] == id)
-            return 1;
-    return 0;
-}
-
-void nb_session_close(nb_session *s)
-{
-    nb_net_free(&s->llama);
-    nb_tok_free(s->tok);
-    nb_model_close(&s->model);
-    memset(s, 0, sizeof *s);
-}
-
 static volatile sig_atomic_t interrupted;
 
 static void on_interrupt(int sig)
@@ -135,4 +84,10 @@ int nb_interrupted(void)
 void nb_clear_interrupt(void)
 {
     interrupted = 0;
+}
+
+int nb_stop_on_interrupt(void *unused)
+{
+    (void)unused;
+    return interrupted;
 }

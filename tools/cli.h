@@ -1,13 +1,14 @@
 /* What the subcommands share: strict number parsing, one-line errors,
- * opening a model with its tokenizer, and interruption by Ctrl-C. */
+ * the flags that choose how a model runs and samples, and interruption by
+ * Ctrl-C. Opening and running a model is the engine's (runtime/session.h,
+ * gen.h, convo.h, ppl.h). */
 #ifndef NIBBLE_CLI_H
 #define NIBBLE_CLI_H
 
 #include <stdio.h>
 
-#include "../models/net.h"
-#include "../runtime/model.h"
 #include "../runtime/sampler.h"
+#include "../runtime/session.h"
 #include "../tokenizer/tokenizer.h"
 #include "../tokenizer/utf8.h"
 
@@ -30,30 +31,6 @@ int nb_parse_int(const char *flag, const char *s, long min, long max, long *out)
 int nb_parse_float(const char *flag, const char *s, double min, double max, double *out);
 int nb_is_help(const char *arg);
 
-/* A model opened for running: the mapped file, its tokenizer, its state. */
-typedef struct nb_session {
-    nb_model model;
-    nb_tokenizer *tok;
-    nb_net llama;
-} nb_session;
-
-/* How a session runs its model: the fast path with these options, or
- * the reference (the oracle: plain C, fp32 KV cache). */
-typedef struct nb_session_opts {
-    nb_run_opts run;
-    int reference;
-} nb_session_opts;
-
-/* The fast path with default options (nb_session_open_with, o NULL). */
-int nb_session_open(nb_session *s, const char *path, int ctx, nb_err *e);
-int nb_session_open_with(nb_session *s, const char *path, int ctx, const nb_session_opts *o,
-                         nb_err *e);
-void nb_session_close(nb_session *s);
-
-/* 1 when id ends the model's text: one of the file's end ids (format
- * 1.1), or the tokenizer's EOS for a file without them. */
-int nb_session_is_end(const nb_session *s, int id);
-
 /* The flags that choose how a model runs (tools/run_flags.c), shared by
  * the subcommands: -t/--threads N, --cpus LIST, --kernels NAME take a
  * value (0: parsed; 1: not one of them; -1: bad value, after an error
@@ -62,11 +39,13 @@ int nb_run_flag(nb_session_opts *o, const char *flag, const char *value);
 int nb_run_switch(nb_session_opts *o, const char *flag);
 void nb_run_help(FILE *out);
 
-/* Ctrl-C sets a flag that long loops poll, so they stop cleanly; chat
- * clears it to go on after a stopped reply. */
+/* Ctrl-C sets a flag of the CLI's, so long work stops cleanly; chat
+ * clears it to go on after a stopped reply. The engine never sees the
+ * flag: it gets nb_stop_on_interrupt as its should_stop callback. */
 void nb_catch_interrupt(void);
 int nb_interrupted(void);
 void nb_clear_interrupt(void);
+int nb_stop_on_interrupt(void *unused);
 
 /* Sampling flags (tools/sampling_flags.c), shared by generate and chat. */
 typedef struct nb_sampling {

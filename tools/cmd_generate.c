@@ -1,12 +1,13 @@
+/* nibble generate: continues a prompt through the engine's generation
+ * loop (runtime/gen.h) and streams the text, or the ids, to stdout. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../runtime/sampler.h"
+#include "../runtime/gen.h"
 #include "cli.h"
-#include "gen.h"
 
 static const char help[] =
     "usage: nibble generate -m MODEL.nib [-p PROMPT] [options]\n"
@@ -122,7 +123,8 @@ static int decode(struct run *r, nb_sampler *smp)
         return nb_error("out of memory");
     }
     r->d.at_start = !g->prompt || !g->prompt[0];
-    nb_gen_opts o = {.max_tokens = (int)g->n, .ignore_eos = g->ignore_eos};
+    nb_gen_opts o = {.max_tokens = (int)g->n, .ignore_eos = g->ignore_eos,
+                     .should_stop = nb_stop_on_interrupt};
     nb_gen_sink sink = {.token = emit, .ctx = r};
     nb_gen_run(&gen, &o, &sink, &r->st);
     nb_gen_free(&gen);
@@ -135,14 +137,14 @@ static int decode(struct run *r, nb_sampler *smp)
     }
     if (r->st.stop == NB_STOP_FULL)
         fprintf(stderr, "\nnibble: stopping: the context of %d tokens is full\n",
-                r->s->llama.ctx);
+                r->s->net.ctx);
     size_t n = 0;
     const char *tail = g->ids ? NULL : nb_detok_end(&r->d, &n);
     if (n)
         fwrite(tail, 1, n, stdout);
     if (!g->ids)
         putchar('\n');
-    if (r->st.stop == NB_STOP_INTERRUPT)
+    if (r->st.stop == NB_STOP_CANCEL)
         fputs("nibble: interrupted\n", stderr);
     return fflush(stdout) ? write_failed(errno) : 0;
 }
@@ -156,10 +158,10 @@ static int encode_prompt(struct run *r)
     if (!r->n_ids) /* a BPE model that adds no BOS (Qwen): nothing to start from */
         return nb_error("the prompt is empty and the model adds no BOS to start from: give -p "
                         "TEXT");
-    if (r->n_ids > (size_t)r->s->llama.ctx)
+    if (r->n_ids > (size_t)r->s->net.ctx)
         return nb_error("the prompt is %zu tokens, longer than the context of %d (raise -c or "
                         "shorten it)",
-                        r->n_ids, r->s->llama.ctx);
+                        r->n_ids, r->s->net.ctx);
     if (!r->g->ids && fputs(p, stdout) == EOF)
         return nb_error("cannot write the output");
     return 0;
@@ -174,7 +176,7 @@ static void report(const struct run *r)
                     "%.1f tokens/s (%s kernels, %d threads)\n",
             (unsigned long long)r->g->s.o.seed, r->n_ids, r->st.t_prefill,
             r->st.n_reply, t_gen > 0 ? r->st.n_reply / t_gen : 0.0,
-            nb_net_kernels(&r->s->llama), nb_net_threads(&r->s->llama));
+            nb_net_kernels(&r->s->net), nb_net_threads(&r->s->net));
 }
 
 int cmd_generate(int argc, char **argv)
@@ -201,5 +203,5 @@ int cmd_generate(int argc, char **argv)
     nb_detok_free(&r.d);
     nb_sampler_free(&smp);
     nb_session_close(&s);
-    return rc ? 1 : (r.st.stop == NB_STOP_INTERRUPT ? 130 : 0);
+    return rc ? 1 : (r.st.stop == NB_STOP_CANCEL ? 130 : 0);
 }

@@ -1,10 +1,7 @@
-/* Perplexity as in the AWQ/GPTQ evaluations: the whole text tokenized once
- * with BOS prepended once, cut into non-overlapping windows of -c tokens
- * (a short tail is dropped), each window run from position 0; in each,
- * tokens 1..c-1 are predicted from those before them. */
+/* nibble ppl: perplexity as in the AWQ/GPTQ evaluations (runtime/ppl.h
+ * scores; this file reads the text, shows progress and prints). */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,88 +63,36 @@ static int parse(struct ppl_opts *p, int argc, char **argv)
     return 0;
 }
 
-/* -log softmax(logits)[target], in double. */
-static double nll(const float *logits, int n, int target)
+/* The engine's progress, drawn by nb_progress. */
+static void on_progress(void *ctx, long done, long total)
 {
-    float max = logits[0];
-    for (int i = 1; i < n; i++)
-        max = logits[i] > max ? logits[i] : max;
-    double sum = 0;
-    for (int i = 0; i < n; i++)
-        sum += exp((double)logits[i] - max);
-    return log(sum) + max - logits[target];
-}
-
-struct tally {
-    double sum, sum_sq;
-    long count;
-};
-
-struct window {
-    const int32_t *ids;
-    int vocab;
-    struct tally *t;
-    nb_err bad; /* the first non-finite logits */
-};
-
-/* Position i's logits predict token i + 1. */
-static void score(void *ctx, int i, const float *logits)
-{
-    struct window *w = ctx;
-    if (w->bad.msg[0] || nb_logits_check(logits, (size_t)w->vocab, i, &w->bad))
-        return;
-    double v = nll(logits, w->vocab, w->ids[i + 1]);
-    w->t->sum += v;
-    w->t->sum_sq += v * v;
-    w->t->count++;
-}
-
-/* Positions 0..ctx-2 in tiles through the GEMM kernels, every one's
- * logits kept (nb_net_prefill_each). */
-static int run_window(nb_session *s, const int32_t *ids, int ctx, struct tally *t)
-{
-    struct window w = {ids, (int)s->model.meta.vocab_size, t, {{0}}};
-    nb_err e = {{0}};
-    if (nb_net_prefill_each(&s->llama, ids, ctx - 1, 0, score, &w, &e))
-        return nb_error("%s", e.msg);
-    return w.bad.msg[0] ? nb_error("%s", w.bad.msg) : 0;
+    nb_progress *p = ctx;
+    if (!done)
+        nb_progress_start(p, p->what, (uint64_t)total, p->quiet);
+    else
+        nb_progress_update(p, (uint64_t)done);
+    if (done == total)
+        nb_progress_done(p);
 }
 
 int nb_ppl_eval(nb_session *s, const int32_t *ids, size_t n_ids, const nb_ppl_opts *o,
                 const char *what, nb_ppl *r)
 {
-    long windows = (long)(n_ids / (size_t)o->ctx);
-    if (windows == 0)
-        return nb_error("the text has %zu token%s, fewer than one window of %ld", n_ids,
-                        n_ids == 1 ? "" : "s", o->ctx);
-    if (o->windows && o->windows < windows)
-        windows = o->windows;
-    struct tally t = {0};
-    nb_progress prog;
-    nb_progress_start(&prog, what, (uint64_t)windows, o->quiet);
+    nb_progress prog = {.what = what, .quiet = o->quiet};
+    nb_ppl_params p = {.ctx = o->ctx, .windows = o->windows, .progress = on_progress,
+                       .should_stop = nb_stop_on_interrupt, .user = &prog};
+    nb_err e = {{0}};
     nb_catch_interrupt();
-    for (long w = 0; w < windows; w++) {
-        if (nb_interrupted())
-            return nb_error("interrupted after %ld of %ld windows", w, windows);
-        if (run_window(s, ids + w * o->ctx, (int)o->ctx, &t))
-            return 1;
-        nb_progress_update(&prog, (uint64_t)w + 1);
-    }
-    nb_progress_done(&prog);
-    double mean = t.sum / t.count, var = t.sum_sq / t.count - mean * mean;
-    r->ppl = exp(mean);
-    r->se = r->ppl * sqrt(var > 0 ? var : 0) / sqrt((double)t.count);
-    r->tokens = t.count, r->windows = windows, r->ctx = o->ctx;
-    return 0;
+    return nb_ppl_score(s, ids, n_ids, &p, r, &e) ? nb_error("%s", e.msg) : 0;
 }
 
 int nb_ppl_text(nb_session *s, const char *path, nb_ppl_opts *o, int32_t **ids, size_t *n_ids)
 {
     if (!o->ctx)
-        o->ctx = s->llama.ctx < 512 ? s->llama.ctx : 512;
-    if (o->ctx > s->llama.ctx)
+        o->ctx = s->net.ctx < 512 ? s->net.ctx : 512;
+    if (o->ctx > s->net.ctx)
         return nb_error("a window of %ld tokens is longer than the model's context of %d", o->ctx,
-                        s->llama.ctx);
+                        s->net.ctx);
     nb_err e = {{0}};
     size_t size;
     char *text = nb_read_file(path, (size_t)1 << 31, &size, &e);

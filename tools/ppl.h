@@ -1,8 +1,10 @@
-/* Perplexity as in the AWQ/GPTQ evaluations (tools/cmd_ppl.c), shared by
- * nibble ppl and nibble bench --ppl. */
+/* Perplexity from the command line, shared by nibble ppl and nibble
+ * bench --ppl: the text read and tokenized, the engine's scoring
+ * (runtime/ppl.h) with progress on stderr and Ctrl-C, errors printed. */
 #ifndef NIBBLE_PPL_H
 #define NIBBLE_PPL_H
 
+#include "../runtime/ppl.h"
 #include "cli.h"
 
 /* What to score: windows of ctx tokens (0: 512, or the model's context
@@ -11,11 +13,6 @@ typedef struct nb_ppl_opts {
     long ctx, windows;
     int quiet; /* no progress on stderr */
 } nb_ppl_opts;
-
-typedef struct nb_ppl {
-    double ppl, se; /* perplexity and its standard error */
-    long tokens, windows, ctx;
-} nb_ppl;
 
 /* The text of path as token ids, BOS first, and o->ctx settled against
  * s's context. 0, or 1 after an error line. */

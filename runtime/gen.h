@@ -1,23 +1,26 @@
-/* The generation loop generate and chat share: keep the KV cache in step
- * with a token sequence (only positions that changed are run again), then
- * sample, hand each token to the caller, and stop at end of text, a cap,
- * the caller's word, a full context or Ctrl-C. */
+/* The generation loop: keep the KV cache in step with a token sequence
+ * (only positions that changed are run again), then sample, hand each
+ * token to the caller, and stop at end of text, a cap, the caller's word,
+ * a full context or a cancellation. generate and chat (convo.h) run on
+ * it; a server slot would too. */
 #ifndef NIBBLE_GEN_H
 #define NIBBLE_GEN_H
 
-#include "../runtime/sampler.h"
-#include "cli.h"
+#include "sampler.h"
+#include "session.h"
 
 enum nb_stop {
-    NB_STOP_EOS,       /* the model ended its text (one of its end ids) */
-    NB_STOP_LENGTH,    /* the token cap */
-    NB_STOP_CALLER,    /* the token callback said stop (a stop string) */
-    NB_STOP_FULL,      /* the context is full and the caller made no room */
-    NB_STOP_INTERRUPT, /* Ctrl-C */
-    NB_STOP_WRITE,     /* the token callback could not write */
-    NB_STOP_ERROR,     /* the model gave non-finite logits: stats.err says so */
+    NB_STOP_EOS,    /* the model ended its text (one of its end ids) */
+    NB_STOP_LENGTH, /* the token cap */
+    NB_STOP_CALLER, /* the token callback said stop (a stop string) */
+    NB_STOP_FULL,   /* the context is full and the caller made no room */
+    NB_STOP_CANCEL, /* should_stop said so (Ctrl-C in the CLI) */
+    NB_STOP_WRITE,  /* the token callback could not write */
+    NB_STOP_ERROR,  /* the model gave non-finite logits: stats.err says so */
 };
 
+/* The run's state. Its cached[] describes the session's KV cache, so a
+ * session serves one nb_gen at a time (a server: a session per slot). */
 typedef struct nb_gen {
     nb_session *s;
     nb_sampler *smp;
@@ -32,6 +35,12 @@ typedef struct nb_gen {
 typedef struct nb_gen_opts {
     int max_tokens; /* 0: no cap but the context */
     int ignore_eos;
+    /* Asked before each token and between tiles of a prefill: nonzero
+     * stops the run cleanly (NB_STOP_CANCEL). A callback rather than a
+     * global so that each caller (a terminal's Ctrl-C, a server slot's
+     * cancel flag) stops only its own run. NULL: never. */
+    int (*should_stop)(void *ctx);
+    void *stop_ctx;
 } nb_gen_opts;
 
 /* token() gets each new token and returns 0 to go on, 1 to stop, -1 on a

@@ -3,15 +3,22 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#include "progress.h"
+/* Monotonic seconds, for the statistics. */
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 int nb_gen_init(nb_gen *g, nb_session *s, nb_sampler *smp, nb_err *e)
 {
     memset(g, 0, sizeof *g);
     g->s = s;
     g->smp = smp;
-    g->ctx = s->llama.ctx;
+    g->ctx = s->net.ctx;
     size_t window = smp->o.repeat_last_n > 0 ? (size_t)smp->o.repeat_last_n : 1;
     g->seq = malloc(((size_t)g->ctx + 1) * sizeof *g->seq);
     g->cached = malloc((size_t)g->ctx * sizeof *g->cached);
@@ -53,29 +60,34 @@ int nb_gen_reprompt(nb_gen *g, const int32_t *ids, int n, nb_err *e)
     return 0;
 }
 
+static int cancelled(const nb_gen_opts *o)
+{
+    return o->should_stop && o->should_stop(o->stop_ctx);
+}
+
 static float *forward(nb_gen *g, int pos)
 {
     g->cached[pos] = g->seq[pos];
     g->n_cached = pos + 1;
-    return nb_net_forward(&g->s->llama, g->seq[pos], pos);
+    return nb_net_forward(&g->s->net, g->seq[pos], pos);
 }
 
 /* Runs the positions of seq[0 .. n_seq-2] the cache does not hold yet, in
  * tiles through nb_net_prefill (the GEMM kernels on the fast path); the
  * last token is left for the decode step, whose logits start the reply.
- * Returns the positions run, or -1 when Ctrl-C stopped it. */
-static int sync(nb_gen *g)
+ * Returns the positions run, or -1 when cancelled. */
+static int sync(nb_gen *g, const nb_gen_opts *o)
 {
-    enum { TILE = 256 }; /* tokens between checks for Ctrl-C */
+    enum { TILE = 256 }; /* tokens between checks for a cancellation */
     int end = g->n_seq - 1, same = 0;
     while (same < end && same < g->n_cached && g->cached[same] == g->seq[same])
         same++;
     g->n_cached = same; /* later entries are stale: overwritten in order */
     for (int pos = same; pos < end; pos += TILE) {
-        if (nb_interrupted())
+        if (cancelled(o))
             return -1;
         int n = end - pos < TILE ? end - pos : TILE;
-        nb_net_prefill(&g->s->llama, g->seq + pos, n, pos);
+        nb_net_prefill(&g->s->net, g->seq + pos, n, pos);
         memcpy(g->cached + pos, g->seq + pos, (size_t)n * sizeof *g->seq);
         g->n_cached = pos + n;
     }
@@ -101,15 +113,16 @@ static int sample(nb_gen *g, float *logits)
 }
 
 /* Makes room when the context is full; 0 to go on. */
-static int make_room(nb_gen *g, const nb_gen_sink *sink, nb_gen_stats *st)
+static int make_room(nb_gen *g, const nb_gen_opts *o, const nb_gen_sink *sink,
+                     nb_gen_stats *st)
 {
     if (!sink->full || sink->full(sink->ctx, g) || g->n_seq > g->ctx) {
         st->stop = NB_STOP_FULL;
         return -1;
     }
-    int run = sync(g);
+    int run = sync(g, o);
     if (run < 0) {
-        st->stop = NB_STOP_INTERRUPT;
+        st->stop = NB_STOP_CANCEL;
         return -1;
     }
     st->n_prefill += run;
@@ -127,7 +140,7 @@ static int step(nb_gen *g, const nb_gen_opts *o, const nb_gen_sink *sink, nb_gen
     }
     int tok = sample(g, logits);
     if (++st->n_steps == 1)
-        st->t_first = nb_now() - t0;
+        st->t_first = now() - t0;
     if (nb_session_is_end(g->s, tok) && !o->ignore_eos) {
         st->stop = NB_STOP_EOS;
         return -1;
@@ -140,30 +153,37 @@ static int step(nb_gen *g, const nb_gen_opts *o, const nb_gen_sink *sink, nb_gen
     return r;
 }
 
+/* Decodes until something stops the reply; st->stop says what. */
+static void decode(nb_gen *g, const nb_gen_opts *o, const nb_gen_sink *sink, nb_gen_stats *st,
+                   double t0)
+{
+    for (;;) {
+        if (cancelled(o)) {
+            st->stop = NB_STOP_CANCEL;
+            return;
+        }
+        if (o->max_tokens && st->n_reply >= o->max_tokens) {
+            st->stop = NB_STOP_LENGTH;
+            return;
+        }
+        if ((g->n_seq > g->ctx && make_room(g, o, sink, st)) || step(g, o, sink, st, t0))
+            return;
+    }
+}
+
 void nb_gen_run(nb_gen *g, const nb_gen_opts *o, const nb_gen_sink *sink, nb_gen_stats *st)
 {
     memset(st, 0, sizeof *st);
-    double t0 = nb_now();
-    st->n_prefill = sync(g);
-    st->t_prefill = nb_now() - t0;
+    double t0 = now();
+    st->n_prefill = sync(g, o);
+    st->t_prefill = now() - t0;
     if (st->n_prefill < 0) {
         st->n_prefill = 0;
-        st->stop = NB_STOP_INTERRUPT;
+        st->stop = NB_STOP_CANCEL;
     } else {
-        for (;;) {
-            if (nb_interrupted()) {
-                st->stop = NB_STOP_INTERRUPT;
-                break;
-            }
-            if (o->max_tokens && st->n_reply >= o->max_tokens) {
-                st->stop = NB_STOP_LENGTH;
-                break;
-            }
-            if ((g->n_seq > g->ctx && make_room(g, sink, st)) || step(g, o, sink, st, t0))
-                break;
-        }
+        decode(g, o, sink, st, t0);
     }
-    st->t_total = nb_now() - t0;
+    st->t_total = now() - t0;
 }
 
 double nb_gen_prefill_tps(const nb_gen_stats *st)
