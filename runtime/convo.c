@@ -135,6 +135,21 @@ static int fit(nb_convo *c, nb_ids *ids, int room, nb_err *e)
     }
 }
 
+/* 1 when the newest turn cannot fit even with every earlier turn dropped.
+ * Checked before fit() drops any, so a refused message costs the
+ * conversation nothing. */
+static int too_long_alone(nb_convo *c, nb_ids *ids, nb_err *e)
+{
+    nb_turn *all = c->turns;
+    size_t n = c->n_turns;
+    c->turns = all + n - 1;
+    c->n_turns = 1;
+    int rc = encode(c, ids, e);
+    c->turns = all;
+    c->n_turns = n;
+    return rc ? -1 : ids->n >= (size_t)c->gen.ctx;
+}
+
 /* The message alone: checked (UTF-8), and its size for the refusal. */
 static int measure(nb_convo *c, const char *text, size_t len, size_t *n_tokens, nb_err *e)
 {
@@ -158,7 +173,9 @@ int nb_convo_ask(nb_convo *c, const char *text, size_t len, nb_err *e)
         return nb_fail(e, "out of memory");
     nb_ids ids = {0};
     c->dropped = 0;
-    int rc = fit(c, &ids, reserve(c), e);
+    int rc = too_long_alone(c, &ids, e);
+    if (!rc)
+        rc = fit(c, &ids, reserve(c), e);
     if (rc > 0)
         nb_fail(e, "with the template it needs %zu tokens (the message alone %zu), more than "
                    "the context of %d holds",

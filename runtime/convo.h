@@ -75,8 +75,8 @@ void nb_convo_forget(nb_convo *c);
 /* Adds the user's message and renders the conversation into the next
  * prompt, dropping the oldest turns until the reply has room. 0; or,
  * without the message, NB_CONVO_TOO_LONG when it does not fit the
- * context even alone (the turns dropped on the way stay dropped, as the
- * chat has always done), -1 on another error (not UTF-8). */
+ * context even alone (checked first: the conversation keeps every turn),
+ * -1 on another error (not UTF-8). */
 #define NB_CONVO_TOO_LONG 1
 int nb_convo_ask(nb_convo *c, const char *text, size_t len, nb_err *e);
 

@@ -236,6 +236,30 @@ static void test_trim_while_replying(nb_session *s, nb_sampler *smp)
     nb_convo_free(&c);
 }
 
+/* A message that cannot fit even alone is refused before any turn is
+ * dropped: the conversation keeps what it had. */
+static void test_too_long_alone(nb_session *s, nb_sampler *smp)
+{
+    struct cancel k = {0};
+    nb_convo c;
+    size_t shown = 0;
+    if (open_convo(&c, s, smp, 8, &k))
+        return;
+    char huge[2048];
+    memset(huge, 0, sizeof huge);
+    for (size_t i = 0; i + sizeof long_msg < sizeof huge; i += sizeof long_msg - 1)
+        memcpy(huge + i, long_msg, sizeof long_msg - 1);
+    if (!say(&c, "Hi.", &shown)) {
+        nb_err e = {{0}};
+        int rc = nb_convo_ask(&c, huge, strlen(huge), &e);
+        CHECK(rc == NB_CONVO_TOO_LONG && strstr(e.msg, "more than the context"),
+              "refusal %d: %s", rc, e.msg);
+        CHECK(c.n_turns == 1 && c.dropped == 0, "the refusal cost %d turns (%zu left)",
+              c.dropped, c.n_turns);
+    }
+    nb_convo_free(&c);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 4) {
@@ -266,6 +290,7 @@ int main(int argc, char **argv)
     }
     test_trim_before_reply(&s, &smp);
     test_trim_while_replying(&s, &smp);
+    test_too_long_alone(&s, &smp);
     nb_sampler_free(&smp);
     nb_session_close(&s);
     return tu_finish("engine");
