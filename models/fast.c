@@ -15,7 +15,11 @@
  * own rows, each computed in a fixed order, so the results are the same
  * bits for any thread count. A prompt runs in tiles of up to TILE tokens:
  * the weights stream from memory once per tile, and the GEMM kernels
- * unpack each weight tile once for several tokens. */
+ * unpack each weight tile once for several tokens. A tile's tokens may
+ * belong to different sequences (a server's slots, each with its own KV
+ * cache rows): every token carries its sequence and position, and the
+ * attention of each reads its own sequence only, so one decode step of
+ * four slots reads the weights once. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <pthread.h>
@@ -68,13 +72,13 @@ struct nb_fast {
     nb_gemv_fn *gemv; /* plain weights */
     nb_gemm_fn *gemm; /* plain weights, prefill */
     nb_attend_fn *attend;
-    int exact, threads, tile;
+    int exact, threads, tile, n_seq;
     size_t min_chunk;
     nb_pool *pool;
     flayer *layers;
     lin output;
     split cut_qkv[3], cut_dim, cut_ffn, cut_vocab; /* how each job cuts its rows */
-    uint16_t *cache[2];     /* keys, values: fp16 [layer][ctx][kv_dim] */
+    uint16_t *cache[2];     /* keys, values: fp16 [seq][layer][ctx][kv_dim] */
     float *x;               /* [tile][dim] the residual stream */
     act in, att, hid;       /* norm output, attention output, ffn hidden */
     float *qkv[3];          /* [tile][rows]: q, and k and v before the cache */
@@ -83,14 +87,16 @@ struct nb_fast {
     float *rope;            /* [tile][head_dim / 2][cos, sin] */
     float *logits;          /* [vocab] */
     float *logits_all;      /* [tile][vocab], made on first use */
+    int *seq, *pos;         /* [tile]: each token's sequence and position */
     size_t kv_bytes, bytes; /* allocated: the cache, everything else */
 };
 
-/* What a job's chunks share: the tile being run and the layer. */
+/* What a job's chunks share: the tile being run (its tokens' sequences
+ * and positions in f->seq, f->pos) and the layer. */
 typedef struct pass {
     nb_net *m;
     const flayer *L;
-    int l, ntok, pos;
+    int l, ntok;
     size_t pairs, n_attn; /* (token, head) pairs and the chunks they go in */
     const lin *res_w;     /* the o or down job: weight and input */
     act *res_in;
@@ -226,7 +232,8 @@ static int alloc_fast(struct nb_fast *f, const nb_net *m, nb_err *e)
 {
     const struct nb_meta *c = &m->cfg;
     size_t T = (size_t)f->tile, kv = (size_t)c->n_kv_heads * c->head_dim;
-    size_t q = (size_t)c->n_heads * c->head_dim, cache = (size_t)c->n_layers * m->ctx * kv;
+    size_t q = (size_t)c->n_heads * c->head_dim;
+    size_t cache = (size_t)f->n_seq * c->n_layers * m->ctx * kv;
     int failed = 0;
     for (int i = 0; i < 2; i++) { /* calloc: untouched positions cost no memory */
         f->cache[i] = calloc(cache ? cache : 1, sizeof(uint16_t));
@@ -244,6 +251,8 @@ static int alloc_fast(struct nb_fast *f, const nb_net *m, nb_err *e)
     f->up = floats(f, T * c->ffn_dim, &failed);
     f->rope = floats(f, T * c->head_dim, &failed);
     f->logits = floats(f, c->vocab_size, &failed);
+    f->seq = take(T * sizeof *f->seq, &f->bytes, &failed);
+    f->pos = take(T * sizeof *f->pos, &f->bytes, &failed);
     if (failed)
         return nb_fail(e, "out of memory for a %d-token context (KV cache %.1f MB)", m->ctx,
                        2.0 * (double)cache * 2 / 1e6);
@@ -261,7 +270,7 @@ void nb_fast_free(struct nb_fast *f)
         nb_qact_free(&acts[i]->q);
     }
     void *bufs[] = {f->cache[0], f->cache[1], f->x, f->qkv[0], f->qkv[1], f->qkv[2],
-                    f->y, f->up, f->rope, f->logits, f->logits_all, f->layers};
+                    f->y, f->up, f->rope, f->logits, f->logits_all, f->layers, f->seq, f->pos};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         free(bufs[i]);
     free(f);
@@ -303,6 +312,8 @@ static int thread_count(const nb_run_opts *o, nb_err *e)
 
 int nb_run_opts_check(const nb_run_opts *o, nb_err *e)
 {
+    if (o->n_seq < 0 || o->n_seq > 256)
+        return nb_fail(e, "%d sequences: expected 1 to 256", o->n_seq);
     return !pick_kernels(o->kernels ? o->kernels : "auto", e) || thread_count(o, e) < 0 ? -1 : 0;
 }
 
@@ -313,6 +324,9 @@ static int setup(nb_net *m, const nb_run_opts *o, nb_err *e)
     f->exact = o->exact;
     f->min_chunk = o->min_chunk > 0 ? (size_t)o->min_chunk : MIN_CHUNK;
     f->tile = m->ctx < TILE ? m->ctx : TILE;
+    f->n_seq = o->n_seq > 0 ? o->n_seq : 1;
+    if (o->n_seq < 0 || o->n_seq > 256)
+        return nb_fail(e, "%d sequences: expected 1 to 256", o->n_seq);
     f->attend = nb_attend_f16();
     f->gemv = nb_gemv_plain();
     f->gemm = nb_gemm_plain();
@@ -388,10 +402,11 @@ static void norm_quant(const nb_net *m, act *a, const float *x, int ntok, const 
     quantize(m->fast, a, ntok, for_packed);
 }
 
-static uint16_t *cache_row(const nb_net *m, int which, int l, int pos)
+static uint16_t *cache_row(const nb_net *m, int which, int seq, int l, int pos)
 {
-    size_t kv = (size_t)m->cfg.n_kv_heads * m->cfg.head_dim;
-    return m->fast->cache[which] + ((size_t)l * m->ctx + (size_t)pos) * kv;
+    size_t kv = (size_t)m->cfg.n_kv_heads * m->cfg.head_dim, layers = m->cfg.n_layers;
+    return m->fast->cache[which] +
+           (((size_t)seq * layers + (size_t)l) * m->ctx + (size_t)pos) * kv;
 }
 
 /* q, k and v rows; the epilogue adds the biases, normalizes and rotates
@@ -416,8 +431,8 @@ static void qkv_chunk(void *ctx, size_t chunk)
         if (which < 2)
             nb_rope_heads(p->m, y, r0, r1, f->rope + (size_t)t * p->m->cfg.head_dim);
         if (which > 0)
-            nb_f32_to_f16_row(cache_row(p->m, which - 1, p->l, p->pos + t) + r0, y + r0,
-                              r1 - r0);
+            nb_f32_to_f16_row(cache_row(p->m, which - 1, f->seq[t], p->l, f->pos[t]) + r0,
+                              y + r0, r1 - r0);
     }
 }
 
@@ -428,9 +443,10 @@ static void attend_pair(const pass *p, size_t pair)
     const struct nb_fast *f = p->m->fast;
     size_t nh = c->n_heads, hd = c->head_dim, t = pair / nh, h = pair % nh;
     size_t kv_off = h / (nh / c->n_kv_heads) * hd, at = t * nh * hd + h * hd;
-    f->attend(f->att.x + at, f->qkv[0] + at, cache_row(p->m, 0, p->l, 0) + kv_off,
-              cache_row(p->m, 1, p->l, 0) + kv_off, (size_t)c->n_kv_heads * hd,
-              (size_t)p->pos + t + 1, hd, 1.0f / sqrtf((float)hd));
+    int seq = f->seq[t];
+    f->attend(f->att.x + at, f->qkv[0] + at, cache_row(p->m, 0, seq, p->l, 0) + kv_off,
+              cache_row(p->m, 1, seq, p->l, 0) + kv_off, (size_t)c->n_kv_heads * hd,
+              (size_t)f->pos[t] + 1, hd, 1.0f / sqrtf((float)hd));
 }
 
 static void attn_chunk(void *ctx, size_t chunk)
@@ -444,7 +460,10 @@ static void attn_chunk(void *ctx, size_t chunk)
 static void split_attention(pass *p)
 {
     const struct nb_meta *c = &p->m->cfg;
-    size_t work = (size_t)p->ntok * c->n_heads * c->head_dim * ((size_t)p->pos + p->ntok);
+    size_t positions = 0;
+    for (int t = 0; t < p->ntok; t++)
+        positions += (size_t)p->m->fast->pos[t] + 1;
+    size_t work = positions * c->n_heads * c->head_dim;
     size_t n = chunks_wanted(p->m->fast), by_work = work / p->m->fast->min_chunk;
     p->pairs = (size_t)p->ntok * c->n_heads;
     n = n < by_work ? n : by_work;
@@ -518,22 +537,40 @@ static void mlp(pass *p)
     run(f, f->cut_dim.n, residual_chunk, p);
 }
 
-enum want { NO_LOGITS, LAST_LOGITS, ALL_LOGITS };
+/* Which tokens of a tile get logits: none, the last, all, or those a
+ * mask marks. */
+enum want { NO_LOGITS, LAST_LOGITS, ALL_LOGITS, MASK_LOGITS };
 
-/* Logits of the last token of the tile, or of all of them. */
-static void logits(pass *p, enum want want)
+static int wanted(enum want want, const uint8_t *mask, int t, int n)
+{
+    return want == ALL_LOGITS || (want == LAST_LOGITS && t == n - 1) ||
+           (want == MASK_LOGITS && mask[t]);
+}
+
+/* Logits of the wanted tokens, in order, into out [k][vocab]. Their rows
+ * of x are gathered first (into y, free after the last layer), so the
+ * output layer streams once for all of them. */
+static void logits(pass *p, enum want want, const uint8_t *mask, float *out)
 {
     nb_net *m = p->m;
     struct nb_fast *f = m->fast;
-    size_t first = want == LAST_LOGITS ? (size_t)p->ntok - 1 : 0;
-    p->ntok -= (int)first;
-    p->logits = want == LAST_LOGITS ? f->logits : f->logits_all;
-    norm_quant(m, &f->in, f->x + first * m->cfg.dim, p->ntok, &m->out_norm, packed(&f->output));
+    size_t dim = m->cfg.dim;
+    int k = 0;
+    for (int t = 0; t < p->ntok; t++)
+        if (wanted(want, mask, t, p->ntok))
+            memcpy(f->y + (size_t)k++ * dim, f->x + (size_t)t * dim, dim * sizeof *f->y);
+    if (!k)
+        return;
+    p->ntok = k;
+    p->logits = out;
+    norm_quant(m, &f->in, f->y, k, &m->out_norm, packed(&f->output));
     run(f, f->cut_vocab.n, logits_chunk, p);
 }
 
-/* Runs n <= tile tokens at positions pos.. */
-static void run_tile(nb_net *m, const int32_t *tokens, int n, int pos, enum want want)
+/* Runs n <= tile tokens, token t of sequence f->seq[t] at position
+ * f->pos[t] (a sequence's tokens in order of position). */
+static void run_tile(nb_net *m, const int32_t *tokens, int n, enum want want,
+                     const uint8_t *mask, float *out)
 {
     struct nb_fast *f = m->fast;
     const struct nb_meta *c = &m->cfg;
@@ -542,9 +579,9 @@ static void run_tile(nb_net *m, const int32_t *tokens, int n, int pos, enum want
                    (size_t)tokens[t], c->dim);
         float *cs = f->rope + (size_t)t * c->head_dim;
         for (int i = 0; i < (int)c->head_dim / 2; i++)
-            nb_net_rope_angle(m, pos + t, i, &cs[2 * i], &cs[2 * i + 1]);
+            nb_net_rope_angle(m, f->pos[t], i, &cs[2 * i], &cs[2 * i + 1]);
     }
-    pass p = {.m = m, .ntok = n, .pos = pos};
+    pass p = {.m = m, .ntok = n};
     split_attention(&p);
     for (uint32_t l = 0; l < c->n_layers; l++) {
         p.l = (int)l;
@@ -553,17 +590,35 @@ static void run_tile(nb_net *m, const int32_t *tokens, int n, int pos, enum want
         mlp(&p);
     }
     if (want != NO_LOGITS)
-        logits(&p, want);
+        logits(&p, want, mask, out);
 }
 
-float *nb_fast_prefill(nb_net *m, const int32_t *tokens, int n, int pos)
+/* Tokens of one sequence at positions pos..pos+n-1. */
+static void one_sequence(struct nb_fast *f, int seq, int n, int pos)
 {
-    int tile = m->fast->tile;
-    for (int i = 0; i < n; i += tile) {
-        int len = n - i < tile ? n - i : tile;
-        run_tile(m, tokens + i, len, pos + i, i + len == n ? LAST_LOGITS : NO_LOGITS);
+    for (int t = 0; t < n; t++) {
+        f->seq[t] = seq;
+        f->pos[t] = pos + t;
     }
-    return m->fast->logits;
+}
+
+float *nb_fast_prefill(nb_net *m, int seq, const int32_t *tokens, int n, int pos)
+{
+    struct nb_fast *f = m->fast;
+    for (int i = 0; i < n; i += f->tile) {
+        int len = n - i < f->tile ? n - i : f->tile;
+        one_sequence(f, seq, len, pos + i);
+        run_tile(m, tokens + i, len, i + len == n ? LAST_LOGITS : NO_LOGITS, NULL, f->logits);
+    }
+    return f->logits;
+}
+
+static int need_logits_all(struct nb_fast *f, size_t vocab, nb_err *e)
+{
+    int failed = 0;
+    if (!f->logits_all && !(f->logits_all = floats(f, (size_t)f->tile * vocab, &failed)))
+        return nb_fail(e, "out of memory for the logits of %d tokens", f->tile);
+    return 0;
 }
 
 int nb_fast_prefill_each(nb_net *m, const int32_t *tokens, int n, int pos,
@@ -571,14 +626,32 @@ int nb_fast_prefill_each(nb_net *m, const int32_t *tokens, int n, int pos,
 {
     struct nb_fast *f = m->fast;
     size_t vocab = m->cfg.vocab_size;
-    int failed = 0;
-    if (!f->logits_all && !(f->logits_all = floats(f, (size_t)f->tile * vocab, &failed)))
-        return nb_fail(e, "out of memory for the logits of %d tokens", f->tile);
+    if (need_logits_all(f, vocab, e))
+        return -1;
     for (int i = 0; i < n; i += f->tile) {
         int len = n - i < f->tile ? n - i : f->tile;
-        run_tile(m, tokens + i, len, pos + i, ALL_LOGITS);
+        one_sequence(f, 0, len, pos + i);
+        run_tile(m, tokens + i, len, ALL_LOGITS, NULL, f->logits_all);
         for (int t = 0; t < len; t++)
             fn(ctx, i + t, f->logits_all + (size_t)t * vocab);
+    }
+    return 0;
+}
+
+int nb_fast_batch(nb_net *m, const nb_batch *b, float *out)
+{
+    struct nb_fast *f = m->fast;
+    size_t vocab = m->cfg.vocab_size, done = 0;
+    for (int i = 0; i < b->n; i += f->tile) {
+        int len = b->n - i < f->tile ? b->n - i : f->tile;
+        for (int t = 0; t < len; t++) {
+            f->seq[t] = b->seq[i + t];
+            f->pos[t] = b->pos[i + t];
+        }
+        run_tile(m, b->token + i, len, b->logits ? MASK_LOGITS : ALL_LOGITS,
+                 b->logits ? b->logits + i : NULL, out + done * vocab);
+        for (int t = 0; t < len; t++)
+            done += !b->logits || b->logits[i + t];
     }
     return 0;
 }
@@ -589,6 +662,11 @@ void nb_fast_memory(const nb_net *m, size_t *kv_bytes, size_t *other_bytes)
 {
     *kv_bytes = m->fast->kv_bytes;
     *other_bytes = m->fast->bytes + sizeof *m->fast + m->cfg.n_layers * sizeof *m->fast->layers;
+}
+
+int nb_fast_sequences(const nb_net *m)
+{
+    return m->fast->n_seq;
 }
 
 const char *nb_fast_kernels(const nb_net *m)

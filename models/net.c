@@ -171,16 +171,55 @@ void nb_net_rope_angle(const nb_net *m, int pos, int i, float *c, float *s)
 
 float *nb_net_forward(nb_net *m, int token, int pos)
 {
-    return m->fast ? nb_fast_prefill(m, &token, 1, pos) : nb_ref_forward(m, token, pos);
+    return m->fast ? nb_fast_prefill(m, 0, &token, 1, pos) : nb_ref_forward(m, token, pos);
+}
+
+float *nb_net_prefill_seq(nb_net *m, int seq, const int32_t *tokens, int n, int pos)
+{
+    if (m->fast)
+        return nb_fast_prefill(m, seq, tokens, n, pos);
+    for (int i = 0; i + 1 < n; i++)
+        nb_ref_forward(m, tokens[i], pos + i);
+    return nb_ref_forward(m, tokens[n - 1], pos + n - 1);
 }
 
 float *nb_net_prefill(nb_net *m, const int32_t *tokens, int n, int pos)
 {
+    return nb_net_prefill_seq(m, 0, tokens, n, pos);
+}
+
+int nb_net_sequences(const nb_net *m)
+{
+    return m->fast ? nb_fast_sequences(m) : 1;
+}
+
+static int check_batch(const nb_net *m, const nb_batch *b, nb_err *e)
+{
+    for (int i = 0; i < b->n; i++) {
+        if (b->token[i] < 0 || (uint32_t)b->token[i] >= m->cfg.vocab_size)
+            return nb_fail(e, "token %d is outside the vocabulary of %u", b->token[i],
+                           m->cfg.vocab_size);
+        if (b->seq[i] < 0 || b->seq[i] >= nb_net_sequences(m))
+            return nb_fail(e, "sequence %d is outside 0..%d", b->seq[i], nb_net_sequences(m) - 1);
+        if (b->pos[i] < 0 || b->pos[i] >= m->ctx)
+            return nb_fail(e, "position %d is outside the context of %d", b->pos[i], m->ctx);
+    }
+    return 0;
+}
+
+int nb_net_batch(nb_net *m, const nb_batch *b, float *out, nb_err *e)
+{
+    if (b->n < 0 || check_batch(m, b, e))
+        return b->n < 0 ? nb_fail(e, "a batch of %d tokens", b->n) : -1;
     if (m->fast)
-        return nb_fast_prefill(m, tokens, n, pos);
-    for (int i = 0; i + 1 < n; i++)
-        nb_ref_forward(m, tokens[i], pos + i);
-    return nb_ref_forward(m, tokens[n - 1], pos + n - 1);
+        return nb_fast_batch(m, b, out);
+    size_t vocab = m->cfg.vocab_size, k = 0;
+    for (int i = 0; i < b->n; i++) {
+        const float *l = nb_ref_forward(m, b->token[i], b->pos[i]);
+        if (!b->logits || b->logits[i])
+            memcpy(out + k++ * vocab, l, vocab * sizeof *out);
+    }
+    return 0;
 }
 
 int nb_net_prefill_each(nb_net *m, const int32_t *tokens, int n, int pos,

@@ -67,6 +67,8 @@ typedef struct nb_run_opts {
     int exact;           /* packed weights see fp32 activations (W4A16) */
     int min_chunk;       /* multiply-adds under which a job stays on one thread
                             (0: 32768); tests set 1 to split tiny models */
+    int n_seq;           /* sequences, each with its own KV cache of ctx
+                            positions (a server's slots); 0 means 1 */
 } nb_run_opts;
 
 /* Binds the model's tensors (checking every name and shape) and allocates
@@ -98,6 +100,27 @@ float *nb_net_prefill(nb_net *m, const int32_t *tokens, int n, int pos);
  * order (perplexity needs them all). 0, or -1 when out of memory. */
 int nb_net_prefill_each(nb_net *m, const int32_t *tokens, int n, int pos,
                           void (*fn)(void *ctx, int i, const float *logits), void *ctx, nb_err *e);
+
+/* Several sequences at once (the fast path's n_seq): token i belongs to
+ * sequence seq[i] at position pos[i]. A sequence's tokens come in order
+ * of position, each after every earlier position of it was run (in this
+ * batch or before). One batched pass reads the weights once for all of
+ * them: a decode step of four slots costs little more than one. */
+typedef struct nb_batch {
+    int n;
+    const int32_t *token;
+    const int *seq, *pos;
+    const uint8_t *logits; /* [n]: 1 where the logits are wanted; NULL: all */
+} nb_batch;
+
+/* Runs b; the wanted logits, in the batch's order, into out [k][vocab].
+ * -1 with a message for a token, sequence or position out of range (the
+ * reference path runs sequence 0 only). */
+int nb_net_batch(nb_net *m, const nb_batch *b, float *out, nb_err *e);
+
+/* nb_net_prefill on sequence seq (0 <= seq < nb_net_sequences). */
+float *nb_net_prefill_seq(nb_net *m, int seq, const int32_t *tokens, int n, int pos);
+int nb_net_sequences(const nb_net *m);
 
 /* 0 when the n logits are all finite, else -1 with a message naming pos.
  * A model whose weights hold NaN or Inf (a file damaged or crafted after

@@ -63,7 +63,9 @@ void nb_ref_free(struct nb_ref *r);
 
 /* The fast pass (fast.c). */
 int nb_fast_init(nb_net *m, const nb_run_opts *o, nb_err *e);
-float *nb_fast_prefill(nb_net *m, const int32_t *tokens, int n, int pos);
+float *nb_fast_prefill(nb_net *m, int seq, const int32_t *tokens, int n, int pos);
+int nb_fast_batch(nb_net *m, const nb_batch *b, float *out);
+int nb_fast_sequences(const nb_net *m);
 int nb_fast_prefill_each(nb_net *m, const int32_t *tokens, int n, int pos,
                          void (*fn)(void *ctx, int i, const float *logits), void *ctx, nb_err *e);
 void nb_fast_memory(const nb_net *m, size_t *kv_bytes, size_t *other_bytes);

@@ -10,6 +10,10 @@
  * - prefill(n) gives bit for bit the last logits of n single forwards,
  *   and prefill_each every position's (the GEMM kernels compute each
  *   token as the GEMV does, qkern.h);
+ * - several sequences batched (a server's slots: prompts of different
+ *   lengths, then decode steps of all of them in one pass, a prompt
+ *   beside decoding sequences) give each sequence bit for bit what it
+ *   gets alone;
  * - against the reference (fp32 KV cache, fp32 activations), the exact
  *   path (W4A16) differs by the fp16 KV cache and summation order only:
  *   max |diff| <= TOL_EXACT * max(1, max |logit|) over a 48-token run
@@ -237,6 +241,63 @@ static void check_prefill(const struct kind *k, const nb_model *m, const int32_t
     nb_net_free(&L);
 }
 
+/* Four sequences of one model: prompts of 5, 9, 1 and 13 tokens, each in
+ * its own sequence, then 12 batched steps in which every sequence gets
+ * its next token (and sequence 3 a second prompt in the middle, so that
+ * one pass mixes a prompt with decode steps). Each sequence's logits
+ * must be those of its tokens run alone in a one-sequence model. */
+static void check_batch(const struct kind *k, const nb_model *m, const int32_t *ids, int exact)
+{
+    enum { SEQS = 4, STEPS = 12 };
+    const int start[SEQS] = {5, 9, 1, 13};
+    size_t v = m->meta.vocab_size;
+    nb_run_opts o = {.threads = 2, .exact = exact, .min_chunk = 1, .n_seq = SEQS};
+    nb_net L;
+    nb_err e = {{0}};
+    if (nb_net_init_fast(&L, m, 0, &o, &e)) {
+        CHECK(0, "init with %d sequences: %s", SEQS, e.msg);
+        return;
+    }
+    float *want[SEQS], *out = malloc((size_t)(SEQS + 8) * v * sizeof *out);
+    int32_t seq_ids[SEQS][N_POS];
+    for (int s = 0; s < SEQS; s++) { /* each sequence its own tokens */
+        for (int i = 0; i < N_POS; i++)
+            seq_ids[s][i] = ids[(i * (s + 1) + s) % N_POS];
+        want[s] = run_model(m, seq_ids[s], start[s] + STEPS + 8, &(nb_run_opts){.threads = 1,
+                                                                     .exact = exact});
+        nb_net_prefill_seq(&L, s, seq_ids[s], start[s], 0);
+    }
+    int pos[SEQS], mismatch = 0;
+    memcpy(pos, start, sizeof pos);
+    for (int step = 0; step < STEPS && want[0] && want[1] && want[2] && want[3]; step++) {
+        int32_t tok[SEQS + 8];
+        int seq[SEQS + 8], at[SEQS + 8], n = 0;
+        uint8_t wanted[SEQS + 8];
+        for (int s = 0; s < SEQS; s++) {
+            int len = s == 3 && step == 4 ? 8 : 1; /* a prompt among decode steps */
+            for (int i = 0; i < len; i++, n++) {
+                tok[n] = seq_ids[s][pos[s] + i], seq[n] = s, at[n] = pos[s] + i;
+                wanted[n] = i == len - 1;
+            }
+            pos[s] += len;
+        }
+        nb_batch b = {n, tok, seq, at, wanted};
+        CHECK(!nb_net_batch(&L, &b, out, &e), "batch: %s", e.msg);
+        for (int s = 0; s < SEQS; s++)
+            mismatch += memcmp(out + (size_t)s * v, want[s] + (size_t)(pos[s] - 1) * v,
+                               v * sizeof *out) != 0;
+    }
+    CHECK(!mismatch, "%s %s: %d batched logits differ from the sequences run alone", k->name,
+          exact ? "exact" : "int8", mismatch);
+    nb_batch bad = {1, (int32_t[]){0}, (int[]){SEQS}, (int[]){0}, NULL};
+    CHECK(nb_net_batch(&L, &bad, out, &e) == -1 && strstr(e.msg, "sequence 4"),
+          "sequence out of range: '%s'", e.msg);
+    for (int s = 0; s < SEQS; s++)
+        free(want[s]);
+    free(out);
+    nb_net_free(&L);
+}
+
 static void check_kind(const struct kind *k, const int32_t *ids)
 {
     const char *path = tu_tmp("m.nib");
@@ -265,6 +326,8 @@ static void check_kind(const struct kind *k, const int32_t *ids)
     }
     check_prefill(k, &m, ids, 0);
     check_prefill(k, &m, ids, 1);
+    check_batch(k, &m, ids, 0);
+    check_batch(k, &m, ids, 1);
     free(ref);
     free(fe);
     free(fi);
