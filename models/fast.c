@@ -4,7 +4,9 @@
  *     a = quant(norm(x))                      once, shared by q, k and v
  *     job qkv:   q|k|v rows; bias, head norm and RoPE on q and k, k and v
  *                into the fp16 cache
- *     job attn:  per (token, head): scores, online softmax, weighted values
+ *     job attn:  per (token, kv head): the query heads that share it (all,
+ *                or a part when threads would idle), each cached K/V row
+ *                read once for all of them: scores, online softmax, values
  *     job o:     x += o(quant(attn))          the residual add in the epilogue
  *     a = quant(norm(x))                      once, shared by gate and up
  *     job ffn:   h = silu(gate(a)) * up(a)    in the epilogue
@@ -71,7 +73,7 @@ struct nb_fast {
     const nb_qkernels *k;
     nb_gemv_fn *gemv; /* plain weights */
     nb_gemm_fn *gemm; /* plain weights, prefill */
-    nb_attend_fn *attend;
+    nb_attend_group_fn *attend; /* query heads sharing a kv head at once */
     int exact, threads, tile, n_seq;
     size_t min_chunk;
     nb_pool *pool;
@@ -97,7 +99,8 @@ typedef struct pass {
     nb_net *m;
     const flayer *L;
     int l, ntok;
-    size_t pairs, n_attn; /* (token, head) pairs and the chunks they go in */
+    size_t units, parts;  /* attention units: (token, kv head, part of its group) */
+    size_t n_attn;        /* and the chunks they go in */
     const lin *res_w;     /* the o or down job: weight and input */
     act *res_in;
     float *logits;        /* the logits job: [ntok][vocab] */
@@ -327,7 +330,7 @@ static int setup(nb_net *m, const nb_run_opts *o, nb_err *e)
     f->n_seq = o->n_seq > 0 ? o->n_seq : 1;
     if (o->n_seq < 0 || o->n_seq > 256)
         return nb_fail(e, "%d sequences: expected 1 to 256", o->n_seq);
-    f->attend = nb_attend_f16();
+    f->attend = nb_attend_group_f16();
     f->gemv = nb_gemv_plain();
     f->gemm = nb_gemm_plain();
     if (!(f->k = pick_kernels(o->kernels ? o->kernels : "auto", e)) ||
@@ -436,38 +439,54 @@ static void qkv_chunk(void *ctx, size_t chunk)
     }
 }
 
-/* One query head of one token over the cached positions up to its own. */
-static void attend_pair(const pass *p, size_t pair)
+/* Unit u of the attention: the query heads of part u % parts of kv head
+ * u / parts % n_kv of token u / (n_kv * parts), over the cached positions
+ * of its sequence up to its own. The grouped kernel gives each head the
+ * bits the single-head one would, so the split never shows in results. */
+static void attend_unit(const pass *p, size_t u)
 {
     const struct nb_meta *c = &p->m->cfg;
     const struct nb_fast *f = p->m->fast;
-    size_t nh = c->n_heads, hd = c->head_dim, t = pair / nh, h = pair % nh;
-    size_t kv_off = h / (nh / c->n_kv_heads) * hd, at = t * nh * hd + h * hd;
+    size_t nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim, g = nh / nkv;
+    size_t per = (g + p->parts - 1) / p->parts, t = u / (nkv * p->parts);
+    size_t kh = u / p->parts % nkv, h0 = kh * g + u % p->parts * per;
+    size_t h1 = h0 + per < (kh + 1) * g ? h0 + per : (kh + 1) * g;
+    if (h0 >= h1)
+        return;
+    size_t at = t * nh * hd + h0 * hd;
     int seq = f->seq[t];
-    f->attend(f->att.x + at, f->qkv[0] + at, cache_row(p->m, 0, seq, p->l, 0) + kv_off,
-              cache_row(p->m, 1, seq, p->l, 0) + kv_off, (size_t)c->n_kv_heads * hd,
-              (size_t)f->pos[t] + 1, hd, 1.0f / sqrtf((float)hd));
+    f->attend(f->att.x + at, hd, f->qkv[0] + at, hd, h1 - h0,
+              cache_row(p->m, 0, seq, p->l, 0) + kh * hd,
+              cache_row(p->m, 1, seq, p->l, 0) + kh * hd, nkv * hd, (size_t)f->pos[t] + 1, hd,
+              1.0f / sqrtf((float)hd));
 }
 
 static void attn_chunk(void *ctx, size_t chunk)
 {
     const pass *p = ctx;
-    for (size_t i = chunk * p->pairs / p->n_attn; i < (chunk + 1) * p->pairs / p->n_attn; i++)
-        attend_pair(p, i);
+    for (size_t u = chunk * p->units / p->n_attn; u < (chunk + 1) * p->units / p->n_attn; u++)
+        attend_unit(p, u);
 }
 
-/* As many chunks as pairs, threads and min_chunk allow. */
+/* Whole groups, unless that leaves threads idle (one decoded token of a
+ * model with 2 kv heads on 4 threads): then each group in parts, still
+ * sharing each K/V row among the heads of a part. As many chunks as
+ * units, threads and min_chunk allow. */
 static void split_attention(pass *p)
 {
     const struct nb_meta *c = &p->m->cfg;
-    size_t positions = 0;
+    const struct nb_fast *f = p->m->fast;
+    size_t positions = 0, groups = (size_t)p->ntok * c->n_kv_heads;
+    size_t g = c->n_heads / c->n_kv_heads, threads = (size_t)f->threads;
     for (int t = 0; t < p->ntok; t++)
-        positions += (size_t)p->m->fast->pos[t] + 1;
+        positions += (size_t)f->pos[t] + 1;
     size_t work = positions * c->n_heads * c->head_dim;
-    size_t n = chunks_wanted(p->m->fast), by_work = work / p->m->fast->min_chunk;
-    p->pairs = (size_t)p->ntok * c->n_heads;
+    size_t n = chunks_wanted(f), by_work = work / f->min_chunk;
+    p->parts = groups >= threads ? 1 : (threads + groups - 1) / groups;
+    p->parts = p->parts < g ? p->parts : g;
+    p->units = groups * p->parts;
     n = n < by_work ? n : by_work;
-    p->n_attn = n < 1 ? 1 : n < p->pairs ? n : p->pairs;
+    p->n_attn = n < 1 ? 1 : n < p->units ? n : p->units;
 }
 
 /* x += W in: the o and down projections. */

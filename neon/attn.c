@@ -26,6 +26,52 @@ void nb_attend_f16_ref(float *out, const float *q, const uint16_t *k, const uint
     finish(&o, out, hd);
 }
 
+/* Up to NB_ATTEND_GROUP heads, position by position: each key and value
+ * row is read once for all of them, and each head's operations are those
+ * of nb_attend_f16_ref in the same order. */
+static void group_ref(float *out, size_t ldo, const float *q, size_t ldq, size_t g,
+                      const uint16_t *k, const uint16_t *v, size_t stride, size_t n, size_t hd,
+                      float scale)
+{
+    online o[NB_ATTEND_GROUP];
+    float s[NB_ATTEND_GROUP];
+    for (size_t j = 0; j < g; j++) {
+        o[j] = (online){-INFINITY, 0.0f};
+        for (size_t i = 0; i < hd; i++)
+            out[j * ldo + i] = 0.0f;
+    }
+    for (size_t t = 0; t < n; t++) {
+        const uint16_t *kt = k + t * stride, *vt = v + t * stride;
+        for (size_t j = 0; j < g; j++)
+            s[j] = 0.0f;
+        for (size_t i = 0; i < hd; i++) {
+            float kf = nb_f16_to_f32(kt[i]);
+            for (size_t j = 0; j < g; j++)
+                s[j] += q[j * ldq + i] * kf;
+        }
+        for (size_t j = 0; j < g; j++) {
+            raise_max(&o[j], s[j] * scale, out + j * ldo, hd);
+            s[j] = weigh(&o[j], s[j] * scale);
+        }
+        for (size_t i = 0; i < hd; i++) {
+            float vf = nb_f16_to_f32(vt[i]);
+            for (size_t j = 0; j < g; j++)
+                out[j * ldo + i] += s[j] * vf;
+        }
+    }
+    for (size_t j = 0; j < g; j++)
+        finish(&o[j], out + j * ldo, hd);
+}
+
+void nb_attend_group_f16_ref(float *out, size_t ldo, const float *q, size_t ldq, size_t g,
+                             const uint16_t *k, const uint16_t *v, size_t stride, size_t n,
+                             size_t hd, float scale)
+{
+    for (size_t j = 0; j < g; j += NB_ATTEND_GROUP)
+        group_ref(out + j * ldo, ldo, q + j * ldq, ldq,
+                  g - j < NB_ATTEND_GROUP ? g - j : NB_ATTEND_GROUP, k, v, stride, n, hd, scale);
+}
+
 #if defined(__aarch64__)
 static inline float32x4_t load4(const uint16_t *p)
 {
@@ -221,16 +267,238 @@ void nb_attend_f16_neon(float *out, const float *q, const uint16_t *k, const uin
     finish(&o, out, hd);
 }
 
+/* ---- grouped ---- */
+
+/* The kernels below keep several heads' values in registers, named (an
+ * array stays in memory, stored on every iteration) and written once for
+ * every head count by these lists: EACH##M(X, ...) is X(0, ...); ...
+ * X(M - 1, ...). */
+#define EACH1(X, ...) X(0, __VA_ARGS__)
+#define EACH2(X, ...) EACH1(X, __VA_ARGS__); X(1, __VA_ARGS__)
+#define EACH3(X, ...) EACH2(X, __VA_ARGS__); X(2, __VA_ARGS__)
+#define EACH4(X, ...) EACH3(X, __VA_ARGS__); X(3, __VA_ARGS__)
+#define EACH5(X, ...) EACH4(X, __VA_ARGS__); X(4, __VA_ARGS__)
+#define EACH6(X, ...) EACH5(X, __VA_ARGS__); X(5, __VA_ARGS__)
+
+/* GCC's first scheduling pass and its expansion of single-use values in
+ * place (TER) cost these loops register copies every iteration (6 of 61
+ * instructions in dots_4), as in the qkern files (qkern_neon.h). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define GROUP_KERNEL __attribute__((noinline, optimize("no-schedule-insns", "no-tree-ter")))
+#else
+#define GROUP_KERNEL __attribute__((noinline))
+#endif
+
+/* Scores: head J's accumulators for rows 0-3 are aJ0 .. aJ3, its 8
+ * columns of q xJ, yJ. A key row's 8 columns are loaded and converted
+ * once (lo_, hi_) for the heads. */
+#define K_ZERO(J, z) float32x4_t a##J##0 = z, a##J##1 = z, a##J##2 = z, a##J##3 = z
+#define K_Q(J, i)                                                                              \
+    float32x4_t x##J = vld1q_f32(q + J * ldq + (i)), y##J = vld1q_f32(q + J * ldq + (i) + 4)
+#define K_FMA(J, r) a##J##r = vfmaq_f32(vfmaq_f32(a##J##r, lo_, x##J), hi_, y##J)
+#define K_ROW(M, r, p)                                                                         \
+    do {                                                                                       \
+        uint16x8_t h_ = vld1q_u16(p);                                                          \
+        float32x4_t lo_ = low8(h_), hi_ = high8(h_);                                           \
+        EACH##M(K_FMA, r);                                                                     \
+    } while (0)
+#define K_STORE(J, i)                                                                          \
+    vst1q_f32(s + J * BLOCK, sum4(a##J##0, a##J##1, a##J##2, a##J##3));                        \
+    add_tails(q + J * ldq, k, stride, i, hd, s + J * BLOCK, 4)
+
+/* dots_M(s, q, ldq, k, stride, hd): the unscaled scores of 4 positions
+ * (rows of k) for M heads (q + j * ldq), head j's into s[j * BLOCK ..]:
+ * each score fma8's chain, sum4's pairwise sum, add_tails' columns, as in
+ * dot4_f16 and dot8_f16: the same bits. Each key row is loaded once for
+ * the M heads, each 8 columns of q once for the 4 rows. 4 M accumulators,
+ * 2 M vectors of q and a row's 3: 27 of the 32 registers for M = 4. */
+#define DOTS(M)                                                                                \
+    GROUP_KERNEL static void dots_##M(float *s, const float *q, size_t ldq, const uint16_t *k, \
+                                      size_t stride, size_t hd)                                \
+    {                                                                                          \
+        float32x4_t z_ = vdupq_n_f32(0.0f);                                                    \
+        EACH##M(K_ZERO, z_);                                                                   \
+        size_t i = 0;                                                                          \
+        for (; i + 8 <= hd; i += 8) {                                                          \
+            EACH##M(K_Q, i);                                                                   \
+            K_ROW(M, 0, k + i);                                                                \
+            K_ROW(M, 1, k + stride + i);                                                       \
+            K_ROW(M, 2, k + 2 * stride + i);                                                   \
+            K_ROW(M, 3, k + 3 * stride + i);                                                   \
+        }                                                                                      \
+        EACH##M(K_STORE, i);                                                                   \
+    }
+DOTS(2)
+DOTS(3)
+DOTS(4)
+
+/* The scores of a whole block for g heads: 4 heads at a time, then the 1
+ * to 3 left, each call over 4 of the 8 rows. */
+static void score_block_heads(float *s, const float *q, size_t ldq, size_t g, const uint16_t *k,
+                              size_t stride, size_t hd)
+{
+    const uint16_t *k4 = k + 4 * stride;
+    size_t j = 0;
+    for (; j + 4 <= g; j += 4) {
+        dots_4(s + j * BLOCK, q + j * ldq, ldq, k, stride, hd);
+        dots_4(s + j * BLOCK + 4, q + j * ldq, ldq, k4, stride, hd);
+    }
+    s += j * BLOCK, q += j * ldq;
+    switch (g - j) {
+    case 3: dots_3(s, q, ldq, k, stride, hd), dots_3(s + 4, q, ldq, k4, stride, hd); break;
+    case 2: dots_2(s, q, ldq, k, stride, hd), dots_2(s + 4, q, ldq, k4, stride, hd); break;
+    case 1: dot8_f16(q, k, stride, hd, s); break;
+    }
+}
+
+/* An empty asm: the weights may have changed, as far as the compiler
+ * knows, so it multiplies by their lanes (fmla by element) instead of
+ * hoisting 8 broadcast copies per head out of the loop, which spill. */
+#define OPAQUE_VEC(v) __asm__("" : "+w"(v))
+
+/* Values: head J's weights for rows 0-3 in uJ, 4-7 in wJ, its 8 output
+ * columns in cJ, dJ. A value row's 8 columns are loaded and converted
+ * once (lo_, hi_) for the heads. */
+#define V_W(J, w_)                                                                             \
+    float32x4_t u##J = vld1q_f32(w_ + J * BLOCK), w##J = vld1q_f32(w_ + J * BLOCK + 4)
+#define V_OPAQUE(J, _) OPAQUE_VEC(u##J); OPAQUE_VEC(w##J)
+#define V_LOAD(J, i)                                                                           \
+    float32x4_t c##J = vld1q_f32(out + J * ldo + (i)), d##J = vld1q_f32(out + J * ldo + (i) + 4)
+#define V_FMA(J, W, L)                                                                         \
+    c##J = vfmaq_laneq_f32(c##J, lo_, W##J, L), d##J = vfmaq_laneq_f32(d##J, hi_, W##J, L)
+#define V_ROW(M, p, W, L)                                                                      \
+    do {                                                                                       \
+        uint16x8_t h_ = vld1q_u16(p);                                                          \
+        float32x4_t lo_ = low8(h_), hi_ = high8(h_);                                           \
+        EACH##M(V_FMA, W, L);                                                                  \
+    } while (0)
+#define V_STORE(J, i) vst1q_f32(out + J * ldo + (i), c##J), vst1q_f32(out + J * ldo + (i) + 4, d##J)
+
+/* accumulate_M(out, ldo, w, v, stride, hd): accumulate() of a whole block
+ * for M heads, head j's weights at w + j * BLOCK and its output at out +
+ * j * ldo: each value row loaded and converted once for the M heads, each
+ * head's sums in accumulate()'s order (rows in order, fused), the last
+ * columns (fewer than 8) as there. 4 M registers and a row's 3: 27 for M
+ * = 6. */
+#define ACCUMULATE(M)                                                                          \
+    GROUP_KERNEL static void accumulate_##M(float *out, size_t ldo, const float *w,            \
+                                            const uint16_t *v, size_t stride, size_t hd)       \
+    {                                                                                          \
+        EACH##M(V_W, w);                                                                       \
+        size_t i = 0;                                                                          \
+        for (; i + 8 <= hd; i += 8) {                                                          \
+            EACH##M(V_OPAQUE, 0);                                                              \
+            EACH##M(V_LOAD, i);                                                                \
+            V_ROW(M, v + i, u, 0);                                                             \
+            V_ROW(M, v + stride + i, u, 1);                                                    \
+            V_ROW(M, v + 2 * stride + i, u, 2);                                                \
+            V_ROW(M, v + 3 * stride + i, u, 3);                                                \
+            V_ROW(M, v + 4 * stride + i, w, 0);                                                \
+            V_ROW(M, v + 5 * stride + i, w, 1);                                                \
+            V_ROW(M, v + 6 * stride + i, w, 2);                                                \
+            V_ROW(M, v + 7 * stride + i, w, 3);                                                \
+            EACH##M(V_STORE, i);                                                               \
+        }                                                                                      \
+        for (size_t j = 0; j < M; j++)                                                         \
+            for (size_t c = i; c < hd; c++)                                                    \
+                for (size_t r = 0; r < BLOCK; r++)                                             \
+                    out[j * ldo + c] += w[j * BLOCK + r] * nb_f16_to_f32(v[r * stride + c]);   \
+    }
+ACCUMULATE(2)
+ACCUMULATE(3)
+ACCUMULATE(4)
+ACCUMULATE(5)
+ACCUMULATE(6)
+
+/* A whole block's values for g heads, 6 at a time, then what is left. */
+static void accumulate_heads(float *out, size_t ldo, size_t g, const float *w, const uint16_t *v,
+                             size_t stride, size_t hd)
+{
+    size_t j = 0;
+    for (; j + 6 <= g; j += 6)
+        accumulate_6(out + j * ldo, ldo, w + j * BLOCK, v, stride, hd);
+    out += j * ldo, w += j * BLOCK;
+    switch (g - j) {
+    case 5: accumulate_5(out, ldo, w, v, stride, hd); break;
+    case 4: accumulate_4(out, ldo, w, v, stride, hd); break;
+    case 3: accumulate_3(out, ldo, w, v, stride, hd); break;
+    case 2: accumulate_2(out, ldo, w, v, stride, hd); break;
+    case 1: accumulate(out, w, v, stride, BLOCK, hd); break;
+    }
+}
+
+/* nb_attend_f16_neon for up to NB_ATTEND_GROUP heads: per block, the
+ * scores of all heads (keys shared), each head's softmax step exactly as
+ * there, the values of all heads (shared). The last block, shorter than
+ * 8 positions, goes head by head through the single-head functions. */
+static void group_neon(float *out, size_t ldo, const float *q, size_t ldq, size_t g,
+                       const uint16_t *k, const uint16_t *v, size_t stride, size_t n, size_t hd,
+                       float scale)
+{
+    online o[NB_ATTEND_GROUP];
+    float32x4_t sum[NB_ATTEND_GROUP];
+    float w[NB_ATTEND_GROUP * BLOCK];
+    for (size_t j = 0; j < g; j++) {
+        o[j] = (online){-INFINITY, 0.0f};
+        sum[j] = vdupq_n_f32(0.0f);
+        for (size_t i = 0; i < hd; i++)
+            out[j * ldo + i] = 0.0f;
+    }
+    for (size_t t = 0; t < n; t += BLOCK) {
+        size_t m = n - t < BLOCK ? n - t : BLOCK;
+        if (m == BLOCK)
+            score_block_heads(w, q, ldq, g, k + t * stride, stride, hd);
+        else
+            for (size_t j = 0; j < g; j++)
+                score_block(w + j * BLOCK, q + j * ldq, k + t * stride, stride, m, hd);
+        for (size_t j = 0; j < g; j++) {
+            float *wj = w + j * BLOCK;
+            float32x4_t s0 = vmulq_n_f32(vld1q_f32(wj), scale);
+            float32x4_t s1 = vmulq_n_f32(vld1q_f32(wj + 4), scale);
+            sum[j] = vmulq_n_f32(sum[j], raise_max(&o[j], vmaxvq_f32(vmaxq_f32(s0, s1)),
+                                                   out + j * ldo, hd));
+            float32x4_t top = vdupq_n_f32(o[j].max);
+            float32x4_t w0 = nb_exp_neon(vsubq_f32(s0, top)), w1 = nb_exp_neon(vsubq_f32(s1, top));
+            sum[j] = vaddq_f32(sum[j], vaddq_f32(w0, w1));
+            vst1q_f32(wj, w0);
+            vst1q_f32(wj + 4, w1);
+        }
+        if (m == BLOCK)
+            accumulate_heads(out, ldo, g, w, v + t * stride, stride, hd);
+        else
+            for (size_t j = 0; j < g; j++)
+                accumulate(out + j * ldo, w + j * BLOCK, v + t * stride, stride, m, hd);
+    }
+    for (size_t j = 0; j < g; j++) {
+        o[j].sum = vaddvq_f32(sum[j]);
+        finish(&o[j], out + j * ldo, hd);
+    }
+}
+
+void nb_attend_group_f16_neon(float *out, size_t ldo, const float *q, size_t ldq, size_t g,
+                              const uint16_t *k, const uint16_t *v, size_t stride, size_t n,
+                              size_t hd, float scale)
+{
+    if (g == 1) { /* nothing to share: the single-head kernel, without the group's bookkeeping */
+        nb_attend_f16_neon(out, q, k, v, stride, n, hd, scale);
+        return;
+    }
+    for (size_t j = 0; j < g; j += NB_ATTEND_GROUP)
+        group_neon(out + j * ldo, ldo, q + j * ldq, ldq,
+                   g - j < NB_ATTEND_GROUP ? g - j : NB_ATTEND_GROUP, k, v, stride, n, hd,
+                   scale);
+}
+
 #endif
 
 /* Slowest first; on x86-64 avx2 is last, dropped when the CPU lacks it. */
 static const nb_attend_set attend_sets[] = {
-    {"generic", nb_attend_f16_generic},
+    {"generic", nb_attend_f16_generic, nb_attend_group_f16_generic},
 #if defined(__x86_64__)
-    {"avx2", nb_attend_f16_avx2},
+    {"avx2", nb_attend_f16_avx2, nb_attend_group_f16_avx2},
 #endif
 #if defined(__aarch64__)
-    {"neon", nb_attend_f16_neon},
+    {"neon", nb_attend_f16_neon, nb_attend_group_f16_neon},
 #endif
 };
 
@@ -244,6 +512,12 @@ nb_attend_fn *nb_attend_f16(void)
 {
     size_t n;
     return nb_attend_sets(&n)[n - 1].attend;
+}
+
+nb_attend_group_fn *nb_attend_group_f16(void)
+{
+    size_t n;
+    return nb_attend_sets(&n)[n - 1].group;
 }
 
 void nb_f32_to_f16_row(uint16_t *out, const float *x, size_t n)

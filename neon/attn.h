@@ -26,9 +26,31 @@ nb_attend_fn nb_attend_f16_neon; /* aarch64 only */
 /* Portable C (attn_generic.c), and its x86-64 build for AVX2, FMA, F16C. */
 nb_attend_fn nb_attend_f16_generic, nb_attend_f16_avx2;
 
+/* Grouped-query attention: the g query heads q + j * ldq (j < g) that
+ * share one kv head, each into out + j * ldo. Every block of keys and
+ * values is loaded (and converted from fp16) once for all of them, where
+ * single-head calls read each cache row once per query head: 4 times for
+ * Llama-3.2, 6 or 7 for Qwen2.5, from memory once the cache outgrows the
+ * caches. Each head's result is bit for bit what the same variant's
+ * nb_attend_fn gives it: the same operations in the same order per head,
+ * only the loads shared, so outputs never depend on how heads are grouped
+ * or spread over threads. Any g; the state of 16 heads is kept at once
+ * (NB_ATTEND_GROUP), more are taken 16 at a time. */
+typedef void nb_attend_group_fn(float *out, size_t ldo, const float *q, size_t ldq, size_t g,
+                                const uint16_t *k, const uint16_t *v, size_t stride, size_t n,
+                                size_t hd, float scale);
+
+#define NB_ATTEND_GROUP 16
+
+nb_attend_group_fn nb_attend_group_f16_ref;
+nb_attend_group_fn nb_attend_group_f16_neon; /* aarch64 only */
+nb_attend_group_fn nb_attend_group_f16_generic, nb_attend_group_f16_avx2;
+
+/* A variant: its single-head and grouped forms (the same bits per head). */
 typedef struct nb_attend_set {
     const char *name;
     nb_attend_fn *attend;
+    nb_attend_group_fn *group;
 } nb_attend_set;
 
 /* The variants this build has and this CPU runs, slowest first. */
@@ -37,6 +59,8 @@ const nb_attend_set *nb_attend_sets(size_t *count);
 /* The fastest of them: NEON on aarch64 (fp16 conversion is part of every
  * ARMv8 core), AVX2 on x86-64 CPUs that have it, else the portable one. */
 nb_attend_fn *nb_attend_f16(void);
+/* The grouped form of the same variant. */
+nb_attend_group_fn *nb_attend_group_f16(void);
 
 /* out[i] = x[i] rounded to fp16, to nearest even. */
 void nb_f32_to_f16_row(uint16_t *out, const float *x, size_t n);

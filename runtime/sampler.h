@@ -25,7 +25,10 @@ typedef struct nb_sampler {
     struct nb_cand {
         float p;
         int id;
-    } *cand;
+    } *cand;                 /* [vocab] */
+    uint64_t *keys;          /* [2 * vocab] past 2048 tokens: the radix sort's */
+    uint32_t (*radix)[2048]; /* [6][2048] with keys: its counts */
+    int id_bits;             /* the bits of the largest id */
     uint8_t *seen; /* [vocab], for the penalty; all zero between calls */
 } nb_sampler;
 
@@ -33,7 +36,11 @@ typedef struct nb_sampler {
 int nb_sampler_init(nb_sampler *s, int vocab, const nb_sampler_opts *o, nb_err *e);
 void nb_sampler_free(nb_sampler *s);
 
-/* Picks a token; may modify logits. Greedy ties go to the lowest id. */
+/* Picks a token; may modify logits. Greedy ties go to the lowest id.
+ * Otherwise the token of a softmax over the whole vocabulary, ranked by
+ * probability (ties by id), cut at top-k, top-p and min-p in that order:
+ * only the head of that ranking is sorted (see sampler.c), the draw is
+ * the same. */
 int nb_sample(nb_sampler *s, float *logits);
 
 /* The repetition penalty as in CTRL (Keskar et al., 2019) and llama.cpp:

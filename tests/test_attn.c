@@ -14,7 +14,15 @@
  * down to -104, random values, and the edges: 0, -0, tiny, -87.3 (FLT_MIN
  * near), -88, -103.97 (the last nonzero result), -104 and below (0), -inf
  * (0, no NaN), up to 44 above 0. An exhaustive run over all floats in
- * [-104, 0] (one-off, x86 and aarch64) found the same 1 ulp maximum. */
+ * [-104, 0] (one-off, x86 and aarch64) found the same 1 ulp maximum.
+ *
+ * The grouped forms (g query heads sharing a kv head, each key and value
+ * loaded once for all): each head bit for bit the same variant's
+ * single-head result, whatever g (1 to 40, odd ones, past the 16 heads
+ * kept at once), head size (64, 128, 80, 16, 32 and tails of 8 and 4
+ * columns) and length (tails of the 8-position blocks); within the
+ * tolerance above of the reference; nothing written between the heads'
+ * output rows (ldo > hd) and q read at its own row stride. */
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -98,6 +106,86 @@ static void check(size_t hd, size_t n, size_t heads, float qscale)
     }
     free(bd);
     free(q), free(kf), free(a), free(b), free(c), free(k), free(v);
+}
+
+/* ---- grouped heads ---- */
+
+static long group_calls, group_heads;
+
+/* g query heads (rows of q, ldq apart) over the last of kv heads' cache,
+ * through every variant's grouped form and the reference's. */
+static void check_group(size_t hd, size_t n, size_t g, size_t kv, float qscale)
+{
+    const float guard = 1234.5f;
+    size_t stride = kv * hd, ldq = hd + 3, ldo = hd + 5;
+    float *q = malloc(g * ldq * sizeof *q), *kf = malloc(n * stride * sizeof *kf);
+    float *grp = malloc(g * ldo * sizeof *grp), *one = malloc(hd * sizeof *one);
+    float *ref = malloc(g * hd * sizeof *ref);
+    double *refd = malloc(hd * sizeof *refd);
+    uint16_t *k = malloc(n * stride * sizeof *k), *v = malloc(n * stride * sizeof *v);
+    for (size_t i = 0; i < g * ldq; i++)
+        q[i] = qscale * tu_randf(&rng);
+    for (size_t i = 0; i < n * stride; i++)
+        kf[i] = tu_randf(&rng) * (i % 7 == 0 ? 4.0f : 1.0f);
+    nb_f32_to_f16_row(k, kf, n * stride);
+    for (size_t i = 0; i < n * stride; i++)
+        kf[i] = tu_randf(&rng);
+    nb_f32_to_f16_row(v, kf, n * stride);
+    const uint16_t *kh = k + (kv - 1) * hd, *vh = v + (kv - 1) * hd;
+    float scale = 1.0f / sqrtf((float)hd);
+    for (size_t j = 0; j < g; j++)
+        nb_attend_f16_ref(ref + j * hd, q + j * ldq, kh, vh, stride, n, hd, scale);
+    size_t n_sets;
+    const nb_attend_set *sets = nb_attend_sets(&n_sets);
+    for (size_t si = 0; si <= n_sets; si++) {
+        nb_attend_set set = si < n_sets ? sets[si]
+                                        : (nb_attend_set){"ref", nb_attend_f16_ref,
+                                                          nb_attend_group_f16_ref};
+        for (size_t i = 0; i < g * ldo; i++)
+            grp[i] = guard;
+        set.group(grp, ldo, q, ldq, g, kh, vh, stride, n, hd, scale);
+        size_t differ = 0, first = 0, guards = 0;
+        double d_ref = 0;
+        for (size_t j = 0; j < g; j++) {
+            set.attend(one, q + j * ldq, kh, vh, stride, n, hd, scale);
+            if (memcmp(one, grp + j * ldo, hd * sizeof *one) && differ++ == 0)
+                first = j;
+            for (size_t i = 0; i < hd; i++)
+                refd[i] = ref[j * hd + i];
+            d_ref = fmax(d_ref, max_diff(grp + j * ldo, refd, hd));
+            for (size_t i = hd; i < ldo; i++)
+                guards += grp[j * ldo + i] != guard;
+        }
+        CHECK(differ == 0, "%s grouped: hd %zu, n %zu, g %zu: %zu heads differ from the "
+              "single-head kernel (first: head %zu)", set.name, hd, n, g, differ, first);
+        CHECK(d_ref <= 1e-5 * 2, "%s grouped: hd %zu, n %zu, g %zu, q scale %g: vs reference %g",
+              set.name, hd, n, g, qscale, d_ref);
+        CHECK(guards == 0, "%s grouped: hd %zu, n %zu, g %zu: %zu values written between rows",
+              set.name, hd, n, g, guards);
+        group_calls++;
+        group_heads += (long)g;
+    }
+    free(q), free(kf), free(grp), free(one), free(ref), free(refd), free(k), free(v);
+}
+
+static void check_groups(void)
+{
+    size_t hds[] = {64, 128, 80, 16, 32, 12, 6, 2};
+    size_t ns[] = {1, 3, 8, 13, 16, 67};
+    size_t gs[] = {1, 2, 3, 4, 5, 6, 7, 8, 12, 14, 16, 17};
+    for (size_t a = 0; a < sizeof hds / sizeof *hds; a++)
+        for (size_t b = 0; b < sizeof ns / sizeof *ns; b++)
+            for (size_t c = 0; c < sizeof gs / sizeof *gs; c++)
+                check_group(hds[a], ns[b], gs[c], 1 + (a + b + c) % 3,
+                            c % 4 == 3 ? 16.0f : c % 4 == 1 ? 8.0f : 1.0f);
+    for (int i = 0; i < 60; i++) { /* random shapes, some peaked, some past 16 heads */
+        size_t hd = i % 2 ? hds[tu_rand(&rng) % 5] : 2 + 2 * (tu_rand(&rng) % 80);
+        size_t n = 1 + tu_rand(&rng) % 400, g = 1 + tu_rand(&rng) % (i % 10 ? 16 : 40);
+        check_group(hd, n, g, 1 + tu_rand(&rng) % 3, i % 3 == 0 ? 16.0f : 1.0f);
+    }
+    printf("grouped: %ld calls over %ld heads, each bit for bit its variant's single-head "
+           "result\n",
+           group_calls, group_heads);
 }
 
 /* ---- exp ---- */
@@ -219,6 +307,7 @@ int main(void)
             check(hds[i], ns[j], 4, 64.0f); /* most weights underflow to 0 */
         }
     check_random_shapes();
+    check_groups();
     uint16_t h[3];
     float x[3] = {1.0f, 65504.0f, 1e-8f};
     nb_f32_to_f16_row(h, x, 3);
@@ -231,5 +320,6 @@ int main(void)
         printf(" %s", sets[i].name);
     printf("\n");
     CHECK(sets[n_sets - 1].attend == nb_attend_f16(), "the attention in use is not the last");
+    CHECK(sets[n_sets - 1].group == nb_attend_group_f16(), "the grouped form is not the last's");
     return tu_finish("test_attn");
 }

@@ -1,7 +1,16 @@
 /* The sampler: greedy is argmax, the same seed repeats a run, top-k and
  * top-p never pick outside their set, and the frequencies follow the
- * softmax at the temperature. */
+ * softmax at the temperature. And the sampler, which ranks only the head
+ * of the vocabulary, against the algorithm it replaced, written out here:
+ * softmax, a full sort by probability (ties by id), then top-k, top-p and
+ * min-p; the same token for the same seed, draw after draw, over random
+ * logits (flat, peaked, LLM-like, with ties and -inf) of vocabularies up
+ * to 151936, every combination of the options on the small ones (up to
+ * 1000 tokens), the defaults of generate and chat, pure temperature,
+ * top-p alone, min-p alone and random combinations on the large. */
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "../runtime/sampler.h"
 #include "testutil.h"
@@ -125,6 +134,194 @@ static void check_penalty(void)
     nb_sampler_free(&s);
 }
 
+/* ---- against the full sort ---- */
+
+struct ref_cand {
+    float p;
+    int id;
+};
+
+static int ref_desc(const void *a, const void *b)
+{
+    const struct ref_cand *x = a, *y = b;
+    if (x->p != y->p)
+        return x->p < y->p ? 1 : -1;
+    return x->id - y->id;
+}
+
+/* Softmax at the temperature into c, sorted by probability. */
+static void ref_rank(struct ref_cand *c, const float *logits, int vocab, float temp)
+{
+    float max = logits[nb_argmax(logits, vocab)];
+    double sum = 0;
+    for (int i = 0; i < vocab; i++) {
+        c[i].p = expf((logits[i] - max) / temp);
+        c[i].id = i;
+        sum += c[i].p;
+    }
+    for (int i = 0; i < vocab; i++)
+        c[i].p = (float)(c[i].p / sum);
+    qsort(c, (size_t)vocab, sizeof *c, ref_desc);
+}
+
+static double ref_uniform(uint64_t *rng)
+{
+    uint64_t z = (*rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* top-k, top-p, min-p over the ranked c, then the draw. */
+static int ref_pick(const struct ref_cand *c, int vocab, const nb_sampler_opts *o, uint64_t *rng)
+{
+    int n = vocab;
+    if (o->top_k > 0 && o->top_k < n)
+        n = o->top_k;
+    double cum = 0;
+    for (int i = 0; i < n; i++) {
+        cum += c[i].p;
+        if (cum >= o->top_p) {
+            n = i + 1;
+            break;
+        }
+    }
+    float floor = o->min_p * c[0].p;
+    while (n > 1 && c[n - 1].p < floor)
+        n--;
+    double mass = 0;
+    for (int i = 0; i < n; i++)
+        mass += c[i].p;
+    double r = ref_uniform(rng) * mass;
+    cum = 0;
+    for (int i = 0; i < n; i++) {
+        cum += c[i].p;
+        if (r < cum)
+            return c[i].id;
+    }
+    return c[n - 1].id;
+}
+
+static uint64_t lrng = 2024;
+
+static float unit(void) /* [0, 1) */
+{
+    return 0.5f * (tu_randf(&lrng) + 1.0f);
+}
+
+/* Logits of kind 0 .. 7: flat, wide, LLM-like (a bulk near 0 and a few
+ * far above), the same rounded to quarters (ties), five values and some
+ * -inf (ties everywhere), all equal, one far above the rest (most
+ * probabilities 0), a few near the top and the rest 50 to 70 below
+ * (their probabilities too small to change a sum of the others: the
+ * running sum of pure temperature sampling stops short of 1 or not). */
+static void make_logits(float *l, int vocab, int kind)
+{
+    for (int i = 0; i < vocab; i++) {
+        float g = 0; /* about normal: the sum of 4 uniforms */
+        for (int j = 0; j < 4; j++)
+            g += tu_randf(&lrng);
+        switch (kind) {
+        case 0: l[i] = tu_randf(&lrng); break;
+        case 1: l[i] = 8.0f * tu_randf(&lrng); break;
+        case 2: l[i] = 2.5f * g + (unit() < 0.001f ? 10.0f + 15.0f * unit() : 0.0f); break;
+        case 3: l[i] = roundf(4.0f * (2.5f * g + (unit() < 0.001f ? 12.0f : 0.0f))) / 4; break;
+        case 4: l[i] = unit() < 0.05f ? -INFINITY : (float)((i * 7919) % 5); break;
+        case 5: l[i] = 1.5f; break;
+        case 7: l[i] = unit() < 0.01f ? -unit() : -50.0f - 20.0f * unit(); break;
+        default: l[i] = 3.0f * g; break;
+        }
+    }
+    if (kind == 6)
+        l[tu_rand(&lrng) % (uint64_t)vocab] = 100.0f;
+}
+
+static long compared, mismatched;
+
+/* Draws from one sampler per option set and from the reference, the
+ * same seed, and compares the ids. */
+static void compare_opts(const float *logits, float *work, const struct ref_cand *c, int vocab,
+                         const nb_sampler_opts *o, int draws, int kind)
+{
+    nb_sampler smp;
+    nb_err e;
+    if (nb_sampler_init(&smp, vocab, o, &e)) {
+        CHECK(0, "init: %s", e.msg);
+        return;
+    }
+    uint64_t rng = o->seed ^ 0x9e3779b97f4a7c15ull;
+    for (int d = 0; d < draws; d++) {
+        memcpy(work, logits, (size_t)vocab * sizeof *work);
+        int got = nb_sample(&smp, work), want = ref_pick(c, vocab, o, &rng);
+        compared++;
+        if (got != want && mismatched++ < 10)
+            CHECK(0, "vocab %d, logits kind %d, temp %g, top-k %d, top-p %g, min-p %g, seed %llu, "
+                     "draw %d: %d, the full sort %d",
+                  vocab, kind, o->temp, o->top_k, o->top_p, o->min_p,
+                  (unsigned long long)o->seed, d, got, want);
+    }
+    nb_sampler_free(&smp);
+}
+
+static void check_against_full_sort(void)
+{
+    static const int vocabs[] = {1, 2, 3, 8, 65, 1000, 4096, 32000, 151936};
+    static const float temps[] = {0.25f, 0.8f, 1.0f, 1.7f};
+    static const float top_ps[] = {1.0f, 0.95f, 0.9f, 0.5f, 1e-9f};
+    static const float min_ps[] = {0.0f, 0.05f, 0.5f, 1.0f};
+    int n_vocabs = (int)(sizeof vocabs / sizeof *vocabs);
+    for (int vi = 0; vi < n_vocabs + 6; vi++) {
+        int vocab = vi < n_vocabs ? vocabs[vi] : 1 + (int)(tu_rand(&lrng) % 3000);
+        int top_ks[] = {0, 1, 2, 40, 1000, vocab - 1, vocab + 10};
+        float *l = malloc((size_t)vocab * sizeof *l), *work = malloc((size_t)vocab * sizeof *l);
+        struct ref_cand *c = malloc((size_t)vocab * sizeof *c);
+        for (int kind = 0; kind < 8; kind++) {
+            make_logits(l, vocab, kind);
+            for (int ti = 0; ti < 4; ti++) {
+                if (vocab > 4096 && ti % 2 == 0)
+                    continue; /* 2 temperatures, the bulk of the time under qemu */
+                nb_sampler_opts o = {.temp = temps[ti], .top_p = 1.0f};
+                ref_rank(c, l, vocab, o.temp);
+                if (vocab <= 1000) { /* every combination */
+                    for (int a = 0; a < 7; a++)
+                        for (int b = 0; b < 5; b++)
+                            for (int m = 0; m < 4; m++) {
+                                o.top_k = top_ks[a];
+                                o.top_p = top_ps[b], o.min_p = min_ps[m];
+                                o.seed = tu_rand(&lrng);
+                                compare_opts(l, work, c, vocab, &o, 2, kind);
+                            }
+                    continue;
+                }
+                /* the defaults of generate and chat, pure temperature,
+                 * top-p alone, then random combinations */
+                nb_sampler_opts fixed[] = {{.top_k = 40, .top_p = 0.95f},
+                                           {.top_k = 40, .top_p = 0.95f, .min_p = 0.05f},
+                                           {.top_p = 1.0f},
+                                           {.top_p = 0.9f},
+                                           {.top_p = 0.999f},
+                                           {.top_p = 1.0f, .min_p = 0.05f}};
+                for (int f = 0; f < 6 + 4; f++) {
+                    if (f < 6) {
+                        o = fixed[f];
+                    } else {
+                        o.top_k = top_ks[tu_rand(&lrng) % 7];
+                        o.top_p = top_ps[tu_rand(&lrng) % 5];
+                        o.min_p = min_ps[tu_rand(&lrng) % 4];
+                    }
+                    o.temp = temps[ti];
+                    o.seed = tu_rand(&lrng);
+                    compare_opts(l, work, c, vocab, &o, 2, kind);
+                }
+            }
+        }
+        free(l), free(work), free(c);
+    }
+    CHECK(mismatched == 0, "%ld of %ld draws differ from the full sort", mismatched, compared);
+    printf("against the full sort: %ld draws, %ld differ\n", compared, mismatched);
+}
+
 int main(void)
 {
     check_frequencies();
@@ -132,5 +329,6 @@ int main(void)
     check_repeat_and_greedy();
     check_min_p();
     check_penalty();
+    check_against_full_sort();
     return tu_finish("test_sampler");
 }

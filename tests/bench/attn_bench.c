@@ -1,11 +1,14 @@
 /* Runs the attention of one decode token (every query head over N cached
  * positions, neon/attn.h) reps times, for tests/bench/icount_attn.sh to
  * count instructions under qemu (the difference between reps R and 2R
- * leaves out the setup).
- *   attn_bench REPS POSITIONS HEAD_DIM HEADS KV_HEADS */
+ * leaves out the setup): head by head through nb_attend_f16 ("single",
+ * the default), or each kv head's query heads together through
+ * nb_attend_group_f16 ("group").
+ *   attn_bench REPS POSITIONS HEAD_DIM HEADS KV_HEADS [single|group] */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../../neon/attn.h"
 
@@ -37,10 +40,11 @@ static uint16_t *random_cache(size_t n)
 
 int main(int argc, char **argv)
 {
-    if (argc != 6) {
-        fputs("usage: attn_bench REPS POSITIONS HEAD_DIM HEADS KV_HEADS\n", stderr);
+    if (argc != 6 && !(argc == 7 && (!strcmp(argv[6], "single") || !strcmp(argv[6], "group")))) {
+        fputs("usage: attn_bench REPS POSITIONS HEAD_DIM HEADS KV_HEADS [single|group]\n", stderr);
         return 1;
     }
+    int grouped = argc == 7 && !strcmp(argv[6], "group");
     long reps = atol(argv[1]), n = atol(argv[2]), hd = atol(argv[3]);
     long heads = atol(argv[4]), kv = atol(argv[5]);
     if (reps < 0 || n < 1 || hd < 2 || kv < 1 || heads < kv || heads % kv) {
@@ -55,13 +59,24 @@ int main(int argc, char **argv)
         return 1;
     }
     nb_attend_fn *attend = nb_attend_f16();
+    nb_attend_group_fn *group = nb_attend_group_f16();
     float scale = 1.0f / sqrtf((float)hd);
-    for (long r = 0; r < reps; r++)
+    size_t g = (size_t)(heads / kv);
+    for (long r = 0; r < reps; r++) {
+        if (grouped) {
+            for (long h = 0; h < kv; h++) {
+                size_t at = (size_t)(h * hd), qat = at * g;
+                group(out + qat, (size_t)hd, q + qat, (size_t)hd, g, k + at, v + at, stride,
+                      (size_t)n, (size_t)hd, scale);
+            }
+            continue;
+        }
         for (long h = 0; h < heads; h++) {
             size_t at = (size_t)(h / (heads / kv) * hd);
             attend(out + h * hd, q + h * hd, k + at, v + at, stride, (size_t)n, (size_t)hd,
                    scale);
         }
+    }
     printf("%g\n", (double)out[0]); /* the work is used */
     free(q), free(out), free(k), free(v);
     return 0;
