@@ -9,21 +9,23 @@
 
 #include "cli.h"
 #include "convert.h"
+#include "gguf.h"
 #include "quant_flags.h"
 
 static void help(void)
 {
-    fputs("usage: nibble convert [--from llama2c|hf|autoawq] INPUT -o OUT.nib [options]\n"
+    fputs("usage: nibble convert [--from llama2c|hf|autoawq|gguf] INPUT -o OUT.nib [options]\n"
           "       nibble convert INPUT -o OUT.nib --quantize awq|rtn [--calib TEXT] [...]\n"
           "\n"
           "Converts a model into one nibble file (written atomically: OUT appears\n"
           "only when complete), quantizing it on the way with --quantize.\n"
           "  INPUT               a llama2.c v0 checkpoint (.bin) or a Hugging Face folder\n"
           "                      (fp32/fp16/bf16, or an AutoAWQ 4-bit gemm/gemv checkpoint:\n"
-          "                      its weights are repacked exactly, never re-quantized)\n"
-          "  --from FORMAT       llama2c, hf or autoawq (default: hf for a folder, autoawq\n"
-          "                      when its config has a quantization_config, llama2c for a\n"
-          "                      file)\n"
+          "                      its weights are repacked exactly, never re-quantized),\n"
+          "                      or a GGUF file (llama.cpp; see docs/gguf.md)\n"
+          "  --from FORMAT       llama2c, hf, autoawq or gguf (default: hf for a folder,\n"
+          "                      autoawq when its config has a quantization_config; gguf\n"
+          "                      for a file that starts with GGUF, else llama2c)\n"
           "  -o, --output FILE   the .nib file to write\n"
           "  --tokenizer FILE    a SentencePiece .model or a tokenizer.json (default:\n"
           "                      tokenizer.model beside a llama2.c checkpoint; in a folder,\n"
@@ -117,14 +119,18 @@ static nb_importer importer(const struct args *p)
     struct stat st;
     if (stat(p->in, &st))
         return nb_error("cannot open '%s': %s", p->in, strerror(errno)), NULL;
-    const char *from = p->from ? p->from : S_ISDIR(st.st_mode) ? "hf" : "llama2c";
+    const char *from = p->from ? p->from : S_ISDIR(st.st_mode) ? "hf"
+                                       : nb_gguf_is(p->in)     ? "gguf"
+                                                               : "llama2c";
+    if (!strcmp(from, "gguf"))
+        return nb_import_gguf;
     if (!strcmp(from, "llama2c"))
         return nb_import_llama2c;
     if (!strcmp(from, "autoawq") || (!strcmp(from, "hf") && nb_hf_is_quantized(p->in)))
         return nb_import_autoawq;
     if (!strcmp(from, "hf"))
         return nb_import_hf;
-    return nb_error("--from must be llama2c, hf or autoawq, got '%s'", from), NULL;
+    return nb_error("--from must be llama2c, hf, autoawq or gguf, got '%s'", from), NULL;
 }
 
 /* Converted into a temporary file, mapped, quantized into OUT. */

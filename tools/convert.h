@@ -28,6 +28,10 @@ int nb_import_hf(const char *dir, const char *out, const nb_convert_opts *o, nb_
  * zero points are repacked into NB_Q4 exactly, never re-quantized. */
 int nb_import_autoawq(const char *dir, const char *out, const nb_convert_opts *o, nb_err *e);
 
+/* A GGUF file (llama.cpp) of a llama, qwen2 or qwen3 model, with its
+ * tokenizer and chat template (tools/import_gguf.c, docs/gguf.md). */
+int nb_import_gguf(const char *path, const char *out, const nb_convert_opts *o, nb_err *e);
+
 /* 1 when a folder's config.json has a quantization_config, or it has an
  * older quant_config.json: a quantized checkpoint, for nb_import_autoawq. */
 int nb_hf_is_quantized(const char *dir);

@@ -17,7 +17,7 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 
-all=(nib safetensors json config autoawq llama2c spm detok)
+all=(nib safetensors json config autoawq llama2c spm detok gguf)
 seconds=30 keep=0 targets=()
 while [ $# -gt 0 ]; do
   case $1 in
