@@ -75,6 +75,7 @@ mkdir -p "$work/logs"
 if ! "$build/tests/fuzz/fuzz_mkseeds" "$seeds" tests/data; then
   echo "run.sh: writing the seeds failed" >&2; exit 1
 fi
+for t in "${all[@]}"; do mkdir -p "$seeds/$t"; done # a target mkseeds has no seeds for
 cp "$s260k/stories260K.bin" "$seeds/llama2c/"
 cp "$s260k/hf/model.safetensors" "$seeds/safetensors/stories260K.safetensors"
 if [[ " ${targets[*]} " == *" nib "* ]]; then
