@@ -21,6 +21,7 @@ int cmd_ppl(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* Prints "nibble: <msg>" on stderr and returns 1 (the exit code). */
 int nb_error(const char *fmt, ...) NB_PRINTF(1, 2);

@@ -11,7 +11,8 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 deps=$root/.deps
 native_pkgs=(gcc g++ meson ninja-build pkg-config libsentencepiece-dev
-             libonig-dev libutf8proc-dev libjansson-dev xz-utils)
+             libonig-dev libutf8proc-dev libjansson-dev xz-utils
+             libmicrohttpd-dev curl python3-venv)
 # clang with its sanitizer and libFuzzer runtimes: the sanitizer build
 # and the fuzz targets of tests/run.sh (CI machines, not boards)
 check_pkgs=(clang libclang-rt-dev)
@@ -140,6 +141,30 @@ arm64_static() {
   touch "$deps/arm64-static/.done"
 }
 
+# libmicrohttpd (nibble serve), built as a static library from Debian's
+# source package without TLS (nibble serves plain HTTP; Debian's build
+# pulls in GnuTLS, which has no static form), into both sysroots: the
+# shared cross build links it statically too.
+arm64_mhd() {
+  [ -f "$deps/arm64/.mhd-done" ] && [ -f "$deps/arm64-static/.mhd-done" ] && return 0
+  say "building a static aarch64 libmicrohttpd from Debian's source package"
+  local src lib=$deps/arm64/usr/lib/aarch64-linux-gnu
+  rm -rf "$deps/src-mhd" && mkdir -p "$deps/src-mhd"
+  (cd "$deps/src-mhd" && apt-get "${APT_ARM64[@]}" source --download-only libmicrohttpd >/dev/null)
+  (cd "$deps/src-mhd" && dpkg-source -x libmicrohttpd_*.dsc >/dev/null 2>&1)
+  src=$(find "$deps/src-mhd" -maxdepth 1 -type d -name 'libmicrohttpd-*' | head -n 1)
+  (cd "$src" && ./configure --host=aarch64-linux-gnu --disable-shared --enable-static \
+     --enable-https=no --disable-doc --disable-examples --disable-curl &&
+   make -C src/microhttpd -j"$(nproc)") >"$deps/mhd-build.log" 2>&1 ||
+    { tail -n 20 "$deps/mhd-build.log" >&2; exit 1; }
+  mkdir -p "$lib" "$deps/arm64/usr/include" "$deps/arm64-static/lib" "$deps/arm64-static/include"
+  cp "$src/src/microhttpd/.libs/libmicrohttpd.a" "$lib/"
+  cp "$src/src/microhttpd/.libs/libmicrohttpd.a" "$deps/arm64-static/lib/"
+  cp "$src/src/include/microhttpd.h" "$deps/arm64/usr/include/"
+  cp "$src/src/include/microhttpd.h" "$deps/arm64-static/include/"
+  touch "$deps/arm64/.mhd-done" "$deps/arm64-static/.mhd-done"
+}
+
 main() {
   install_missing "${native_pkgs[@]}"
   if [ "${1:-}" = --native ] || [ "$(uname -m)" = aarch64 ]; then
@@ -151,6 +176,7 @@ main() {
   arm64_bpe_sysroot
   arm64_static
   arm64_bpe_static
+  arm64_mhd
 }
 
 # Sourced (tests/bench/icount.sh reuses the private apt state): functions only.

@@ -20,6 +20,7 @@ static const struct command {
     {"bench", cmd_bench, "measure prefill and decode speed (like llama-bench)"},
     {"quantize", cmd_quantize, "quantize a model to INT4 or INT3 with AWQ"},
     {"tokenize", cmd_tokenize, "show the tokens of a text (a model's, or a tokenizer file's)"},
+    {"serve", cmd_serve, "serve a model over HTTP with OpenAI's API (docs/serve.md)"},
 };
 
 static int usage(FILE *out)
