@@ -209,6 +209,10 @@ failures = 0
 def spawn(args):
     pid, fd = pty.fork()
     if pid == 0:
+        # a signal ignored by whoever started the suite (nohup: SIGHUP)
+        # stays ignored in nibble, as it should: give the child defaults
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            signal.signal(sig, signal.SIG_DFL)
         os.execvp(base[0], base + args)
     return pid, fd
 
