@@ -217,6 +217,19 @@ hf_copy() { # hf_copy NAME: a copy of stories260K's Hugging Face folder
   rm -rf "${tmp:?}/$1" && mkdir -p "$tmp/$1" && cp "$s260k/hf/"* "$tmp/$1/"
 }
 
+# set_config NAME KEY=JSON...: those keys of NAME's config.json set (the
+# value is JSON text: '"qwen2"', 'true', '{"rope_type": "yarn"}').
+set_config() {
+  python3 -S - "$tmp/$1/config.json" "${@:2}" <<'EOF'
+import json, sys
+c = json.load(open(sys.argv[1]))
+for kv in sys.argv[2:]:
+    k, v = kv.split("=", 1)
+    c[k] = json.loads(v)
+json.dump(c, open(sys.argv[1], "w"), indent=1)
+EOF
+}
+
 # Damaged .nib files, from the demo model.
 damaged_models() {
   model
@@ -308,11 +321,47 @@ section_convert() {
   hf_copy cfg-flip && craft flip "$s260k/hf/config.json" "$tmp/cfg-flip/config.json" 3 1
   expect_error "config.json bit-flipped" "config.json" -- convert "$tmp/cfg-flip" "${hfo[@]}"
   hf_copy gpt2 && sed -i 's/"llama"/"gpt2"/' "$tmp/gpt2/config.json"
-  expect_error "unsupported model_type (gpt2)" "unsupported model_type 'gpt2'" -- \
+  expect_error "unsupported model_type (gpt2)" \
+    "unsupported model_type 'gpt2' + supported: llama, qwen2, qwen3, mistral" -- \
     convert "$tmp/gpt2" "${hfo[@]}"
   sed -i 's/LlamaForCausalLM/GPT2LMHeadModel/' "$tmp/gpt2/config.json"
   expect_error "unsupported architecture (GPT2LMHeadModel)" "unsupported architecture" -- \
     convert "$tmp/gpt2" "${hfo[@]}"
+  # The families: stories260K's config rewritten (what fails is found
+  # before or while its tensors are matched).
+  hf_copy yarn && set_config yarn 'rope_scaling={"rope_type": "yarn", "factor": 4.0}'
+  expect_error "unknown rope_scaling type (yarn)" \
+    "unknown RoPE scaling type 'yarn' + supported: linear, llama3" -- convert "$tmp/yarn" "${hfo[@]}"
+  hf_copy l3-part && set_config l3-part 'rope_scaling={"rope_type": "llama3", "factor": 8.0,
+    "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}'
+  expect_error "llama3 rope_scaling without low_freq_factor" "rope_scaling + low_freq_factor" -- \
+    convert "$tmp/l3-part" "${hfo[@]}"
+  hf_copy l3-bad && set_config l3-bad 'rope_scaling={"type": "llama3", "factor": 8.0,
+    "low_freq_factor": 4.0, "high_freq_factor": 1.0, "original_max_position_embeddings": 8192}'
+  expect_error "llama3 rope_scaling, low_freq_factor above high_freq_factor" \
+    "rope_scaling + low_freq_factor" -- convert "$tmp/l3-bad" "${hfo[@]}"
+  hf_copy attn-bias && set_config attn-bias 'attention_bias=true'
+  expect_error "attention_bias true (llama)" "attention bias not supported" -- \
+    convert "$tmp/attn-bias" "${hfo[@]}"
+  hf_copy swa && set_config swa 'architectures=["Qwen2ForCausalLM"]' 'model_type="qwen2"' \
+    'use_sliding_window=true' 'sliding_window=256'
+  expect_error "Qwen2 with use_sliding_window true" "use_sliding_window + not supported" -- \
+    convert "$tmp/swa" "${hfo[@]}"
+  hf_copy mixed && set_config mixed 'model_type="qwen2"'
+  expect_error "model_type qwen2 with LlamaForCausalLM" "model_type 'qwen2' + LlamaForCausalLM" -- \
+    convert "$tmp/mixed" "${hfo[@]}"
+  hf_copy no-bias && set_config no-bias 'architectures=["Qwen2ForCausalLM"]' 'model_type="qwen2"'
+  expect_error "Qwen2 without its q bias tensor" \
+    "model.layers.0.self_attn.q_proj.bias + missing + bias on q, k and v" -- \
+    convert "$tmp/no-bias" "${hfo[@]}"
+  hf_copy no-qnorm && set_config no-qnorm 'architectures=["Qwen3ForCausalLM"]' 'model_type="qwen3"'
+  expect_error "Qwen3 without its q_norm tensor" \
+    "model.layers.0.self_attn.q_norm.weight + missing + q_norm and k_norm" -- \
+    convert "$tmp/no-qnorm" "${hfo[@]}"
+  hf_copy head-dim && set_config head-dim 'head_dim=16'
+  expect_error "head_dim contradicting the tensors (16; they hold 8)" \
+    "q_proj.weight' has shape [64, 64] + implies [128, 64] + head_dim 16" -- \
+    convert "$tmp/head-dim" "${hfo[@]}"
   hf_copy eps && sed -i 's/"rms_norm_eps": 1e-05/"rms_norm_eps": 0.99999999/' "$tmp/eps/config.json"
   expect_error "rms_norm_eps the loader refuses (0.99999999)" "eps" -- convert "$tmp/eps" "${hfo[@]}"
   hf_copy tok-cut && craft cut "$s260k/hf/tokenizer.model" "$tmp/tok-cut/tokenizer.model" 1000
@@ -382,7 +431,7 @@ section_quantize() {
   expect_error "Hugging Face folder with a NaN weight" "non-finite + blk.0.attn_q" -- \
     quantize -m "$tmp/st-nan" "${rtn[@]}"
   hf_copy gpt2 && sed -i 's/"llama"/"gpt2"/' "$tmp/gpt2/config.json"
-  expect_error "unsupported architecture" "unsupported model_type 'gpt2'" -- \
+  expect_error "unsupported architecture" "unsupported model_type 'gpt2' + qwen3" -- \
     quantize -m "$tmp/gpt2" "${rtn[@]}"
   # Calibration texts.
   : >"$tmp/empty.txt"
@@ -831,7 +880,8 @@ json.dump(d, open(sys.argv[2], "w"))' "$j" "$tmp/merge.json"
   expect_error ".nib end-id count bit-flipped (2 -> 18)" "nend.nib + 18 end-of-text ids" --     tokenize -m "$tmp/nend.nib" -p x
   craft flip "$m" "$tmp/endid.nib" 301 6   # end_ids[0] 2 -> 16386
   expect_error ".nib end id bit-flipped (2 -> 16386)" "endid.nib + outside the vocabulary" --     tokenize -m "$tmp/endid.nib" -p x
-  craft flip "$b" "$tmp/bpeblob.nib" 400 0  # inside the BPE blob's header
+  # inside the BPE blob's header (the key/value metadata may come first)
+  craft flip "$b" "$tmp/bpeblob.nib" $(($(od -An -tu8 -j 40 -N 8 "$b") + 16)) 0
   expect_error ".nib BPE blob bit-flipped" "bpeblob.nib + BPE" -- tokenize -m "$tmp/bpeblob.nib" -p x
   # Flags and texts.
   expect_error "no -m" "needs -m" -- tokenize -p x

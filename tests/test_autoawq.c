@@ -4,7 +4,9 @@
  * AutoAWQ packs them), converts them with `nibble convert` (in process)
  * and checks every dequantized weight of the result bit for bit against
  * (q - z) * s; plain tensors must come through unchanged. Hostile variants
- * must fail with one clear line and leave no output. */
+ * must fail with one clear line and leave no output. Qwen2 checkpoints
+ * carry fp16 q/k/v biases beside the packed linears, Qwen3 ones fp16
+ * q_norm/k_norm: both come through as f32. */
 #define _POSIX_C_SOURCE 200809L
 #include <fcntl.h>
 #include <math.h>
@@ -106,8 +108,9 @@ struct variant {
     int shards;           /* 1, or 2 with model.safetensors.index.json */
     int plain_down;       /* layer 1's down_proj left unquantized */
     const char *template; /* tokenizer_config.json's chat_template, or NULL */
+    const char *family;   /* NULL: llama; "qwen2" (q/k/v biases), "qwen3" (q/k norms) */
     /* hostile knobs */
-    int drop_qzeros, widen_qweight;
+    int drop_qzeros, widen_qweight, drop_bias;
 };
 
 static void put_word(uint8_t *data, size_t word, unsigned nib, unsigned v)
@@ -245,6 +248,16 @@ static void build(struct fixture *f, const struct variant *v, uint64_t seed)
         add_half(f, name, DIM, 0, 1.0f, &seed);
         for (size_t p = 0; p < sizeof parts / sizeof *parts; p++)
             add_linear(f, v, l, parts[p].part, parts[p].dst, parts[p].n, parts[p].k, &seed);
+        static const char *const qkv[3] = {"q", "k", "v"};
+        for (int i = 0; v->family && !strcmp(v->family, "qwen2") && i < 3; i++) {
+            snprintf(name, sizeof name, "model.layers.%d.self_attn.%s_proj.bias", l, qkv[i]);
+            if (!(v->drop_bias && l == 1 && i == 2))
+                add_half(f, name, (i ? KV_HEADS : HEADS) * HEAD_DIM, 0, 0.0f, &seed);
+        }
+        for (int i = 0; v->family && !strcmp(v->family, "qwen3") && i < 2; i++) {
+            snprintf(name, sizeof name, "model.layers.%d.self_attn.%s_norm.weight", l, qkv[i]);
+            add_half(f, name, HEAD_DIM, 0, 1.0f, &seed);
+        }
     }
     add_half(f, "model.norm.weight", DIM, 0, 1.0f, &seed);
     add_half(f, "lm_head.weight", VOCAB, DIM, 0.0f, &seed);
@@ -278,13 +291,17 @@ static void copy_file(const char *from, const char *to)
 static void write_config(const char *dir, const struct variant *v)
 {
     char text[2048];
+    const char *fam = v->family ? v->family : "llama";
+    const char *cls = !strcmp(fam, "qwen2")   ? "Qwen2ForCausalLM"
+                      : !strcmp(fam, "qwen3") ? "Qwen3ForCausalLM"
+                                              : "LlamaForCausalLM";
     snprintf(text, sizeof text,
-             "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\",\n"
+             "{\"architectures\": [\"%s\"], \"model_type\": \"%s\", \"head_dim\": %d,\n"
              " \"hidden_size\": %d, \"intermediate_size\": %d, \"num_hidden_layers\": %d,\n"
              " \"num_attention_heads\": %d, \"num_key_value_heads\": %d, \"vocab_size\": %d,\n"
              " \"max_position_embeddings\": 64, \"rms_norm_eps\": 1e-05, \"bos_token_id\": 1,\n"
              " \"eos_token_id\": 2, \"tie_word_embeddings\": false, \"torch_dtype\": \"float16\"%s%s}\n",
-             DIM, FFN, LAYERS, HEADS, KV_HEADS, VOCAB,
+             cls, fam, HEAD_DIM, DIM, FFN, LAYERS, HEADS, KV_HEADS, VOCAB,
              v->old_config ? "" : ",\n \"quantization_config\": ", v->old_config ? "" : v->config);
     write_text(path_in(dir, "config.json"), text);
     if (v->old_config)
@@ -387,6 +404,10 @@ static void check_plain(const nb_model *m, const struct fixture *f, const struct
         {"model.norm.weight", NB_T_OUT_NORM},
         {"model.layers.1.input_layernorm.weight", "blk.1.attn_norm"},
         {"model.layers.1.mlp.down_proj.weight", "blk.1.ffn_down"},
+        {"model.layers.1.self_attn.q_proj.bias", "blk.1.attn_q.bias"},
+        {"model.layers.0.self_attn.v_proj.bias", "blk.0.attn_v.bias"},
+        {"model.layers.1.self_attn.q_norm.weight", "blk.1.attn_q_norm"},
+        {"model.layers.0.self_attn.k_norm.weight", "blk.0.attn_k_norm"},
     };
     for (size_t i = 0; i < sizeof map / sizeof *map; i++) {
         const struct st_t *s = NULL;
@@ -445,6 +466,14 @@ static void check_good(const struct variant *v, const char *want_template)
         CHECK(!strcmp(m.meta.chat_template, want_template), "%s: template '%s', want '%s'",
               v->dir, m.meta.chat_template, want_template);
         CHECK(!m.meta.tied_embeddings, "%s: lm_head was dropped", v->dir);
+        uint32_t arch = !v->family                      ? NB_ARCH_LLAMA
+                        : !strcmp(v->family, "qwen2") ? NB_ARCH_QWEN2
+                                                       : NB_ARCH_QWEN3;
+        CHECK(m.meta.arch == arch, "%s: architecture %u, want %u", v->dir, m.meta.arch, arch);
+        nb_tensor t;
+        int has_bias = nb_model_find(&m, "blk.0.attn_q.bias", &t) != NULL;
+        CHECK(has_bias == (arch == NB_ARCH_QWEN2) && (!has_bias || t.entry->dtype == NB_F32),
+              "%s: q bias %s", v->dir, has_bias ? nb_dtype_name(t.entry->dtype) : "absent");
         check_runs(&m, v->dir);
         nb_model_close(&m);
         printf("ok: %s\n", v->dir);
@@ -501,10 +530,20 @@ int main(int argc, char **argv)
     check_good(&(struct variant){.dir = "gemv-g32", .version = GEMV, .group = 32,
                                  .config = AWQ("GEMV", 32), .shards = 1},
                "");
+    check_good(&(struct variant){.dir = "qwen2-gemm-g64", .version = GEMM, .group = 64,
+                                 .config = AWQ("gemm", 64), .shards = 2, .family = "qwen2"},
+               "");
+    check_good(&(struct variant){.dir = "qwen3-gemv-g128", .version = GEMV, .group = 128,
+                                 .config = AWQ("gemv", 128), .shards = 1, .family = "qwen3"},
+               "");
 
     check_hostile(&(struct variant){.dir = "bad-shape", .version = GEMM, .group = 128,
                                     .config = AWQ("gemm", 128), .shards = 1, .widen_qweight = 1},
                   "has shape");
+    check_hostile(&(struct variant){.dir = "qwen2-no-v-bias", .version = GEMM, .group = 128,
+                                    .config = AWQ("gemm", 128), .shards = 1, .family = "qwen2",
+                                    .drop_bias = 1},
+                  "'model.layers.1.self_attn.v_proj.bias' is missing");
     check_hostile(&(struct variant){.dir = "no-qzeros", .version = GEMV, .group = 128,
                                     .config = AWQ("gemv", 128), .shards = 1, .drop_qzeros = 1},
                   "qzeros' is missing");

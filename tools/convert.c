@@ -2,6 +2,8 @@
 #include "convert.h"
 
 #include <errno.h>
+#include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +91,71 @@ void *nb_read_file(const char *path, size_t max_size, size_t *size, nb_err *e)
     buf[got] = 0;
     *size = got;
     return buf;
+}
+
+/* Strict parsing: a key given twice could be read differently by two
+ * readers (a safetensors header must name each tensor once), and a NUL
+ * would cut names short. */
+#define JSON_FLAGS JSON_REJECT_DUPLICATES
+
+json_t *nb_json_mem(const char *text, size_t len, nb_err *e)
+{
+    json_error_t err;
+    if (len >= 3 && !memcmp(text, "\xEF\xBB\xBF", 3))
+        text += 3, len -= 3; /* RFC 8259 lets a parser ignore a byte-order mark */
+    json_t *root = json_loadb(text, len, JSON_FLAGS, &err);
+    /* An integer past int64 (Llama-3's tokenizer_config.json has a
+     * model_max_length of 1e30): every number as a double then, as JSON
+     * means them (nb_json_i64 still reads the integral ones). */
+    if (!root && strstr(err.text, "too big integer"))
+        root = json_loadb(text, len, JSON_FLAGS | JSON_DECODE_INT_AS_REAL, &err);
+    if (!root)
+        nb_fail(e, "line %d column %d: %s", err.line, err.column, err.text);
+    return root;
+}
+
+json_t *nb_json_file(const char *path, size_t max_bytes, nb_err *e)
+{
+    size_t len;
+    char *text = nb_read_file(path, max_bytes, &len, e);
+    if (!text)
+        return NULL;
+    nb_err why;
+    json_t *root = nb_json_mem(text, len, &why);
+    free(text);
+    if (!root)
+        nb_fail(e, "%s: %s", path, why.msg);
+    return root;
+}
+
+int nb_json_i64(const json_t *v, int64_t *out)
+{
+    if (json_is_integer(v)) {
+        *out = (int64_t)json_integer_value(v);
+        return 0;
+    }
+    double d = json_is_real(v) ? json_real_value(v) : 0.5;
+    if (d != floor(d) || d < -9223372036854775808.0 || d >= 9223372036854775808.0)
+        return -1;
+    *out = (int64_t)d;
+    return 0;
+}
+
+const char *nb_json_kind(const json_t *v)
+{
+    if (!v)
+        return "nothing";
+    switch (json_typeof(v)) {
+    case JSON_NULL: return "null";
+    case JSON_TRUE:
+    case JSON_FALSE: return "true or false";
+    case JSON_INTEGER:
+    case JSON_REAL: return "number";
+    case JSON_STRING: return "string";
+    case JSON_ARRAY: return "array";
+    case JSON_OBJECT: return "object";
+    default: return "nothing";
+    }
 }
 
 void *nb_tokenizer_file(const char *path, size_t *size, nb_tokenizer **tok, nb_err *e)

@@ -5,7 +5,9 @@
 
 #include <stdint.h>
 
+#include "../models/arch.h"
 #include "../runtime/err.h"
+#include "../runtime/kv.h"
 #include "../runtime/writer.h"
 #include "safetensors.h"
 
@@ -19,8 +21,9 @@ typedef struct nb_convert_opts {
 /* llama2.c legacy (v0) checkpoint + a SentencePiece model. */
 int nb_import_llama2c(const char *ckpt, const char *out, const nb_convert_opts *o, nb_err *e);
 
-/* Hugging Face Llama folder: config.json, model.safetensors or shards
- * listed in model.safetensors.index.json, tokenizer.model. */
+/* Hugging Face folder of a family models/arch.h knows (Llama, Mistral,
+ * Qwen2, Qwen3): config.json, model.safetensors or shards listed in
+ * model.safetensors.index.json, tokenizer.model or tokenizer.json. */
 int nb_import_hf(const char *dir, const char *out, const nb_convert_opts *o, nb_err *e);
 
 /* AutoAWQ checkpoint (a Hugging Face folder whose 4-bit linears are
@@ -46,6 +49,8 @@ struct nb_hf_config {
     int64_t bos, eos, pad, window;
     double eps, theta;
     int tied, mistral;
+    const nb_arch *arch; /* from model_type (mistral: llama) */
+    nb_rope rope;        /* rope_scaling, checked */
     char origin[96]; /* config.json's _name_or_path, last part (template guess) */
 };
 
@@ -54,8 +59,12 @@ struct nb_hf_config {
 typedef struct nb_hf_item {
     char src[96];
     char dst[NB_NAME_LEN];
-    int n_dims, is_norm, is_linear;
+    int n_dims;
+    int is_norm;   /* a vector (norm weight, bias): always written as f32 */
+    int is_linear; /* a matrix a quantized checkpoint may store packed */
     uint64_t shape[2];
+    char dims[48];  /* where the shape comes from ("4 heads x head_dim 32"), or empty */
+    char block[64]; /* an optional block: why it must be there, or empty */
     const nb_st_tensor *t; /* the plain source tensor, once checked */
     uint64_t bytes;        /* source bytes, for the progress meter */
 } nb_hf_item;
@@ -69,6 +78,9 @@ typedef struct nb_hf {
     unsigned char *used; /* per safetensors tensor: claimed by an item */
     void *vocab;
     size_t vocab_size;
+    nb_kvw kv;           /* key/value metadata: architecture, RoPE scaling, chat template */
+    const void *kv_bytes;
+    size_t kv_size;
 } nb_hf;
 
 /* The tokenizer file of a folder (tools/hf_tokenizer.c): tokenizer.model
@@ -100,7 +112,8 @@ const nb_st_tensor *nb_hf_take(nb_hf *h, const char *name);
 /* Checks that t is a float tensor of the item's shape and binds it. */
 int nb_hf_check_plain(nb_hf_item *it, const nb_st_tensor *t, nb_err *e);
 
-/* Refuses tensors no item took (biases, unknown names). */
+/* Refuses tensors no item took (biases the family does not have, unknown
+ * names). */
 int nb_hf_check_unused(const nb_hf *h, nb_err *e);
 
 /* Writes a plain item (norms always as f32, others as out_dtype, -1 = as
@@ -120,6 +133,28 @@ int nb_convert_tensor(nb_writer *w, const char *name, uint32_t src_dtype, const 
 /* Reads a whole small file (tokenizer, config) into a malloc'd buffer
  * with a NUL appended; max_size guards against a hostile size. */
 void *nb_read_file(const char *path, size_t max_size, size_t *size, nb_err *e);
+
+/* ---- JSON (jansson), for config.json and the other small files ---- */
+
+/* Parses the JSON text of a file of at most max_bytes (a leading UTF-8
+ * byte-order mark skipped): duplicate keys in an object and NUL in a
+ * string are refused, as are invalid UTF-8 and numbers past a double.
+ * Integers are exact within int64; a text with a larger one has all its
+ * numbers read as doubles. NULL with "PATH: line L column C: what" on error (or the
+ * nb_read_file message). json_decref the result. */
+struct json_t; /* jansson's */
+struct json_t *nb_json_file(const char *path, size_t max_bytes, nb_err *e);
+
+/* The same over len bytes in memory; messages start with "line". */
+struct json_t *nb_json_mem(const char *text, size_t len, nb_err *e);
+
+/* An integral number: a JSON integer, or a real with an integral value
+ * within int64 ("4096.0", "4e3"). 0, or -1 (out untouched) otherwise. */
+int nb_json_i64(const struct json_t *v, int64_t *out);
+
+/* "null", "true or false", "number", "string", "array", "object", for
+ * messages (NULL: "nothing"). */
+const char *nb_json_kind(const struct json_t *v);
 
 /* The tokenizer bytes a model file carries, from a SentencePiece .model
  * (as it is) or a tokenizer.json (parsed into a BPE blob): malloc'd, with

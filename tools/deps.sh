@@ -10,8 +10,10 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 deps=$root/.deps
+# (python3-numpy: the float64 references of tests/ref, which the family
+# tests run with /usr/bin/python3)
 native_pkgs=(gcc g++ meson ninja-build pkg-config libsentencepiece-dev
-             libonig-dev libutf8proc-dev libjansson-dev xz-utils
+             libonig-dev libutf8proc-dev libjansson-dev zlib1g-dev xz-utils python3-numpy
              libmicrohttpd-dev curl python3-venv)
 # clang with its sanitizer and libFuzzer runtimes: the sanitizer build
 # and the fuzz targets of tests/run.sh (CI machines, not boards)
@@ -88,6 +90,31 @@ arm64_bpe_sysroot() {
   for p in "${bpe_debs[@]}"; do dpkg-deb -x "$deps/debs/${p}"_*_arm64.deb "$deps/arm64"; done
   for l in onig utf8proc jansson; do test -e "$deps/arm64/usr/lib/aarch64-linux-gnu/lib$l.so"; done
   touch "$deps/arm64/.bpe-done"
+}
+
+# zlib (the tensors' CRC-32, runtime/model.c), beside them. zlib1g puts
+# libz.so.1 in /lib and zlib1g-dev links libz.so to it by an absolute path:
+# the library is copied beside the others (where the binaries' rpath finds
+# it under qemu) and the link made relative. The static build takes the
+# libz.a zlib1g-dev ships.
+zlib_debs=(zlib1g zlib1g-dev)
+
+arm64_zlib() {
+  [ -f "$deps/arm64/.zlib-done" ] && [ -f "$deps/arm64-static/.zlib-done" ] && return 0
+  say "fetching the arm64 zlib into .deps/arm64"
+  mkdir -p "$deps/debs" "$deps/arm64" "$deps/arm64-static/lib" "$deps/arm64-static/include"
+  (cd "$deps/debs" && apt-get "${APT_ARM64[@]}" download "${zlib_debs[@]}")
+  for p in "${zlib_debs[@]}"; do dpkg-deb -x "$deps/debs/${p}"_*_arm64.deb "$deps/arm64"; done
+  local lib=$deps/arm64/usr/lib/aarch64-linux-gnu so
+  so=$(cd "$deps/arm64/lib/aarch64-linux-gnu" && ls libz.so.1.* | head -n 1)
+  cp "$deps/arm64/lib/aarch64-linux-gnu/$so" "$lib/"
+  ln -sf "$so" "$lib/libz.so.1"
+  ln -sf "$so" "$lib/libz.so"
+  test -e "$lib/libz.so" && test -e "$lib/libz.a" && test -e "$deps/arm64/usr/include/zlib.h"
+  touch "$deps/arm64/.zlib-done"
+  cp "$lib/libz.a" "$deps/arm64-static/lib/"
+  cp "$deps/arm64/usr/include/zlib.h" "$deps/arm64/usr/include/zconf.h" "$deps/arm64-static/include/"
+  touch "$deps/arm64-static/.zlib-done"
 }
 
 # The static build needs static libraries: Debian's -dev packages ship them
@@ -174,6 +201,7 @@ main() {
   arm64_apt_setup
   arm64_sysroot
   arm64_bpe_sysroot
+  arm64_zlib
   arm64_static
   arm64_bpe_static
   arm64_mhd

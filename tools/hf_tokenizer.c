@@ -13,6 +13,7 @@
  * repeats. Qwen2.5-Instruct gives <|im_end|> and <|endoftext|>, Llama-3
  * <|eot_id|> and <|end_of_text|>. */
 #define _POSIX_C_SOURCE 200809L
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,6 @@
 #include "../tokenizer/tokenizer.h"
 #include "../tokenizer/utf8.h"
 #include "convert.h"
-#include "json.h"
 
 #define MAX_CONFIG_BYTES (16u << 20) /* tokenizer_config.json's added_tokens_decoder */
 
@@ -97,14 +97,16 @@ static int add_end(ends *x, int64_t id)
 }
 
 /* eos_token_id: a number or a list of them. */
-static int add_ids(ends *x, const nb_json_val *v)
+static int add_ids(ends *x, const json_t *v)
 {
-    if (!v || nb_json_type(v) == NB_JSON_NULL)
+    if (!v || json_is_null(v))
         return 0;
-    int list = nb_json_type(v) == NB_JSON_ARRAY;
-    for (const nb_json_val *a = list ? nb_json_first(v) : v; a; a = list ? nb_json_next(a) : NULL) {
+    int list = json_is_array(v);
+    size_t n = list ? json_array_size(v) : 1;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *a = list ? json_array_get(v, i) : v;
         int64_t id;
-        if (nb_json_int(a, &id))
+        if (nb_json_i64(a, &id))
             return nb_fail(x->e, "%s: eos_token_id must be a token id or a list of them", x->file);
         if (add_end(x, id))
             return -1;
@@ -114,11 +116,11 @@ static int add_ids(ends *x, const nb_json_val *v)
 
 /* eos_token: the token's text, or {"content": text}. A text the
  * tokenizer does not have as one token is passed over with a notice. */
-static int add_text(ends *x, const nb_json_val *v, int quiet)
+static int add_text(ends *x, const json_t *v, int quiet)
 {
-    if (nb_json_type(v) == NB_JSON_OBJECT)
-        v = nb_json_get(v, "content");
-    const char *s = nb_json_string(v, NULL);
+    if (json_is_object(v))
+        v = json_object_get(v, "content");
+    const char *s = json_string_value(v);
     if (!s || !s[0])
         return 0;
     int id = nb_tok_piece_to_id(x->tok, s);
@@ -134,12 +136,12 @@ static int add_text(ends *x, const nb_json_val *v, int quiet)
 }
 
 /* name's JSON in dir, or NULL without an error when it is absent. */
-static nb_json *read_json(const char *dir, const char *name, int *rc, nb_err *e)
+static json_t *read_json(const char *dir, const char *name, int *rc, nb_err *e)
 {
     char *path = nb_hf_path(dir, name);
-    nb_json *doc = NULL;
+    json_t *doc = NULL;
     *rc = path ? 0 : nb_fail(e, "out of memory");
-    if (is_file(path) && !(doc = nb_json_parse_file(path, MAX_CONFIG_BYTES, e)))
+    if (is_file(path) && !(doc = nb_json_file(path, MAX_CONFIG_BYTES, e)))
         *rc = -1;
     free(path);
     return doc;
@@ -155,13 +157,12 @@ int nb_hf_end_ids(const char *dir, const nb_tokenizer *tok, struct nb_meta *m, i
     memset(m->end_ids, 0, sizeof m->end_ids);
     for (int i = 0; i < 3; i++) {
         int rc;
-        nb_json *doc = read_json(dir, files[i], &rc, e);
-        const nb_json_val *root = nb_json_root(doc);
+        json_t *doc = read_json(dir, files[i], &rc, e);
         x.file = files[i];
         if (!rc)
-            rc = i < 2 ? add_ids(&x, nb_json_get(root, "eos_token_id"))
-                       : add_text(&x, nb_json_get(root, "eos_token"), quiet);
-        nb_json_free(doc);
+            rc = i < 2 ? add_ids(&x, json_object_get(doc, "eos_token_id"))
+                       : add_text(&x, json_object_get(doc, "eos_token"), quiet);
+        json_decref(doc);
         if (rc)
             return -1;
     }

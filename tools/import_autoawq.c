@@ -1,14 +1,17 @@
-/* AutoAWQ checkpoints: a Hugging Face Llama folder whose quantized linears
+/* AutoAWQ checkpoints: a Hugging Face folder (Llama, Mistral, Qwen2,
+ * Qwen3) whose quantized linears
  * P are stored as P.qweight, P.qzeros (int32 words of eight 4-bit values)
  * and P.scales (fp16), in the "gemm" or "gemv" packing order
  * (awq-spec.md §7). They are repacked into NB_Q4 without re-quantizing:
  * the codes, fp16 scales and zero points are taken exactly, so every
  * dequantized weight (q - z) * s equals AutoAWQ's own bit for bit. Norms
  * (which already hold the folded AWQ scales), embeddings, lm_head and any
- * linear left unquantized (modules_to_not_convert) are taken as they are.
- * Everything else, config, names and tokenizer, is import_hf.c's. */
+ * linear left unquantized (modules_to_not_convert) are taken as they are,
+ * and so are Qwen2's fp16 q/k/v biases and Qwen3's q/k norms (written as
+ * f32). Everything else, config, names and tokenizer, is import_hf.c's. */
 #define _POSIX_C_SOURCE 200809L
 #include <ctype.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +22,6 @@
 #include "../neon/qpack.h"
 #include "../runtime/qtensor.h"
 #include "convert.h"
-#include "json.h"
 
 #define MAX_CONFIG_BYTES (1u << 20)
 
@@ -35,10 +37,10 @@ struct awq_lin {
     const nb_st_tensor *qw, *qz, *sc;
 };
 
-static nb_json *parse(const char *dir, const char *name, nb_err *e)
+static json_t *parse(const char *dir, const char *name, nb_err *e)
 {
     char *path = nb_hf_path(dir, name);
-    nb_json *doc = path ? nb_json_parse_file(path, MAX_CONFIG_BYTES, e) : NULL;
+    json_t *doc = path ? nb_json_file(path, MAX_CONFIG_BYTES, e) : NULL;
     free(path);
     return doc;
 }
@@ -54,32 +56,32 @@ static int file_exists(const char *dir, const char *name)
 
 int nb_hf_is_quantized(const char *dir)
 {
-    nb_json *doc = parse(dir, "config.json", NULL);
-    const nb_json_val *q = nb_json_get(nb_json_root(doc), "quantization_config");
-    int found = q && nb_json_type(q) != NB_JSON_NULL;
-    nb_json_free(doc);
+    json_t *doc = parse(dir, "config.json", NULL);
+    const json_t *q = json_object_get(doc, "quantization_config");
+    int found = q && !json_is_null(q);
+    json_decref(doc);
     return found || file_exists(dir, "quant_config.json");
 }
 
 /* ---- the quantization config ---- */
 
 /* An integer under either of two names (AutoAWQ renamed its keys). */
-static int get_int(const nb_json_val *q, const char *key, const char *old, int64_t def,
+static int get_int(const json_t *q, const char *key, const char *old, int64_t def,
                    int64_t *out, nb_err *e)
 {
-    const nb_json_val *v = nb_json_get(q, key);
+    const json_t *v = json_object_get(q, key);
     if (!v)
-        v = nb_json_get(q, old);
+        v = json_object_get(q, old);
     *out = def;
-    if (v && nb_json_int(v, out))
+    if (v && nb_json_i64(v, out))
         return nb_fail(e, "quantization config: '%s' must be an integer", key);
     return 0;
 }
 
-static int read_version(const nb_json_val *q, int *version, nb_err *e)
+static int read_version(const json_t *q, int *version, nb_err *e)
 {
-    const nb_json_val *v = nb_json_get(q, "version");
-    const char *s = v ? nb_json_string(v, NULL) : "gemm";
+    const json_t *v = json_object_get(q, "version");
+    const char *s = v ? json_string_value(v) : "gemm";
     char low[32];
     size_t n = 0;
     for (; s && s[n] && n + 1 < sizeof low; n++)
@@ -98,10 +100,10 @@ static int read_version(const nb_json_val *q, int *version, nb_err *e)
     return nb_fail(e, "unknown AutoAWQ version '%.32s' (supported: gemm, gemv)", s);
 }
 
-static int read_method(const nb_json_val *q, nb_err *e)
+static int read_method(const json_t *q, nb_err *e)
 {
-    const nb_json_val *v = nb_json_get(q, "quant_method");
-    const char *m = nb_json_string(v, NULL);
+    const json_t *v = json_object_get(q, "quant_method");
+    const char *m = json_string_value(v);
     if (v && (!m || strcmp(m, "awq")))
         return nb_fail(e, "quantization_config: quant_method '%.32s' is not supported (nibble "
                           "imports AutoAWQ checkpoints, quant_method awq)",
@@ -123,13 +125,13 @@ static int check_cfg(const struct awq_cfg *q, nb_err *e)
     return 0;
 }
 
-static int read_fields(const nb_json_val *q, struct awq_cfg *c, nb_err *e)
+static int read_fields(const json_t *q, struct awq_cfg *c, nb_err *e)
 {
-    if (nb_json_type(q) != NB_JSON_OBJECT)
+    if (!json_is_object(q))
         return nb_fail(e, "the quantization config is not a JSON object");
-    const nb_json_val *zp = nb_json_get(q, "zero_point");
-    c->zero_point = 1;
-    if (zp && nb_json_bool(zp, &c->zero_point))
+    const json_t *zp = json_object_get(q, "zero_point");
+    c->zero_point = !zp || json_is_true(zp);
+    if (zp && !json_is_boolean(zp))
         return nb_fail(e, "quantization config: 'zero_point' must be true or false");
     if (read_method(q, e) || get_int(q, "bits", "w_bit", 4, &c->bits, e) ||
         get_int(q, "group_size", "q_group_size", 128, &c->group, e) ||
@@ -141,21 +143,21 @@ static int read_fields(const nb_json_val *q, struct awq_cfg *c, nb_err *e)
 /* config.json's quantization_config, else the older quant_config.json. */
 static int read_cfg(const char *dir, struct awq_cfg *c, nb_err *e)
 {
-    nb_json *doc = parse(dir, "config.json", e);
+    json_t *doc = parse(dir, "config.json", e);
     if (!doc)
         return -1;
-    const nb_json_val *q = nb_json_get(nb_json_root(doc), "quantization_config");
-    nb_json *old = NULL;
-    if (!q || nb_json_type(q) == NB_JSON_NULL) {
+    const json_t *q = json_object_get(doc, "quantization_config");
+    json_t *old = NULL;
+    if (!q || json_is_null(q)) {
         if (!(old = parse(dir, "quant_config.json", e))) {
-            nb_json_free(doc);
+            json_decref(doc);
             return -1;
         }
-        q = nb_json_root(old);
+        q = old;
     }
     int rc = read_fields(q, c, e);
-    nb_json_free(old);
-    nb_json_free(doc);
+    json_decref(old);
+    json_decref(doc);
     return rc;
 }
 

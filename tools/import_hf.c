@@ -1,14 +1,22 @@
-/* Hugging Face Llama / Mistral folders: config.json for the shapes,
- * safetensors (single or sharded) for the weights, the tokenizer
+/* Hugging Face folders of the families models/arch.h knows: config.json
+ * for the family (model_type: llama, mistral, qwen2, qwen3), the shapes
+ * and the RoPE scaling (linear, llama3); safetensors (single or sharded)
+ * for the weights, with each family's optional blocks (Qwen2's q/k/v
+ * biases, Qwen3's q/k norms, both written as f32); the tokenizer
  * (tokenizer.model as raw bytes, or tokenizer.json as a BPE blob: see
- * hf_tokenizer.c), the chat template recognised in tokenizer_config.json
- * or guessed from the name. Weights keep Hugging Face's q/k row order, so
- * RoPE rotates halves (NB_ROPE_HALVES). Config, names, shapes and dtypes are all checked
- * before the output file is created; a failure while writing (an f16
- * overflow, a full disk) aborts it, leaving nothing behind. The folder
- * reading (nb_hf_*) is shared with the AutoAWQ importer. */
+ * hf_tokenizer.c); the chat template recognised in tokenizer_config.json
+ * or guessed from the name, its Jinja kept in the key/value metadata
+ * beside the family's name and the scaling. Weights keep Hugging Face's
+ * q/k row order, so RoPE rotates halves (NB_ROPE_HALVES). What the
+ * runtime does not implement (sliding-window attention, other scalings,
+ * o or MLP biases) is refused by name. Config, names, shapes and dtypes
+ * are all checked before the output file is created; a failure while
+ * writing (an f16 overflow, a full disk) aborts it, leaving nothing
+ * behind. The folder reading (nb_hf_*) is shared with the AutoAWQ
+ * importer. JSON is read by jansson (nb_json_file, tools/convert.c). */
 #define _POSIX_C_SOURCE 200809L
 #define _XOPEN_SOURCE 700 /* realpath */
+#include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,7 +29,6 @@
 #include "../runtime/chat.h"
 #include "../tokenizer/utf8.h"
 #include "convert.h"
-#include "json.h"
 #include "progress.h"
 #include "safetensors.h"
 
@@ -34,7 +41,6 @@
 #define MAX_CTX (1 << 22)
 #define MAX_CONFIG_BYTES (1u << 20)
 #define MAX_TOKENIZER_CONFIG_BYTES (16u << 20) /* added_tokens_decoder can be large */
-#define ARCHS "LlamaForCausalLM, MistralForCausalLM"
 
 static void notice(const char *fmt, ...) NB_PRINTF(1, 2);
 
@@ -59,102 +65,236 @@ char *nb_hf_path(const char *dir, const char *name)
 
 /* ---- config.json ---- */
 
-static int absent(const nb_json_val *v)
+static int absent(const json_t *v)
 {
-    return !v || nb_json_type(v) == NB_JSON_NULL;
+    return !v || json_is_null(v);
 }
 
 /* An optional integer field. */
-static int cfg_int(const nb_json_val *root, const char *key, int64_t def, int64_t *out, nb_err *e)
+static int cfg_int(const json_t *root, const char *key, int64_t def, int64_t *out, nb_err *e)
 {
-    const nb_json_val *v = nb_json_get(root, key);
+    const json_t *v = json_object_get(root, key);
     *out = def;
-    if (!absent(v) && nb_json_int(v, out))
+    if (!absent(v) && nb_json_i64(v, out))
         return nb_fail(e, "config.json: '%s' must be an integer, not a %s", key,
-                       nb_json_type_name(nb_json_type(v)));
+                       json_is_number(v) ? "fraction" : nb_json_kind(v));
     return 0;
 }
 
-static int cfg_need(const nb_json_val *root, const char *key, int64_t *out, nb_err *e)
+static int cfg_need(const json_t *root, const char *key, int64_t *out, nb_err *e)
 {
-    if (absent(nb_json_get(root, key)))
+    if (absent(json_object_get(root, key)))
         return nb_fail(e, "config.json: '%s' is missing", key);
     return cfg_int(root, key, 0, out, e);
 }
 
-static int cfg_num(const nb_json_val *root, const char *key, double def, double *out, nb_err *e)
+static int cfg_num(const json_t *root, const char *key, double def, double *out, nb_err *e)
 {
-    const nb_json_val *v = nb_json_get(root, key);
+    const json_t *v = json_object_get(root, key);
     if (absent(v)) {
         *out = def;
         return 0;
     }
-    if (nb_json_number(v, out))
-        return nb_fail(e, "config.json: '%s' must be a number, not a %s", key,
-                       nb_json_type_name(nb_json_type(v)));
+    if (!json_is_number(v))
+        return nb_fail(e, "config.json: '%s' must be a number, not a %s", key, nb_json_kind(v));
+    *out = json_number_value(v);
     return 0;
 }
 
-static int cfg_bool(const nb_json_val *root, const char *key, int *out, nb_err *e)
+static int cfg_bool(const json_t *root, const char *key, int *out, nb_err *e)
 {
-    const nb_json_val *v = nb_json_get(root, key);
-    *out = 0;
-    if (!absent(v) && nb_json_bool(v, out))
+    const json_t *v = json_object_get(root, key);
+    *out = json_is_true(v);
+    if (!absent(v) && !json_is_boolean(v))
         return nb_fail(e, "config.json: '%s' must be true or false", key);
     return 0;
 }
 
 /* A token id: an integer, a list of them (the first counts), or -1. */
-static int cfg_token(const nb_json_val *root, const char *key, int64_t *out, nb_err *e)
+static int cfg_token(const json_t *root, const char *key, int64_t *out, nb_err *e)
 {
-    const nb_json_val *v = nb_json_get(root, key);
+    const json_t *v = json_object_get(root, key);
     *out = -1;
-    if (nb_json_type(v) == NB_JSON_ARRAY)
-        v = nb_json_first(v);
+    if (json_is_array(v))
+        v = json_array_get(v, 0);
     if (absent(v))
         return 0;
-    if (nb_json_int(v, out) || *out < 0)
+    if (nb_json_i64(v, out) || *out < 0)
         return nb_fail(e, "config.json: '%s' is not a token id", key);
     return 0;
 }
 
-static int check_arch(const nb_json_val *root, int *mistral, nb_err *e)
+/* The Hugging Face classes nibble reads: each family's, and Mistral's. */
+static const char *class_list(void)
 {
-    const char *arch = nb_json_string(nb_json_first(nb_json_get(root, "architectures")), NULL);
-    const char *type = nb_json_string(nb_json_get(root, "model_type"), NULL);
-    if (!arch)
-        return nb_fail(e, "config.json names no architecture (supported: " ARCHS ")");
-    if (strcmp(arch, "LlamaForCausalLM") && strcmp(arch, "MistralForCausalLM"))
-        return nb_fail(e, "unsupported architecture '%.64s' in config.json (supported: " ARCHS ")",
-                       arch);
-    if (type && strcmp(type, "llama") && strcmp(type, "mistral"))
-        return nb_fail(e, "unsupported model_type '%.64s' in config.json (supported: llama, "
-                          "mistral)", type);
-    *mistral = !strcmp(arch, "MistralForCausalLM") || (type && !strcmp(type, "mistral"));
+    static char list[256];
+    if (!list[0]) {
+        for (uint32_t id = 0; id < NB_ARCH_COUNT; id++) {
+            const nb_arch *a = nb_arch_by_id(id);
+            if (a) {
+                strcat(list, a->hf_class);
+                strcat(list, ", ");
+            }
+        }
+        strcat(list, "MistralForCausalLM");
+    }
+    return list;
+}
+
+/* The family: architectures[0] names a class nibble reads, and
+ * model_type (when given) the same family. Mistral is the LLaMA decoder. */
+static int check_arch(const json_t *root, struct nb_hf_config *c, nb_err *e)
+{
+    const char *cls = json_string_value(json_array_get(json_object_get(root, "architectures"), 0));
+    const char *type = json_string_value(json_object_get(root, "model_type"));
+    const nb_arch *by_class = NULL, *by_type = NULL;
+    if (!cls)
+        return nb_fail(e, "config.json names no architecture (supported: %s)", class_list());
+    c->mistral = !strcmp(cls, "MistralForCausalLM");
+    for (uint32_t id = 0; id < NB_ARCH_COUNT && !by_class; id++) {
+        const nb_arch *a = nb_arch_by_id(id);
+        if (a && (!strcmp(a->hf_class, cls) || (c->mistral && id == NB_ARCH_LLAMA)))
+            by_class = a;
+    }
+    if (!by_class)
+        return nb_fail(e, "unsupported architecture '%.64s' in config.json (supported: %s)", cls,
+                       class_list());
+    if (type) {
+        int mistral = !strcmp(type, "mistral");
+        by_type = mistral ? nb_arch_by_id(NB_ARCH_LLAMA) : nb_arch_by_hf_type(type);
+        if (!by_type)
+            return nb_fail(e, "unsupported model_type '%.64s' in config.json (supported: %s, "
+                              "mistral)",
+                           type, nb_arch_list());
+        if (by_type != by_class)
+            return nb_fail(e, "config.json: model_type '%.64s' does not match the architecture "
+                              "'%.64s'",
+                           type, cls);
+        c->mistral |= mistral;
+    }
+    c->arch = by_class;
+    return 0;
+}
+
+/* ---- RoPE scaling ---- */
+
+static int scaling_num(const json_t *s, const char *type, const char *key, double *out,
+                       nb_err *e)
+{
+    const json_t *v = json_object_get(s, key);
+    if (absent(v))
+        return nb_fail(e, "config.json: rope_scaling of type '%s' needs '%s'", type, key);
+    if (!json_is_number(v))
+        return nb_fail(e, "config.json: rope_scaling '%s' must be a number, not a %s", key,
+                       nb_json_kind(v));
+    *out = json_number_value(v);
+    return 0;
+}
+
+/* rope_scaling (rope_type, or the older key type): none, "default",
+ * "linear" (factor) or "llama3" (factor, low_freq_factor,
+ * high_freq_factor, original_max_position_embeddings). Newer transformers
+ * write it, with rope_theta, into rope_parameters. */
+static int read_rope(const json_t *root, struct nb_hf_config *c, nb_err *e)
+{
+    const json_t *s = json_object_get(root, "rope_scaling");
+    const json_t *params = json_object_get(root, "rope_parameters");
+    const char *key = "rope_scaling";
+    memset(&c->rope, 0, sizeof c->rope);
+    if (!absent(params)) {
+        if (!json_is_object(params))
+            return nb_fail(e, "config.json: 'rope_parameters' must be an object");
+        if (cfg_num(params, "rope_theta", c->theta, &c->theta, e))
+            return -1;
+        s = params, key = "rope_parameters";
+    }
+    if (absent(s))
+        return 0;
+    if (!json_is_object(s))
+        return nb_fail(e, "config.json: '%s' must be an object or null, not a %s", key,
+                       nb_json_kind(s));
+    const json_t *tv = json_object_get(s, "rope_type");
+    if (absent(tv))
+        tv = json_object_get(s, "type");
+    const char *type = json_string_value(tv);
+    if (!type)
+        return nb_fail(e, "config.json: %s names no rope_type", key);
+    double factor = 0, low = 0, high = 0, old = 0;
+    if (!strcmp(type, "default"))
+        return 0;
+    if (!strcmp(type, "linear")) {
+        c->rope.scaling = NB_ROPE_SCALE_LINEAR;
+        if (scaling_num(s, type, "factor", &factor, e))
+            return -1;
+    } else if (!strcmp(type, "llama3")) {
+        c->rope.scaling = NB_ROPE_SCALE_LLAMA3;
+        if (scaling_num(s, type, "factor", &factor, e) ||
+            scaling_num(s, type, "low_freq_factor", &low, e) ||
+            scaling_num(s, type, "high_freq_factor", &high, e) ||
+            scaling_num(s, type, "original_max_position_embeddings", &old, e))
+            return -1;
+        if (old != floor(old) || old < 0 || old > 4294967295.0)
+            return nb_fail(e, "config.json: rope_scaling original_max_position_embeddings %g is "
+                              "not a context length", old);
+    } else {
+        char safe[80];
+        return nb_fail(e, "config.json: unknown RoPE scaling type '%s' (supported: linear, "
+                          "llama3)",
+                       nb_utf8_escape(safe, sizeof safe, type));
+    }
+    c->rope.factor = (float)factor;
+    c->rope.low_freq_factor = (float)low;
+    c->rope.high_freq_factor = (float)high;
+    c->rope.original_ctx = (uint32_t)old;
+    nb_err why;
+    if (nb_rope_check(&c->rope, &why))
+        return nb_fail(e, "config.json: rope_scaling: %s", why.msg);
     return 0;
 }
 
 /* Variants the runtime does not implement: refuse rather than run wrong. */
-static int check_features(const nb_json_val *root, nb_err *e)
+static int check_features(const json_t *root, const struct nb_hf_config *c, nb_err *e)
 {
-    const nb_json_val *act = nb_json_get(root, "hidden_act");
-    const char *act_name = nb_json_string(act, NULL);
-    int attn_bias, mlp_bias;
-    if (!absent(nb_json_get(root, "rope_scaling")))
-        return nb_fail(e, "config.json: rope_scaling is not supported yet");
+    const json_t *act = json_object_get(root, "hidden_act");
+    const char *act_name = json_string_value(act);
+    int attn_bias, mlp_bias, window;
+    double partial = 1;
     if (!absent(act) && (!act_name || strcmp(act_name, "silu")))
         return nb_fail(e, "config.json: hidden_act '%.32s' is not supported (only silu)",
                        act_name ? act_name : "?");
-    if (cfg_bool(root, "attention_bias", &attn_bias, e) || cfg_bool(root, "mlp_bias", &mlp_bias, e))
+    if (cfg_bool(root, "attention_bias", &attn_bias, e) || cfg_bool(root, "mlp_bias", &mlp_bias, e) ||
+        cfg_bool(root, "use_sliding_window", &window, e) ||
+        cfg_num(root, "partial_rotary_factor", 1.0, &partial, e))
         return -1;
-    if (attn_bias)
-        return nb_fail(e, "config.json: attention bias not supported");
+    /* Qwen2 always has q/k/v biases, whatever attention_bias says; in the
+     * other families it adds an o bias too, which no forward pass has. */
+    if (attn_bias && !(c->arch->has & NB_HAS_QKV_BIAS))
+        return nb_fail(e, "config.json: attention bias not supported (attention_bias true gives "
+                          "a %s model a bias on q, k, v and o)",
+                       c->arch->name);
     if (mlp_bias)
         return nb_fail(e, "config.json: mlp bias not supported");
+    if (window)
+        return nb_fail(e, "config.json: use_sliding_window is true: sliding-window attention "
+                          "is not supported (nibble attends to the whole context)");
+    if (partial != 1.0)
+        return nb_fail(e, "config.json: partial_rotary_factor %g is not supported (only 1)",
+                       partial);
+    const json_t *types = json_object_get(root, "layer_types"), *t;
+    size_t i;
+    json_array_foreach(types, i, t) {
+        const char *s = json_string_value(t);
+        if (!s || strcmp(s, "full_attention")) {
+            char safe[80];
+            return nb_fail(e, "config.json: layer_types holds '%s': only full_attention is "
+                              "supported",
+                           s ? nb_utf8_escape(safe, sizeof safe, s) : "?");
+        }
+    }
     return 0;
 }
 
-static int read_shapes(const nb_json_val *root, struct nb_hf_config *c, nb_err *e)
+static int read_shapes(const json_t *root, struct nb_hf_config *c, nb_err *e)
 {
     if (cfg_need(root, "hidden_size", &c->dim, e) ||
         cfg_need(root, "intermediate_size", &c->ffn, e) ||
@@ -169,7 +309,7 @@ static int read_shapes(const nb_json_val *root, struct nb_hf_config *c, nb_err *
         cfg_num(root, "rope_theta", 10000.0, &c->theta, e) ||
         cfg_bool(root, "tie_word_embeddings", &c->tied, e))
         return -1;
-    if (!absent(nb_json_get(root, "head_dim")))
+    if (!absent(json_object_get(root, "head_dim")))
         return cfg_int(root, "head_dim", 0, &c->head_dim, e);
     c->head_dim = 0; /* invalid heads are reported by check_shapes */
     if (c->n_heads > 0 && c->dim % c->n_heads)
@@ -213,7 +353,7 @@ static int check_shapes(const struct nb_hf_config *c, nb_err *e)
 }
 
 /* Mistral's sliding window (0: none). How it is used: see fill_meta. */
-static int read_window(const nb_json_val *root, struct nb_hf_config *c, nb_err *e)
+static int read_window(const json_t *root, struct nb_hf_config *c, nb_err *e)
 {
     c->window = 0;
     if (!c->mistral)
@@ -227,9 +367,9 @@ static int read_window(const nb_json_val *root, struct nb_hf_config *c, nb_err *
 
 /* The repository the model came from ("meta-llama/Llama-2-7b-chat-hf"):
  * a better name for guessing the chat template than a renamed folder. */
-static void read_origin(const nb_json_val *root, struct nb_hf_config *c)
+static void read_origin(const json_t *root, struct nb_hf_config *c)
 {
-    const char *s = nb_json_string(nb_json_get(root, "_name_or_path"), NULL);
+    const char *s = json_string_value(json_object_get(root, "_name_or_path"));
     const char *slash = s ? strrchr(s, '/') : NULL;
     snprintf(c->origin, sizeof c->origin, "%s", slash ? slash + 1 : s ? s : "");
 }
@@ -239,22 +379,22 @@ static int read_config(const char *dir, struct nb_hf_config *c, nb_err *e)
     char *path = nb_hf_path(dir, "config.json");
     if (!path)
         return nb_fail(e, "out of memory");
-    nb_json *doc = nb_json_parse_file(path, MAX_CONFIG_BYTES, e);
+    json_t *root = nb_json_file(path, MAX_CONFIG_BYTES, e);
     free(path);
-    if (!doc)
+    if (!root)
         return -1;
-    const nb_json_val *root = nb_json_root(doc);
     int rc = -1;
-    if (nb_json_type(root) != NB_JSON_OBJECT)
+    if (!json_is_object(root))
         nb_fail(e, "config.json is not a JSON object");
-    else if (!check_arch(root, &c->mistral, e) && !check_features(root, e) &&
-             !read_shapes(root, c, e) && !cfg_token(root, "bos_token_id", &c->bos, e) &&
+    else if (!check_arch(root, c, e) && !check_features(root, c, e) &&
+             !read_shapes(root, c, e) && !read_rope(root, c, e) &&
+             !cfg_token(root, "bos_token_id", &c->bos, e) &&
              !cfg_token(root, "eos_token_id", &c->eos, e) &&
              !cfg_token(root, "pad_token_id", &c->pad, e) && !read_window(root, c, e))
         rc = check_shapes(c, e);
     if (!rc)
         read_origin(root, c);
-    nb_json_free(doc);
+    json_decref(root);
     return rc;
 }
 
@@ -263,7 +403,7 @@ static int read_config(const char *dir, struct nb_hf_config *c, nb_err *e)
 static void fill_meta(struct nb_meta *m, const struct nb_hf_config *c)
 {
     memset(m, 0, sizeof *m);
-    m->arch = NB_ARCH_LLAMA;
+    m->arch = c->arch->id;
     m->dim = (uint32_t)c->dim;
     m->n_layers = (uint32_t)c->n_layers;
     m->n_heads = (uint32_t)c->n_heads;
@@ -327,49 +467,92 @@ static int set_name(struct nb_meta *m, const char *dir, const char *given, nb_er
 
 /* ---- the tensor plan ---- */
 
-enum kind { K_EMBED, K_NORM, K_Q, K_KV, K_O, K_UP, K_DOWN, K_HEAD };
+enum kind { K_EMBED, K_NORM, K_Q, K_KV, K_O, K_UP, K_DOWN, K_HEAD, K_QB, K_KVB, K_HNORM };
 
+/* Each layer's tensors; `has` names the optional block (models/arch.h)
+ * a part belongs to, 0 for the parts every family has. */
 static const struct {
     const char *src, *dst;
     int kind;
+    unsigned has;
 } layer_parts[] = {
-    {"input_layernorm", NB_T_ATTN_NORM, K_NORM},
-    {"self_attn.q_proj", NB_T_Q, K_Q},
-    {"self_attn.k_proj", NB_T_K, K_KV},
-    {"self_attn.v_proj", NB_T_V, K_KV},
-    {"self_attn.o_proj", NB_T_O, K_O},
-    {"post_attention_layernorm", NB_T_FFN_NORM, K_NORM},
-    {"mlp.gate_proj", NB_T_GATE, K_UP},
-    {"mlp.up_proj", NB_T_UP, K_UP},
-    {"mlp.down_proj", NB_T_DOWN, K_DOWN},
+    {"input_layernorm.weight", NB_T_ATTN_NORM, K_NORM, 0},
+    {"self_attn.q_proj.weight", NB_T_Q, K_Q, 0},
+    {"self_attn.q_proj.bias", NB_T_Q_BIAS, K_QB, NB_HAS_QKV_BIAS},
+    {"self_attn.k_proj.weight", NB_T_K, K_KV, 0},
+    {"self_attn.k_proj.bias", NB_T_K_BIAS, K_KVB, NB_HAS_QKV_BIAS},
+    {"self_attn.v_proj.weight", NB_T_V, K_KV, 0},
+    {"self_attn.v_proj.bias", NB_T_V_BIAS, K_KVB, NB_HAS_QKV_BIAS},
+    {"self_attn.q_norm.weight", NB_T_Q_NORM, K_HNORM, NB_HAS_QK_NORM},
+    {"self_attn.k_norm.weight", NB_T_K_NORM, K_HNORM, NB_HAS_QK_NORM},
+    {"self_attn.o_proj.weight", NB_T_O, K_O, 0},
+    {"post_attention_layernorm.weight", NB_T_FFN_NORM, K_NORM, 0},
+    {"mlp.gate_proj.weight", NB_T_GATE, K_UP, 0},
+    {"mlp.up_proj.weight", NB_T_UP, K_UP, 0},
+    {"mlp.down_proj.weight", NB_T_DOWN, K_DOWN, 0},
 };
 #define N_PARTS (sizeof layer_parts / sizeof *layer_parts)
 
-/* Linear weights are [out, in], as Hugging Face stores them. */
+/* Linear weights are [out, in], as Hugging Face stores them; norms and
+ * biases are vectors. */
 static void set_shape(nb_hf_item *it, const struct nb_hf_config *c, int kind)
 {
     uint64_t d = (uint64_t)c->dim, f = (uint64_t)c->ffn, v = (uint64_t)c->vocab;
     uint64_t q = (uint64_t)(c->n_heads * c->head_dim), kv = (uint64_t)(c->n_kv_heads * c->head_dim);
-    uint64_t rows[] = {[K_EMBED] = v, [K_NORM] = d, [K_Q] = q, [K_KV] = kv,
-                       [K_O] = d, [K_UP] = f, [K_DOWN] = d, [K_HEAD] = v};
-    uint64_t cols[] = {[K_EMBED] = d, [K_NORM] = 0, [K_Q] = d, [K_KV] = d,
-                       [K_O] = q, [K_UP] = d, [K_DOWN] = f, [K_HEAD] = d};
-    it->is_norm = kind == K_NORM;
-    it->is_linear = kind != K_NORM && kind != K_EMBED;
+    uint64_t hd = (uint64_t)c->head_dim;
+    uint64_t rows[] = {[K_EMBED] = v, [K_NORM] = d, [K_Q] = q,   [K_KV] = kv,
+                       [K_O] = d,     [K_UP] = f,   [K_DOWN] = d, [K_HEAD] = v,
+                       [K_QB] = q,    [K_KVB] = kv, [K_HNORM] = hd};
+    uint64_t cols[] = {[K_EMBED] = d, [K_NORM] = 0, [K_Q] = d,   [K_KV] = d,
+                       [K_O] = q,     [K_UP] = d,   [K_DOWN] = f, [K_HEAD] = d,
+                       [K_QB] = 0,    [K_KVB] = 0,  [K_HNORM] = 0};
+    it->is_norm = !cols[kind];
+    it->is_linear = cols[kind] && kind != K_EMBED;
     it->n_dims = it->is_norm ? 1 : 2;
     it->shape[0] = rows[kind];
     it->shape[1] = cols[kind];
+    it->dims[0] = 0;
+    if (kind == K_Q || kind == K_O || kind == K_QB)
+        snprintf(it->dims, sizeof it->dims, "%lld heads x head_dim %lld", (long long)c->n_heads,
+                 (long long)c->head_dim);
+    else if (kind == K_KV || kind == K_KVB)
+        snprintf(it->dims, sizeof it->dims, "%lld kv heads x head_dim %lld",
+                 (long long)c->n_kv_heads, (long long)c->head_dim);
+    else if (kind == K_HNORM)
+        snprintf(it->dims, sizeof it->dims, "head_dim %lld", (long long)c->head_dim);
 }
 
-static void add_item(nb_hf *imp, const char *src, const char *dst, int kind)
+static nb_hf_item *add_item(nb_hf *imp, const char *src, const char *dst, int kind)
 {
     nb_hf_item *it = &imp->items[imp->n_items++];
     snprintf(it->src, sizeof it->src, "%s", src);
     snprintf(it->dst, sizeof it->dst, "%s", dst);
     set_shape(it, &imp->c, kind);
+    it->block[0] = 0;
+    return it;
 }
 
-static int build_plan(nb_hf *imp, nb_err *e)
+static const char *block_about(unsigned has)
+{
+    return has == NB_HAS_QKV_BIAS ? "a bias on q, k and v" : "q_norm and k_norm in every layer";
+}
+
+/* Tied embeddings with an lm_head.weight all the same (Qwen2.5-0.5B's
+ * checkpoints carry one): transformers ignores it, and so does nibble. */
+static void note_dropped_head(const nb_hf *imp, int quiet)
+{
+    const nb_st_tensor *head = nb_st_find(imp->st, "lm_head.weight");
+    const nb_st_tensor *emb = nb_st_find(imp->st, "model.embed_tokens.weight");
+    if (quiet || !head)
+        return;
+    int same = emb && emb->dtype == head->dtype && emb->size == head->size &&
+               !memcmp(emb->data, head->data, head->size);
+    notice("config.json ties the embeddings: lm_head.weight (%s model.embed_tokens.weight) "
+           "is dropped, as transformers does",
+           same ? "equal to" : "which differs from");
+}
+
+static int build_plan(nb_hf *imp, int quiet, nb_err *e)
 {
     const struct nb_hf_config *c = &imp->c;
     imp->items = calloc(N_PARTS * (size_t)c->n_layers + 3, sizeof *imp->items);
@@ -378,10 +561,16 @@ static int build_plan(nb_hf *imp, nb_err *e)
     add_item(imp, "model.embed_tokens.weight", NB_T_EMBED, K_EMBED);
     for (int l = 0; l < (int)c->n_layers; l++) {
         for (size_t p = 0; p < N_PARTS; p++) {
+            unsigned has = layer_parts[p].has;
+            if (has && !(c->arch->has & has))
+                continue;
             char src[96], dst[NB_NAME_LEN];
-            snprintf(src, sizeof src, "model.layers.%d.%s.weight", l, layer_parts[p].src);
+            snprintf(src, sizeof src, "model.layers.%d.%s", l, layer_parts[p].src);
             snprintf(dst, sizeof dst, layer_parts[p].dst, l);
-            add_item(imp, src, dst, layer_parts[p].kind);
+            nb_hf_item *it = add_item(imp, src, dst, layer_parts[p].kind);
+            if (has)
+                snprintf(it->block, sizeof it->block, "a %s model has %s", c->arch->name,
+                         block_about(has));
         }
     }
     add_item(imp, "model.norm.weight", NB_T_OUT_NORM, K_NORM);
@@ -389,6 +578,8 @@ static int build_plan(nb_hf *imp, nb_err *e)
     if (!c->tied && !has_head)
         notice("config.json does not tie the embeddings, but there is no lm_head.weight: "
                "the output layer reuses token_embd");
+    if (c->tied)
+        note_dropped_head(imp, quiet);
     imp->meta.tied_embeddings = c->tied || !has_head;
     if (!imp->meta.tied_embeddings)
         add_item(imp, "lm_head.weight", NB_T_OUTPUT, K_HEAD);
@@ -418,6 +609,8 @@ static int same_shape(const nb_hf_item *it, const nb_st_tensor *t)
 int nb_hf_check_plain(nb_hf_item *it, const nb_st_tensor *t, nb_err *e)
 {
     it->t = NULL;
+    if (!t && it->block[0])
+        return nb_fail(e, "tensor '%s' is missing from the safetensors (%s)", it->src, it->block);
     if (!t)
         return nb_fail(e, "tensor '%s' is missing from the safetensors", it->src);
     if (t->dtype != NB_ST_F32 && t->dtype != NB_ST_F16 && t->dtype != NB_ST_BF16)
@@ -427,8 +620,8 @@ int nb_hf_check_plain(nb_hf_item *it, const nb_st_tensor *t, nb_err *e)
         char got[96], want[64];
         format_shape(got, sizeof got, t->n_dims, t->shape);
         format_shape(want, sizeof want, it->n_dims, it->shape);
-        return nb_fail(e, "tensor '%s' has shape %s, but config.json implies %s", it->src, got,
-                       want);
+        return nb_fail(e, "tensor '%s' has shape %s, but config.json implies %s%s%s%s", it->src,
+                       got, want, it->dims[0] ? " (" : "", it->dims, it->dims[0] ? ")" : "");
     }
     it->t = t;
     it->bytes = t->size;
@@ -452,8 +645,8 @@ static int check_extra(const nb_hf *imp, const char *name, nb_err *e)
         return 0; /* recomputed from rope_theta by the runtime */
     if (imp->meta.tied_embeddings && !strcmp(name, "lm_head.weight"))
         return 0; /* tied: transformers ignores it too */
-    return nb_fail(e, "unexpected tensor '%.80s' for a %lld-layer Llama", name,
-                   (long long)imp->c.n_layers);
+    return nb_fail(e, "unexpected tensor '%.80s' for a %lld-layer %s model", name,
+                   (long long)imp->c.n_layers, imp->c.arch->name);
 }
 
 const nb_st_tensor *nb_hf_take(nb_hf *h, const char *name)
@@ -545,7 +738,8 @@ static int write_items(const nb_hf *h, nb_writer *w, int quiet, nb_hf_put put, v
 int nb_hf_write(const nb_hf *h, const char *out, int quiet, nb_hf_put put, void *ctx,
                 nb_err *e)
 {
-    nb_writer *w = nb_writer_open(out, &h->meta, h->vocab, h->vocab_size, e);
+    nb_writer *w = nb_writer_open_kv(out, &h->meta, h->kv_bytes, h->kv_size, h->vocab,
+                                     h->vocab_size, e);
     if (!w)
         return -1;
     if (write_items(h, w, quiet, put, ctx, e)) {
@@ -562,18 +756,18 @@ int nb_hf_write(const nb_hf *h, const char *out, int quiet, nb_hf_put put, void 
 static char *read_config_jinja(const char *dir)
 {
     char *path = nb_hf_path(dir, "tokenizer_config.json");
-    nb_json *doc = path ? nb_json_parse_file(path, MAX_TOKENIZER_CONFIG_BYTES, NULL) : NULL;
+    json_t *doc = path ? nb_json_file(path, MAX_TOKENIZER_CONFIG_BYTES, NULL) : NULL;
     free(path);
-    const nb_json_val *v = nb_json_get(nb_json_root(doc), "chat_template");
-    for (const nb_json_val *x = nb_json_first(v); x && nb_json_type(v) == NB_JSON_ARRAY;
-         x = nb_json_next(x)) {
-        const char *name = nb_json_string(nb_json_get(x, "name"), NULL);
+    const json_t *v = json_object_get(doc, "chat_template"), *x;
+    const char *s = json_string_value(v);
+    size_t i;
+    json_array_foreach(v, i, x) {
+        const char *name = json_string_value(json_object_get(x, "name"));
         if (name && !strcmp(name, "default"))
-            v = nb_json_get(x, "template");
+            s = json_string_value(json_object_get(x, "template"));
     }
-    const char *s = nb_json_string(v, NULL);
     char *copy = s ? strdup(s) : NULL;
-    nb_json_free(doc);
+    json_decref(doc);
     return copy;
 }
 
@@ -619,7 +813,8 @@ static void note_system(const char *jinja, const char *t, int quiet)
            nb_utf8_escape(safe, sizeof safe, sys));
 }
 
-static void set_template(nb_hf *h, const char *dir, int quiet)
+/* Returns the Jinja text (malloc'd, NULL when none) for the metadata. */
+static char *set_template(nb_hf *h, const char *dir, int quiet)
 {
     char *jinja = read_jinja(dir);
     const char *t = nb_template_guess(jinja, h->c.origin);
@@ -639,7 +834,27 @@ static void set_template(nb_hf *h, const char *dir, int quiet)
                "the model will chat as plain completion (nibble chat --template picks one)");
     }
     snprintf(h->meta.chat_template, sizeof h->meta.chat_template, "%s", t);
+    return jinja;
+}
+
+/* The key/value metadata: the family, its RoPE scaling, and the chat
+ * template's Jinja as the folder has it (for reference: the runtime
+ * renders meta.chat_template's). A Jinja text the metadata cannot hold
+ * (not UTF-8, or holding NUL) is left out. */
+static int build_kv(nb_hf *h, char *jinja, int quiet, nb_err *e)
+{
+    nb_kvw_str(&h->kv, "general.architecture", h->c.arch->name);
+    nb_rope_write(&h->c.rope, &h->kv);
+    if (jinja) {
+        size_t n = strlen(jinja);
+        if (nb_utf8_bad_offset((const unsigned char *)jinja, n) == n)
+            nb_kvw_str(&h->kv, "tokenizer.chat_template", jinja);
+        else if (!quiet)
+            notice("the chat template's Jinja is not valid UTF-8: it is not kept in the file");
+    }
     free(jinja);
+    h->kv_bytes = nb_kvw_bytes(&h->kv, &h->kv_size, e);
+    return h->kv_bytes ? 0 : -1;
 }
 
 /* ---- the whole folder ---- */
@@ -656,14 +871,15 @@ int nb_hf_open(nb_hf *h, const char *dir, const nb_convert_opts *o, nb_err *e)
     if (set_name(&h->meta, dir, o->name, e) ||
         nb_hf_tokenizer(h, dir, o->tokenizer_path, o->quiet, e))
         return -1;
-    set_template(h, dir, o->quiet);
+    if (build_kv(h, set_template(h, dir, o->quiet), o->quiet, e))
+        return -1;
     h->st = nb_st_open_dir(dir, e);
     if (!h->st)
         return -1;
     h->used = calloc(nb_st_count(h->st) + 1, 1);
     if (!h->used)
         return nb_fail(e, "out of memory");
-    return build_plan(h, e);
+    return build_plan(h, o->quiet, e);
 }
 
 void nb_hf_close(nb_hf *h)
@@ -672,6 +888,7 @@ void nb_hf_close(nb_hf *h)
     free(h->items);
     free(h->used);
     free(h->vocab);
+    nb_kvw_free(&h->kv);
     memset(h, 0, sizeof *h);
 }
 

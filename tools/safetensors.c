@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "json.h"
+#include "convert.h"
 
 #define INDEX_NAME "model.safetensors.index.json"
 #define SINGLE_NAME "model.safetensors"
@@ -21,7 +22,7 @@ struct shard {
     const uint8_t *base;
     size_t size;
     int mapped; /* base came from mmap and is ours to unmap */
-    nb_json *header;
+    json_t *header;
     nb_st_tensor *tensors;
     size_t n;
 };
@@ -29,7 +30,7 @@ struct shard {
 struct nb_st {
     struct shard *shards;
     size_t n_shards;
-    nb_json *index;
+    json_t *index;
     nb_st_tensor *tensors; /* sorted by name */
     size_t n;
 };
@@ -68,30 +69,29 @@ static int cmp_tensor(const void *a, const void *b)
     return strcmp(((const nb_st_tensor *)a)->name, ((const nb_st_tensor *)b)->name);
 }
 
-static int get_u64(const nb_json_val *v, uint64_t *out)
+static int get_u64(const json_t *v, uint64_t *out)
 {
     int64_t i;
-    if (nb_json_int(v, &i) || i < 0)
+    if (nb_json_i64(v, &i) || i < 0)
         return -1;
     *out = (uint64_t)i;
     return 0;
 }
 
 /* Reads "shape" into t; the element count must not overflow. */
-static int read_shape(nb_st_tensor *t, const nb_json_val *shape, const char *file, nb_err *e)
+static int read_shape(nb_st_tensor *t, const json_t *shape, const char *file, nb_err *e)
 {
-    size_t rank = nb_json_count(shape);
-    if (nb_json_type(shape) != NB_JSON_ARRAY)
+    size_t rank = json_array_size(shape);
+    if (!json_is_array(shape))
         return nb_fail(e, "%s: tensor '%.80s': shape is not an array", file, t->name);
     if (rank > NB_ST_MAX_DIMS)
         return nb_fail(e, "%s: tensor '%.80s': %zu dimensions (at most %d supported)", file,
                        t->name, rank, NB_ST_MAX_DIMS);
     t->n_dims = (int)rank;
     t->n_elems = 1;
-    const nb_json_val *d = nb_json_first(shape);
-    for (size_t i = 0; i < rank; i++, d = nb_json_next(d)) {
+    for (size_t i = 0; i < rank; i++) {
         uint64_t n;
-        if (get_u64(d, &n))
+        if (get_u64(json_array_get(shape, i), &n))
             return nb_fail(e, "%s: tensor '%.80s': shape holds a value that is not a size", file,
                            t->name);
         if (n && t->n_elems > UINT64_MAX / n)
@@ -104,13 +104,12 @@ static int read_shape(nb_st_tensor *t, const nb_json_val *shape, const char *fil
 
 /* Reads "data_offsets" and checks them against the shape and the data
  * section [data, data + data_len). */
-static int read_offsets(nb_st_tensor *t, const nb_json_val *offs, const uint8_t *data,
+static int read_offsets(nb_st_tensor *t, const json_t *offs, const uint8_t *data,
                         size_t data_len, const char *file, nb_err *e)
 {
     uint64_t b, end, width = nb_st_dtype_size(t->dtype);
-    const nb_json_val *first = nb_json_first(offs);
-    if (nb_json_type(offs) != NB_JSON_ARRAY || nb_json_count(offs) != 2 || get_u64(first, &b) ||
-        get_u64(nb_json_next(first), &end) || b > end)
+    if (!json_is_array(offs) || json_array_size(offs) != 2 || get_u64(json_array_get(offs, 0), &b) ||
+        get_u64(json_array_get(offs, 1), &end) || b > end)
         return nb_fail(e, "%s: tensor '%.80s': data_offsets is not [begin, end]", file, t->name);
     if (end > data_len)
         return nb_fail(e, "%s: tensor '%.80s': data_offsets [%llu, %llu] run past the %zu data bytes",
@@ -126,36 +125,34 @@ static int read_offsets(nb_st_tensor *t, const nb_json_val *offs, const uint8_t 
     return 0;
 }
 
-static int read_entry(nb_st_tensor *t, const nb_json_val *key, const struct shard *sh,
+/* (The parser refuses a NUL in a name: strings are never cut short.) */
+static int read_entry(nb_st_tensor *t, const char *key, const json_t *v, const struct shard *sh,
                       const uint8_t *data, size_t data_len, nb_err *e)
 {
-    size_t len;
-    t->name = nb_json_string(key, &len);
+    t->name = key;
     t->file = sh->path;
-    if (strlen(t->name) != len)
-        return nb_fail(e, "%s: a tensor name holds a NUL byte", sh->path);
-    const nb_json_val *v = nb_json_value(key);
-    if (nb_json_type(v) != NB_JSON_OBJECT)
+    if (!json_is_object(v))
         return nb_fail(e, "%s: tensor '%.80s': entry is not an object", sh->path, t->name);
-    const char *dtype = nb_json_string(nb_json_get(v, "dtype"), NULL);
+    const char *dtype = json_string_value(json_object_get(v, "dtype"));
     if (!dtype)
         return nb_fail(e, "%s: tensor '%.80s': no dtype", sh->path, t->name);
     t->dtype = dtype_from_name(dtype);
     if (t->dtype < 0)
         return nb_fail(e, "%s: tensor '%.80s': unknown dtype '%.32s'", sh->path, t->name, dtype);
-    if (read_shape(t, nb_json_get(v, "shape"), sh->path, e))
+    if (read_shape(t, json_object_get(v, "shape"), sh->path, e))
         return -1;
-    return read_offsets(t, nb_json_get(v, "data_offsets"), data, data_len, sh->path, e);
+    return read_offsets(t, json_object_get(v, "data_offsets"), data, data_len, sh->path, e);
 }
 
-static int check_metadata(const nb_json_val *v, const char *file, nb_err *e)
+static int check_metadata(json_t *v, const char *file, nb_err *e)
 {
-    if (nb_json_type(v) != NB_JSON_OBJECT)
+    const char *k;
+    json_t *x;
+    if (!json_is_object(v))
         return nb_fail(e, "%s: __metadata__ is not an object", file);
-    for (const nb_json_val *k = nb_json_first(v); k; k = nb_json_next(k))
-        if (nb_json_type(nb_json_value(k)) != NB_JSON_STRING)
-            return nb_fail(e, "%s: __metadata__ value '%.80s' is not a string", file,
-                           nb_json_string(k, NULL));
+    json_object_foreach(v, k, x)
+        if (!json_is_string(x))
+            return nb_fail(e, "%s: __metadata__ value '%.80s' is not a string", file, k);
     return 0;
 }
 
@@ -173,22 +170,23 @@ static int parse_header(struct shard *sh, nb_err *e)
         return nb_fail(e, "%s: header length %llu runs past the end of the file (%zu bytes)",
                        sh->path, (unsigned long long)n, sh->size);
     nb_err why;
-    sh->header = nb_json_parse((const char *)sh->base + 8, (size_t)n, &why);
+    sh->header = nb_json_mem((const char *)sh->base + 8, (size_t)n, &why);
     if (!sh->header)
         return nb_fail(e, "%s: header is not valid JSON: %s", sh->path, why.msg);
-    const nb_json_val *root = nb_json_root(sh->header);
-    if (nb_json_type(root) != NB_JSON_OBJECT)
+    json_t *root = sh->header, *v;
+    const char *k;
+    if (!json_is_object(root))
         return nb_fail(e, "%s: header is not a JSON object", sh->path);
-    sh->tensors = calloc(nb_json_count(root) + 1, sizeof *sh->tensors);
+    sh->tensors = calloc(json_object_size(root) + 1, sizeof *sh->tensors);
     if (!sh->tensors)
         return nb_fail(e, "out of memory");
     const uint8_t *data = sh->base + 8 + n;
     size_t data_len = sh->size - 8 - (size_t)n;
-    for (const nb_json_val *k = nb_json_first(root); k; k = nb_json_next(k)) {
-        if (!strcmp(nb_json_string(k, NULL), "__metadata__")) {
-            if (check_metadata(nb_json_value(k), sh->path, e))
+    json_object_foreach(root, k, v) {
+        if (!strcmp(k, "__metadata__")) {
+            if (check_metadata(v, sh->path, e))
                 return -1;
-        } else if (read_entry(&sh->tensors[sh->n++], k, sh, data, data_len, e)) {
+        } else if (read_entry(&sh->tensors[sh->n++], k, v, sh, data, data_len, e)) {
             return -1;
         }
     }
@@ -222,7 +220,7 @@ static void free_shard(struct shard *sh)
 {
     if (sh->mapped)
         munmap((void *)sh->base, sh->size);
-    nb_json_free(sh->header);
+    json_decref(sh->header);
     free(sh->tensors);
     free(sh->path);
 }
@@ -234,7 +232,7 @@ void nb_st_close(nb_st *st)
     for (size_t i = 0; i < st->n_shards; i++)
         free_shard(&st->shards[i]);
     free(st->shards);
-    nb_json_free(st->index);
+    json_decref(st->index);
     free(st->tensors);
     free(st);
 }
@@ -318,27 +316,26 @@ static int cmp_str(const void *a, const void *b)
 
 /* A shard must be a plain file name beside the index: a hostile index
  * must not reach files elsewhere. */
-static int plain_name(const char *s, size_t len)
+static int plain_name(const char *s)
 {
-    return len && strlen(s) == len && !strchr(s, '/') && strcmp(s, ".") && strcmp(s, "..");
+    return s && s[0] && !strchr(s, '/') && strcmp(s, ".") && strcmp(s, "..");
 }
 
 /* The distinct shard names of the weight map, sorted. */
-static const char **shard_names(const nb_json_val *map, size_t *n, const char *index, nb_err *e)
+static const char **shard_names(json_t *map, size_t *n, const char *index, nb_err *e)
 {
-    const char **names = malloc((nb_json_count(map) + 1) * sizeof *names);
+    const char **names = malloc((json_object_size(map) + 1) * sizeof *names), *t;
     size_t k = 0;
+    json_t *v;
     if (!names) {
         nb_fail(e, "out of memory");
         return NULL;
     }
-    for (const nb_json_val *t = nb_json_first(map); t; t = nb_json_next(t)) {
-        size_t len;
-        const char *s = nb_json_string(nb_json_value(t), &len);
-        if (!s || !plain_name(s, len)) {
+    json_object_foreach(map, t, v) {
+        const char *s = json_string_value(v);
+        if (!plain_name(s)) {
             free(names);
-            nb_fail(e, "%s: tensor '%.80s' names no plain shard file", index,
-                    nb_json_string(t, NULL));
+            nb_fail(e, "%s: tensor '%.80s' names no plain shard file", index, t);
             return NULL;
         }
         names[k++] = s;
@@ -373,14 +370,15 @@ static const nb_st_tensor *find_in(const nb_st_tensor *t, size_t n, const char *
 }
 
 /* Each weight-map entry must be found in the shard it names. */
-static int collect(nb_st *st, const nb_json_val *map, const char **names, nb_err *e)
+static int collect(nb_st *st, json_t *map, const char **names, nb_err *e)
 {
-    st->tensors = malloc((nb_json_count(map) + 1) * sizeof *st->tensors);
+    const char *name;
+    json_t *v;
+    st->tensors = malloc((json_object_size(map) + 1) * sizeof *st->tensors);
     if (!st->tensors)
         return nb_fail(e, "out of memory");
-    for (const nb_json_val *k = nb_json_first(map); k; k = nb_json_next(k)) {
-        const char *name = nb_json_string(k, NULL);
-        const char *file = nb_json_string(nb_json_value(k), NULL);
+    json_object_foreach(map, name, v) {
+        const char *file = json_string_value(v);
         const char **at = bsearch(&file, names, st->n_shards, sizeof *names, cmp_str);
         const struct shard *sh = &st->shards[at - names];
         const nb_st_tensor *t = find_in(sh->tensors, sh->n, name);
@@ -395,20 +393,20 @@ static int collect(nb_st *st, const nb_json_val *map, const char **names, nb_err
 
 static nb_st *open_index(const char *dir, const char *index_path, nb_err *e)
 {
-    nb_json *index = nb_json_parse_file(index_path, MAX_INDEX_BYTES, e);
+    json_t *index = nb_json_file(index_path, MAX_INDEX_BYTES, e);
     if (!index)
         return NULL;
-    const nb_json_val *map = nb_json_get(nb_json_root(index), "weight_map");
+    json_t *map = json_object_get(index, "weight_map");
     size_t n = 0;
     const char **names = NULL;
     nb_st *st = NULL;
-    if (nb_json_type(map) != NB_JSON_OBJECT)
+    if (!json_is_object(map))
         nb_fail(e, "%s: no \"weight_map\" object", index_path);
     else if ((names = shard_names(map, &n, index_path, e)) && (st = new_st(n, e)))
         st->index = index;
     if (!st) {
         free(names);
-        nb_json_free(index);
+        json_decref(index);
         return NULL;
     }
     if (open_shards(st, dir, names, n, e) || collect(st, map, names, e)) {
