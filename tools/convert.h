@@ -101,6 +101,9 @@ struct nb_tokenizer;
 int nb_hf_end_ids(const char *dir, const struct nb_tokenizer *tok, struct nb_meta *m, int quiet,
                   nb_err *e);
 
+/* Reads and checks dir/config.json (tools/hf_config.c). */
+int nb_hf_read_config(const char *dir, struct nb_hf_config *c, nb_err *e);
+
 /* Reads config.json, the tokenizer and the safetensors, fills the
  * metadata (chat template included) and plans the items. */
 int nb_hf_open(nb_hf *h, const char *dir, const nb_convert_opts *o, nb_err *e);
