@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,4 +203,26 @@ void *nb_load_vocab(const char *path, struct nb_meta *meta, size_t *size, nb_err
         return NULL;
     }
     return bytes;
+}
+
+void nb_notice(int quiet, const char *fmt, ...)
+{
+    if (quiet)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("nibble: note: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+void nb_shape_text(char *buf, size_t cap, int n_dims, const uint64_t *shape)
+{
+    size_t at = (size_t)snprintf(buf, cap, "[");
+    for (int d = 0; d < n_dims && at < cap; d++)
+        at += (size_t)snprintf(buf + at, cap - at, "%s%llu", d ? ", " : "",
+                               (unsigned long long)shape[d]);
+    if (at < cap)
+        snprintf(buf + at, cap - at, "]");
 }

@@ -18,6 +18,7 @@
 #include "../tokenizer/bpe.h"
 #include "../tokenizer/tokenizer.h"
 #include "../tokenizer/utf8.h"
+#include "convert.h"
 #include "gguf.h"
 
 typedef struct tk {
@@ -28,20 +29,6 @@ typedef struct tk {
     nb_tokenizer *tok;
     int quiet;
 } tk;
-
-static void notice(int quiet, const char *fmt, ...) NB_PRINTF(2, 3);
-
-static void notice(int quiet, const char *fmt, ...)
-{
-    if (quiet)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("nibble: note: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
 
 enum { T_NORMAL = 1, T_UNKNOWN = 2, T_CONTROL = 3, T_USER = 4, T_UNUSED = 5, T_BYTE = 6 };
 
@@ -443,7 +430,7 @@ static int end_ids(tk *x, const vocab *v, nb_err *e)
     }
     m->eos_id = m->n_end_ids ? m->end_ids[0] : -1;
     if (!m->n_end_ids)
-        notice(x->quiet, "the file names no end-of-text token: generation will stop only at -n "
+        nb_notice(x->quiet, "the file names no end-of-text token: generation will stop only at -n "
                          "or a full context");
     return 0;
 }

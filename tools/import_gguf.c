@@ -40,20 +40,6 @@
 #define MAX_HEAD_DIM 1024
 #define MAX_CTX (1 << 22)
 
-static void notice(int quiet, const char *fmt, ...) NB_PRINTF(2, 3);
-
-static void notice(int quiet, const char *fmt, ...)
-{
-    if (quiet)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("nibble: note: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
 /* What a tensor is, for its dtype and shape. */
 enum kind { K_EMBED, K_NORM, K_LINEAR, K_HEAD };
 
@@ -212,7 +198,7 @@ static int fit_rope_freqs(gg *x, const nb_gguf_tensor *t, nb_err *e)
                 if (ok) {
                     x->rope = r;
                     free(f);
-                    notice(x->quiet, "rope_freqs.weight is llama3 RoPE scaling (factor %g, "
+                    nb_notice(x->quiet, "rope_freqs.weight is llama3 RoPE scaling (factor %g, "
                                      "low %g, high %g, original context %u)",
                            r.factor, r.low_freq_factor, r.high_freq_factor, r.original_ctx);
                     return 0;
@@ -304,13 +290,13 @@ static int set_template_and_kv(gg *x, nb_err *e)
     }
     const char *t = nb_template_guess(jinja, x->meta.name);
     if (t[0] && !has_marker(x, t)) {
-        notice(x->quiet, "the chat template is %s, but the tokenizer has no token for its "
+        nb_notice(x->quiet, "the chat template is %s, but the tokenizer has no token for its "
                          "markers: the model will chat as plain completion", t);
         t = "";
     } else if (t[0]) {
-        notice(x->quiet, "chat template %s (from %s)", t, jinja ? "its Jinja template" : "the name");
+        nb_notice(x->quiet, "chat template %s (from %s)", t, jinja ? "its Jinja template" : "the name");
     } else if (jinja) {
-        notice(x->quiet, "the file has a chat template of a kind nibble does not know: the "
+        nb_notice(x->quiet, "the file has a chat template of a kind nibble does not know: the "
                          "model will chat as plain completion (nibble chat --template picks one)");
     }
     snprintf(x->meta.chat_template, sizeof x->meta.chat_template, "%s", t);
@@ -349,16 +335,6 @@ static void set_name(gg *x, const char *given)
 
 /* ---- the tensors ---- */
 
-static void format_shape(char *buf, size_t cap, int n_dims, const uint64_t *shape)
-{
-    size_t at = (size_t)snprintf(buf, cap, "[");
-    for (int d = 0; d < n_dims && at < cap; d++)
-        at += (size_t)snprintf(buf + at, cap - at, "%s%llu", d ? ", " : "",
-                               (unsigned long long)shape[d]);
-    if (at < cap)
-        snprintf(buf + at, cap - at, "]");
-}
-
 static int check_type(const nb_gguf_tensor *t, nb_err *e)
 {
     if (nb_ggml_can_dequant(t->type))
@@ -394,8 +370,8 @@ static int add(gg *x, const char *src, const char *dst, int kind, uint64_t rows,
         same = got[d] == it->shape[d];
     if (!same) {
         char a[96], b[64];
-        format_shape(a, sizeof a, (int)t->n_dims, got);
-        format_shape(b, sizeof b, it->n_dims, it->shape);
+        nb_shape_text(a, sizeof a, (int)t->n_dims, got);
+        nb_shape_text(b, sizeof b, it->n_dims, it->shape);
         return nb_fail(e, "tensor '%s' has shape %s, but the metadata implies %s", src, a, b);
     }
     return 0;
@@ -609,7 +585,7 @@ static void note_dequantized(const gg *x)
             strcat(strcat(types, types[0] ? ", " : ""), name);
     }
     if (n)
-        notice(x->quiet, "%zu tensors (%s) are dequantized to %s: %.1f MiB in the GGUF become "
+        nb_notice(x->quiet, "%zu tensors (%s) are dequantized to %s: %.1f MiB in the GGUF become "
                          "%.1f MiB; convert --quantize rtn|awq quantizes them again (a second "
                          "rounding on top of the GGUF's)",
                n, types, x->out_dtype >= 0 ? nb_dtype_name((uint32_t)x->out_dtype) : "f32",

@@ -34,18 +34,6 @@
 
 #define MAX_TOKENIZER_CONFIG_BYTES (16u << 20) /* added_tokens_decoder can be large */
 
-static void notice(const char *fmt, ...) NB_PRINTF(1, 2);
-
-static void notice(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("nibble: note: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
 char *nb_hf_path(const char *dir, const char *name)
 {
     size_t n = strlen(dir) + strlen(name) + 2;
@@ -75,7 +63,7 @@ static void fill_meta(struct nb_meta *m, const struct nb_hf_config *c)
      * silently drifting once a longer context would need the window. */
     if (c->window && c->window < c->max_ctx) {
         m->max_ctx = (uint32_t)c->window;
-        notice("sliding_window %lld is below max_position_embeddings %lld: the context is "
+        nb_notice(0, "sliding_window %lld is below max_position_embeddings %lld: the context is "
                "capped to %lld tokens",
                (long long)c->window, (long long)c->max_ctx, (long long)c->window);
     }
@@ -204,7 +192,7 @@ static void note_dropped_head(const nb_hf *imp, int quiet)
         return;
     int same = emb && emb->dtype == head->dtype && emb->size == head->size &&
                !memcmp(emb->data, head->data, head->size);
-    notice("config.json ties the embeddings: lm_head.weight (%s model.embed_tokens.weight) "
+    nb_notice(0, "config.json ties the embeddings: lm_head.weight (%s model.embed_tokens.weight) "
            "is dropped, as transformers does",
            same ? "equal to" : "which differs from");
 }
@@ -233,7 +221,7 @@ static int build_plan(nb_hf *imp, int quiet, nb_err *e)
     add_item(imp, "model.norm.weight", NB_T_OUT_NORM, K_NORM);
     int has_head = nb_st_find(imp->st, "lm_head.weight") || nb_st_find(imp->st, "lm_head.qweight");
     if (!c->tied && !has_head)
-        notice("config.json does not tie the embeddings, but there is no lm_head.weight: "
+        nb_notice(0, "config.json does not tie the embeddings, but there is no lm_head.weight: "
                "the output layer reuses token_embd");
     if (c->tied)
         note_dropped_head(imp, quiet);
@@ -241,16 +229,6 @@ static int build_plan(nb_hf *imp, int quiet, nb_err *e)
     if (!imp->meta.tied_embeddings)
         add_item(imp, "lm_head.weight", NB_T_OUTPUT, K_HEAD);
     return 0;
-}
-
-static void format_shape(char *buf, size_t cap, int n_dims, const uint64_t *shape)
-{
-    size_t at = (size_t)snprintf(buf, cap, "[");
-    for (int d = 0; d < n_dims && at < cap; d++)
-        at += (size_t)snprintf(buf + at, cap - at, "%s%llu", d ? ", " : "",
-                               (unsigned long long)shape[d]);
-    if (at < cap)
-        snprintf(buf + at, cap - at, "]");
 }
 
 static int same_shape(const nb_hf_item *it, const nb_st_tensor *t)
@@ -275,8 +253,8 @@ int nb_hf_check_plain(nb_hf_item *it, const nb_st_tensor *t, nb_err *e)
                        nb_st_dtype_name(t->dtype));
     if (!same_shape(it, t)) {
         char got[96], want[64];
-        format_shape(got, sizeof got, t->n_dims, t->shape);
-        format_shape(want, sizeof want, it->n_dims, it->shape);
+        nb_shape_text(got, sizeof got, t->n_dims, t->shape);
+        nb_shape_text(want, sizeof want, it->n_dims, it->shape);
         return nb_fail(e, "tensor '%s' has shape %s, but config.json implies %s%s%s%s", it->src,
                        got, want, it->dims[0] ? " (" : "", it->dims, it->dims[0] ? ")" : "");
     }
@@ -465,7 +443,7 @@ static void note_system(const char *jinja, const char *t, int quiet)
     if (quiet || !tt || !nb_jinja_default_system(jinja, sys, sizeof sys) ||
         !strcmp(sys, nb_template_default_system(tt)))
         return;
-    notice("the chat template's default system prompt \"%s\" is not kept: give it with "
+    nb_notice(0, "the chat template's default system prompt \"%s\" is not kept: give it with "
            "nibble chat --system",
            nb_utf8_escape(safe, sizeof safe, sys));
 }
@@ -479,15 +457,15 @@ static char *set_template(nb_hf *h, const char *dir, int quiet)
         t = nb_template_guess(NULL, h->meta.name);
     if (t[0] && !has_marker(h, t)) {
         if (!quiet)
-            notice("the chat template is %s, but the tokenizer has no token for its markers: "
+            nb_notice(0, "the chat template is %s, but the tokenizer has no token for its markers: "
                    "the model will chat as plain completion",
                    t);
         t = "";
     } else if (!quiet && t[0]) {
-        notice("chat template %s (from %s)", t, jinja ? "its Jinja template" : "the name");
+        nb_notice(0, "chat template %s (from %s)", t, jinja ? "its Jinja template" : "the name");
         note_system(jinja, t, quiet);
     } else if (!quiet && jinja) {
-        notice("tokenizer_config.json has a chat template of a kind nibble does not know: "
+        nb_notice(0, "tokenizer_config.json has a chat template of a kind nibble does not know: "
                "the model will chat as plain completion (nibble chat --template picks one)");
     }
     snprintf(h->meta.chat_template, sizeof h->meta.chat_template, "%s", t);
@@ -507,7 +485,7 @@ static int build_kv(nb_hf *h, char *jinja, int quiet, nb_err *e)
         if (nb_utf8_bad_offset((const unsigned char *)jinja, n) == n)
             nb_kvw_str(&h->kv, "tokenizer.chat_template", jinja);
         else if (!quiet)
-            notice("the chat template's Jinja is not valid UTF-8: it is not kept in the file");
+            nb_notice(0, "the chat template's Jinja is not valid UTF-8: it is not kept in the file");
     }
     free(jinja);
     h->kv_bytes = nb_kvw_bytes(&h->kv, &h->kv_size, e);
