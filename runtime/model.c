@@ -17,9 +17,6 @@
 /* Upper bounds that no real model reaches; a hostile file cannot make
  * the runtime allocate past them. */
 #define MAX_TENSORS 65536
-#define MAX_DIM (1u << 20)
-#define MAX_LAYERS 4096
-#define MAX_CTX (1u << 22)
 
 /* zlib's (IEEE, as gzip and PNG): several bytes a step, and the
  * instructions the CPU has (ARMv8 crc32, x86 pclmul) in newer zlibs. */
@@ -118,14 +115,14 @@ int nb_meta_check(const struct nb_meta *m, nb_err *e)
         return nb_fail(e, "unsupported architecture id %u (this nibble knows llama, qwen2 and "
                           "qwen3: a newer nibble wrote it?)",
                        m->arch);
-    if (!m->dim || m->dim > MAX_DIM || !m->ffn_dim || m->ffn_dim > MAX_DIM || !m->n_layers ||
-        m->n_layers > MAX_LAYERS || !m->vocab_size || m->vocab_size > MAX_DIM || !m->max_ctx ||
-        m->max_ctx > MAX_CTX)
+    if (!m->dim || m->dim > NB_LIMIT_DIM || !m->ffn_dim || m->ffn_dim > NB_LIMIT_DIM ||
+        !m->n_layers || m->n_layers > NB_LIMIT_LAYERS || !m->vocab_size ||
+        m->vocab_size > NB_LIMIT_DIM || !m->max_ctx || m->max_ctx > NB_LIMIT_CTX)
         return nb_fail(e, "model dimensions out of range (dim %u, ffn %u, layers %u, vocab %u, "
                           "context %u)",
                        m->dim, m->ffn_dim, m->n_layers, m->vocab_size, m->max_ctx);
     if (!m->n_heads || !m->n_kv_heads || m->n_heads % m->n_kv_heads || !m->head_dim ||
-        m->head_dim % 2 || m->head_dim > 1024 || m->n_heads > 1024)
+        m->head_dim % 2 || m->head_dim > NB_LIMIT_HEAD_DIM || m->n_heads > NB_LIMIT_HEADS)
         return nb_fail(e, "invalid attention shape (heads %u, kv heads %u, head dim %u)",
                        m->n_heads, m->n_kv_heads, m->head_dim);
     if (m->rope_pairs > NB_ROPE_HALVES)

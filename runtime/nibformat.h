@@ -24,6 +24,15 @@
 #define NB_ALIGN 64
 #define NB_MAX_DIMS 4
 #define NB_NAME_LEN 64
+/* Bounds no real model reaches: a hostile file or config cannot drive a
+ * reader, an importer or the state it allocates into absurd sizes. The
+ * loader checks them and importers check them first (no file is written
+ * that would not load). */
+#define NB_LIMIT_DIM (1 << 20)      /* hidden, ffn, vocabulary, n_heads * head_dim */
+#define NB_LIMIT_LAYERS 4096
+#define NB_LIMIT_HEADS 1024
+#define NB_LIMIT_HEAD_DIM 1024
+#define NB_LIMIT_CTX (1 << 22)
 
 enum nb_dtype {
     NB_F32 = 0,

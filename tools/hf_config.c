@@ -15,13 +15,6 @@
 #include "../tokenizer/utf8.h"
 #include "convert.h"
 
-/* Bounds no real model reaches (they match runtime/model.c), so a hostile
- * config cannot drive the plan or the checks into absurd sizes. */
-#define MAX_DIM (1 << 20)
-#define MAX_LAYERS 4096
-#define MAX_HEADS 1024
-#define MAX_HEAD_DIM 1024
-#define MAX_CTX (1 << 22)
 #define MAX_CONFIG_BYTES (1u << 20)
 
 /* ---- config.json ---- */
@@ -288,16 +281,16 @@ static int in_range(int64_t v, int64_t max)
 
 static int check_shapes(const struct nb_hf_config *c, nb_err *e)
 {
-    if (!in_range(c->dim, MAX_DIM) || !in_range(c->ffn, MAX_DIM) ||
-        !in_range(c->vocab, MAX_DIM) || !in_range(c->n_layers, MAX_LAYERS) ||
-        !in_range(c->max_ctx, MAX_CTX))
+    if (!in_range(c->dim, NB_LIMIT_DIM) || !in_range(c->ffn, NB_LIMIT_DIM) ||
+        !in_range(c->vocab, NB_LIMIT_DIM) || !in_range(c->n_layers, NB_LIMIT_LAYERS) ||
+        !in_range(c->max_ctx, NB_LIMIT_CTX))
         return nb_fail(e, "config.json: sizes out of range (hidden %lld, intermediate %lld, "
                           "vocab %lld, layers %lld, positions %lld)",
                        (long long)c->dim, (long long)c->ffn, (long long)c->vocab,
                        (long long)c->n_layers, (long long)c->max_ctx);
-    if (!in_range(c->n_heads, MAX_HEADS) || !in_range(c->n_kv_heads, c->n_heads) ||
-        c->n_heads % c->n_kv_heads || !in_range(c->head_dim, MAX_HEAD_DIM) || c->head_dim % 2 ||
-        c->n_heads * c->head_dim > MAX_DIM)
+    if (!in_range(c->n_heads, NB_LIMIT_HEADS) || !in_range(c->n_kv_heads, c->n_heads) ||
+        c->n_heads % c->n_kv_heads || !in_range(c->head_dim, NB_LIMIT_HEAD_DIM) ||
+        c->head_dim % 2 || c->n_heads * c->head_dim > NB_LIMIT_DIM)
         return nb_fail(e, "config.json: invalid attention shape (heads %lld, kv heads %lld, "
                           "head dim %lld)",
                        (long long)c->n_heads, (long long)c->n_kv_heads, (long long)c->head_dim);

@@ -34,11 +34,6 @@
 #include "gguf.h"
 #include "progress.h"
 
-#define MAX_DIM (1 << 20)
-#define MAX_LAYERS 4096
-#define MAX_HEADS 1024
-#define MAX_HEAD_DIM 1024
-#define MAX_CTX (1 << 22)
 
 /* What a tensor is, for its dtype and shape. */
 enum kind { K_EMBED, K_NORM, K_LINEAR, K_HEAD };
@@ -214,12 +209,12 @@ static int read_hparams(gg *x, nb_err *e)
     struct nb_meta *m = &x->meta;
     double theta, eps;
     uint64_t v;
-    if (hp_uint(x, "embedding_length", 0, MAX_DIM, &m->dim, e) ||
-        hp_uint(x, "block_count", 0, MAX_LAYERS, &m->n_layers, e) ||
-        hp_uint(x, "attention.head_count", 0, MAX_HEADS, &m->n_heads, e) ||
-        hp_uint(x, "attention.head_count_kv", m->n_heads, MAX_HEADS, &m->n_kv_heads, e) ||
-        hp_uint(x, "feed_forward_length", 0, MAX_DIM, &m->ffn_dim, e) ||
-        hp_uint(x, "context_length", 0, MAX_CTX, &m->max_ctx, e) ||
+    if (hp_uint(x, "embedding_length", 0, NB_LIMIT_DIM, &m->dim, e) ||
+        hp_uint(x, "block_count", 0, NB_LIMIT_LAYERS, &m->n_layers, e) ||
+        hp_uint(x, "attention.head_count", 0, NB_LIMIT_HEADS, &m->n_heads, e) ||
+        hp_uint(x, "attention.head_count_kv", m->n_heads, NB_LIMIT_HEADS, &m->n_kv_heads, e) ||
+        hp_uint(x, "feed_forward_length", 0, NB_LIMIT_DIM, &m->ffn_dim, e) ||
+        hp_uint(x, "context_length", 0, NB_LIMIT_CTX, &m->max_ctx, e) ||
         hp_float(x, "rope.freq_base", 10000.0, &theta, e) ||
         hp_float(x, "attention.layer_norm_rms_epsilon", -1, &eps, e))
         return -1;
@@ -227,17 +222,17 @@ static int read_hparams(gg *x, nb_err *e)
         return nb_fail(e, "embedding_length %u is not a multiple of the %u heads", m->dim,
                        m->n_heads);
     if (hp_uint(x, "attention.key_length", m->dim / m->n_heads ? m->dim / m->n_heads : 1,
-                MAX_HEAD_DIM, &m->head_dim, e))
+                NB_LIMIT_HEAD_DIM, &m->head_dim, e))
         return -1;
     if (m->n_heads % m->n_kv_heads || m->head_dim % 2 ||
-        (uint64_t)m->n_heads * m->head_dim > MAX_DIM)
+        (uint64_t)m->n_heads * m->head_dim > NB_LIMIT_DIM)
         return nb_fail(e, "invalid attention shape (heads %u, kv heads %u, head dim %u)",
                        m->n_heads, m->n_kv_heads, m->head_dim);
-    int rc = nb_gguf_get_uint(&x->g, akey(x, "attention.value_length"), MAX_HEAD_DIM, &v, e);
+    int rc = nb_gguf_get_uint(&x->g, akey(x, "attention.value_length"), NB_LIMIT_HEAD_DIM, &v, e);
     if (rc < 0 || (rc && v != m->head_dim))
         return rc < 0 ? -1 : nb_fail(e, "value_length %llu differs from key_length %u: not "
                                         "supported", (unsigned long long)v, m->head_dim);
-    rc = nb_gguf_get_uint(&x->g, akey(x, "rope.dimension_count"), MAX_HEAD_DIM, &v, e);
+    rc = nb_gguf_get_uint(&x->g, akey(x, "rope.dimension_count"), NB_LIMIT_HEAD_DIM, &v, e);
     if (rc < 0 || (rc && v != m->head_dim))
         return rc < 0 ? -1 : nb_fail(e, "RoPE over %llu of the %u dimensions of a head is not "
                                         "supported (only all of them)",
@@ -446,9 +441,9 @@ static int read_vocab_size(gg *x, nb_err *e)
     uint64_t v;
     if (!t)
         return nb_fail(e, "tensor 'token_embd.weight' is missing");
-    if (t->n_dims != 2 || t->ne[1] > MAX_DIM)
+    if (t->n_dims != 2 || t->ne[1] > NB_LIMIT_DIM)
         return nb_fail(e, "token_embd.weight must be [vocab, dim] with a vocabulary up to %d",
-                       MAX_DIM);
+                       NB_LIMIT_DIM);
     x->meta.vocab_size = (uint32_t)t->ne[1];
     int rc = nb_gguf_get_uint(&x->g, akey(x, "vocab_size"), UINT32_MAX, &v, e);
     if (rc < 0 || (rc && v != x->meta.vocab_size))
