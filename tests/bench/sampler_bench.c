@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "../../runtime/sampler.h"
+#include "../sampler_ref.h"
 
 static uint64_t state = 11;
 
@@ -28,66 +29,13 @@ static double uniform(void) /* [0, 1) */
     return (double)((z ^ (z >> 31)) >> 11) * (1.0 / 9007199254740992.0);
 }
 
-/* ---- the algorithm before partial selection ---- */
+/* ---- the algorithm before partial selection: tests/sampler_ref.h ---- */
 
-struct old_cand {
-    float p;
-    int id;
-};
-
-static int old_desc(const void *a, const void *b)
-{
-    const struct old_cand *x = a, *y = b;
-    if (x->p != y->p)
-        return x->p < y->p ? 1 : -1;
-    return x->id - y->id;
-}
-
-static double old_uniform(uint64_t *rng)
-{
-    uint64_t z = (*rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
-}
-
-static int old_sample(struct old_cand *c, const float *logits, int vocab,
+static int old_sample(struct ref_cand *c, const float *logits, int vocab,
                       const nb_sampler_opts *o, uint64_t *rng)
 {
-    float max = logits[nb_argmax(logits, vocab)];
-    double sum = 0;
-    for (int i = 0; i < vocab; i++) {
-        c[i].p = expf((logits[i] - max) / o->temp);
-        c[i].id = i;
-        sum += c[i].p;
-    }
-    for (int i = 0; i < vocab; i++)
-        c[i].p = (float)(c[i].p / sum);
-    qsort(c, (size_t)vocab, sizeof *c, old_desc);
-    int n = o->top_k > 0 && o->top_k < vocab ? o->top_k : vocab;
-    double cum = 0;
-    for (int i = 0; i < n; i++) {
-        cum += c[i].p;
-        if (cum >= o->top_p) {
-            n = i + 1;
-            break;
-        }
-    }
-    float least = o->min_p * c[0].p;
-    while (n > 1 && c[n - 1].p < least)
-        n--;
-    double mass = 0;
-    for (int i = 0; i < n; i++)
-        mass += c[i].p;
-    double r = old_uniform(rng) * mass;
-    cum = 0;
-    for (int i = 0; i < n; i++) {
-        cum += c[i].p;
-        if (r < cum)
-            return c[i].id;
-    }
-    return c[n - 1].id;
+    ref_rank(c, logits, vocab, o->temp);
+    return ref_pick(c, vocab, o, rng);
 }
 
 /* ---- timing ---- */
@@ -103,7 +51,7 @@ static double now(void)
 
 /* Microseconds per sample of the old (which = 0) or the new sampler,
  * over at least `seconds`; the ids go to ids[] (the first `cap`). */
-static double time_one(int which, float **logits, float *work, struct old_cand *c, int vocab,
+static double time_one(int which, float **logits, float *work, struct ref_cand *c, int vocab,
                        const nb_sampler_opts *o, double seconds, int *ids, int cap, int *count)
 {
     nb_sampler smp;
@@ -139,7 +87,7 @@ int main(int argc, char **argv)
         return 1;
     }
     float *logits[SETS], *work = malloc((size_t)vocab * sizeof *work);
-    struct old_cand *c = malloc((size_t)vocab * sizeof *c);
+    struct ref_cand *c = malloc((size_t)vocab * sizeof *c);
     for (int s = 0; s < SETS; s++) {
         logits[s] = malloc((size_t)vocab * sizeof *logits[s]);
         for (int i = 0; i < vocab; i++) {
