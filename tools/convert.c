@@ -12,6 +12,7 @@
 
 #include "../neon/f16.h"
 #include "../tokenizer/bpe.h"
+#include "../tokenizer/utf8.h"
 #include "../tokenizer/tokenizer.h"
 
 #define MAX_TOKENIZER_FILE (64u << 20) /* Qwen's tokenizer.json: 11 MB */
@@ -110,8 +111,11 @@ json_t *nb_json_mem(const char *text, size_t len, nb_err *e)
      * means them (nb_json_i64 still reads the integral ones). */
     if (!root && strstr(err.text, "too big integer"))
         root = json_loadb(text, len, JSON_FLAGS | JSON_DECODE_INT_AS_REAL, &err);
-    if (!root)
-        nb_fail(e, "line %d column %d: %s", err.line, err.column, err.text);
+    if (!root) { /* jansson quotes the text near the error: control bytes and all */
+        char why[sizeof err.text * 4];
+        nb_fail(e, "line %d column %d: %s", err.line, err.column,
+                nb_utf8_escape(why, sizeof why, err.text));
+    }
     return root;
 }
 
