@@ -225,13 +225,17 @@ section_llama() {
 
 section_llama3() {
   family llama3
-  local d=$tmp/llama3-f32 nib=$tmp/llama3-f32.nib ids n
+  local d=$tmp/llama3-f32 nib=$tmp/llama3-f32.nib ids n chars=9000 least=4000
   [ -e "$nib" ] || return
-  # 9000 characters of TinyStories: 4207 tokens of smollm.json.
-  head -c 9000 "$DATA/tinystories_head.txt" >"$tmp/long.txt"
+  # 9000 characters of TinyStories: 4207 tokens of smollm.json. Under
+  # qemu 2200 (about 1000 tokens: still twice the 512 original positions
+  # the scaling stretches; the reference path's quadratic prefill of 4207
+  # took 5 minutes per emulated CPU).
+  [ -n "$NB_WRAP" ] && chars=2200 least=900
+  head -c $chars "$DATA/tinystories_head.txt" >"$tmp/long.txt"
   ids_of "$nib" -f "$tmp/long.txt" >"$tmp/long.ids"
   n=$(wc -w <"$tmp/long.ids")
-  [ "$n" -gt 4000 ] || fail "the long prompt is $n tokens, not past 4000"
+  [ "$n" -gt $least ] || fail "the long prompt is $n tokens, not past $least"
   logits_match "llama3 after $n tokens" "$nib" "$d" $(cat "$tmp/long.ids")
   greedy_match "llama3 after $n tokens" "$nib" "$d" 16 "$(cat "$tmp/long.txt")" $(cat "$tmp/long.ids")
   # Without its scaling the model is another one: the checks above see it.
