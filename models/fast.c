@@ -566,6 +566,21 @@ static int wanted(enum want want, const uint8_t *mask, int t, int n)
            (want == MASK_LOGITS && mask[t]);
 }
 
+/* A row whose hidden state went non-finite (NaN or Inf weights in a file
+ * damaged after its checksums) gets a NaN logit. A packed output layer
+ * reads int8 activations, whose quantizer maps NaN to 0 (neon/qact.c):
+ * its logits would come out finite and the damage unnoticed, where
+ * nb_logits_check must stop the run. */
+static void poison_nonfinite(const float *x, size_t dim, int k, float *out, size_t vocab)
+{
+    for (int t = 0; t < k; t++)
+        for (size_t i = 0; i < dim; i++)
+            if (!isfinite(x[(size_t)t * dim + i])) {
+                out[(size_t)t * vocab] = NAN;
+                break;
+            }
+}
+
 /* Logits of the wanted tokens, in order, into out [k][vocab]. Their rows
  * of x are gathered first (into y, free after the last layer), so the
  * output layer streams once for all of them. */
@@ -584,6 +599,7 @@ static void logits(pass *p, enum want want, const uint8_t *mask, float *out)
     p->logits = out;
     norm_quant(m, &f->in, f->y, k, &m->out_norm, packed(&f->output));
     run(f, f->cut_vocab.n, logits_chunk, p);
+    poison_nonfinite(f->y, dim, k, out, m->cfg.vocab_size);
 }
 
 /* Runs n <= tile tokens, token t of sequence f->seq[t] at position
