@@ -134,9 +134,10 @@ make_hf64() {
 }
 
 # nibble quantize. Bad input: one line, exit 1, no file left behind. Then a
-# small AWQ run whose packed output verifies, loads and runs, and RTN INT3
-# per row. The quality claims are in the quality-int4 / quality-int3
-# sections.
+# small AWQ run whose packed output verifies, loads and runs (the output
+# layer quantized by default: a packed tensor of its own, token_embd kept),
+# and RTN INT3 per row with --output-f16 (the tied output stays tied). The
+# quality claims are in the quality-int4 / quality-int3 sections.
 section_quantize() {
   local m=$tmp/s.nib q=$tmp/q.nib kjv=$DATA/kjv_head.txt out
   run convert -q --from llama2c "$s260k/stories260K.bin" --tokenizer "$s260k/tok512.model" \
@@ -155,6 +156,12 @@ section_quantize() {
   expect_error "--bits 8" "--bits must be 4 or 3" -- quantize -m "$m" --method rtn --bits 8 -o "$q"
   expect_error "--group 48" "--group must be" -- quantize -m "$m" --method rtn --group 48 -o "$q"
   expect_error "--group -1" "--group must be" -- quantize -m "$m" --method rtn --group -1 -o "$q"
+  expect_error "--output-group 48" "--group must be" -- \
+    quantize -m "$m" --method rtn --output-group 48 -o "$q"
+  expect_error "--output-method gptq" "--output-method must be" -- \
+    quantize -m "$m" --method rtn --output-method gptq -o "$q"
+  expect_error "the output layer's AWQ without calibration" "--output-method rtn" -- \
+    quantize -m "$m" --method rtn --output-method awq -o "$q"
   expect_error "--calib-tokens under a block" "less than one block" -- \
     quantize -m "$m" --calib "$kjv" --calib-tokens 100 -o "$q"
   expect_error "unknown method" "--method must be" -- quantize -m "$m" --method gptq -o "$q"
@@ -173,9 +180,16 @@ section_quantize() {
   grep -q "4 blocks of 64" "$tmp/report" || fail "calibration not in blocks of 64"
   grep -q "attn_norm -> q,k,v *alpha" "$tmp/report" && grep -q "clip m\*/m0" "$tmp/report" ||
     fail "no per-layer report: $(head -c 300 "$tmp/report")"
-  run info --verify "$q" | grep -q "all 47 tensors verified" || fail "quantized file does not verify"
-  run info --tensors "$q" | grep -q "blk.4.ffn_down .*q4" || fail "ffn_down is not q4"
-  run info --tensors "$q" | grep -q "blk.0.attn_norm .*f32" || fail "norms are not f32"
+  grep -q "output layer AWQ INT4, group 32" "$tmp/report" &&
+    grep -q "output_norm -> output *alpha" "$tmp/report" || fail "no output layer in the report"
+  # stories260K ties its embeddings: its 47 tensors and a packed output of its own
+  run info --verify "$q" | grep -q "all 48 tensors verified" || fail "quantized file does not verify"
+  run info --tensors "$q" >"$tmp/info" || fail "info --tensors"
+  grep -q "blk.4.ffn_down .*q4" "$tmp/info" || fail "ffn_down is not q4"
+  grep -q "blk.0.attn_norm .*f32" "$tmp/info" || fail "norms are not f32"
+  grep -q "^  output  *q4 *\[512, 64\]" "$tmp/info" && grep -q "^  token_embd  *f32" "$tmp/info" &&
+    grep -q "^embeddings: separate output" "$tmp/info" ||
+    fail "output not q4 beside an f32 token_embd, untied: $(grep -E 'output|embd|embeddings' "$tmp/info")"
   out=$(run ppl -q -m "$q" -f "$DATA/tinystories_head.txt" -c 64 --windows 8) || fail "ppl"
   echo "AWQ INT4 g32, 4 blocks of 64: $out"
   awk -v p="$(echo "$out" | sed -n 's/^PPL = \([0-9.]*\).*/\1/p')" \
@@ -185,9 +199,13 @@ section_quantize() {
     quantize -m "$q" --method rtn -o "$tmp/qq.nib"
   [ ! -e "$tmp/qq.nib" ] || fail "quantizing a quantized model left a file"
 
-  run quantize -q -m "$m" --method rtn --bits 3 --group row -o "$tmp/r3.nib" >/dev/null ||
-    fail "quantize RTN INT3 per row"
-  run info --tensors "$tmp/r3.nib" | grep -q "blk.0.attn_q .*q3" || fail "attn_q is not q3"
+  run quantize -q -m "$m" --method rtn --bits 3 --group row --output-f16 -o "$tmp/r3.nib" \
+    >"$tmp/report" || fail "quantize RTN INT3 per row"
+  grep -q "output layer kept as it is" "$tmp/report" || fail "report: $(head -n 1 "$tmp/report")"
+  run info --tensors "$tmp/r3.nib" >"$tmp/info" || fail "info --tensors"
+  grep -q "blk.0.attn_q .*q3" "$tmp/info" || fail "attn_q is not q3"
+  grep -q "^embeddings: tied to the output" "$tmp/info" && ! grep -q "^  output " "$tmp/info" ||
+    fail "--output-f16: the output is not tied any more"
   [ -z "$(ls "$tmp" | grep '\.tmp')" ] || fail "temporary files left: $(ls "$tmp")"
 }
 
@@ -211,15 +229,18 @@ section_convert_quantize() {
   cmp "$tmp/two.nib" "$o/awq.nib" && echo "ok: convert --quantize awq = convert + quantize" ||
     fail "convert --quantize awq differs from convert + quantize"
   run convert -q "${l2c[@]}" --dtype f16 -o "$tmp/f16.nib" || fail "convert f16"
-  run quantize -q -m "$tmp/f16.nib" --method rtn --bits 3 --group row -o "$tmp/rtn.nib" \
-    >/dev/null || fail "quantize rtn"
-  run convert -q "${l2c[@]}" --dtype f16 --quantize rtn --bits 3 --group row -o "$o/rtn.nib" \
-    >/dev/null || fail "convert --quantize rtn"
+  run quantize -q -m "$tmp/f16.nib" --method rtn --bits 3 --group row --output-f16 \
+    -o "$tmp/rtn.nib" >/dev/null || fail "quantize rtn"
+  run convert -q "${l2c[@]}" --dtype f16 --quantize rtn --bits 3 --group row --output-f16 \
+    -o "$o/rtn.nib" >/dev/null || fail "convert --quantize rtn"
   cmp "$tmp/rtn.nib" "$o/rtn.nib" && echo "ok: convert --quantize rtn = convert + quantize" ||
     fail "convert --quantize rtn differs from convert + quantize"
   run info --tensors "$o/rtn.nib" >"$tmp/info" || fail "info"
-  grep -q "blk.0.attn_q .*q3" "$tmp/info" && grep -q "token_embd .*f16" "$tmp/info" ||
-    fail "rtn file: attn_q q3 and token_embd f16 expected: $(head -c 300 "$tmp/info")"
+  grep -q "blk.0.attn_q .*q3" "$tmp/info" && grep -q "token_embd .*f16" "$tmp/info" &&
+    grep -q "^embeddings: tied" "$tmp/info" ||
+    fail "rtn file: attn_q q3 and token_embd f16, tied, expected: $(head -c 300 "$tmp/info")"
+  run info --tensors "$o/awq.nib" | grep -q "^  output  *q4" ||
+    fail "convert --quantize awq: the output layer is not q4"
 
   mkdir -p "$tmp/autoawq" && cp "$s260k/hf/"* "$tmp/autoawq/"
   sed -i '1s/{/{"quantization_config": {"quant_method": "awq", "bits": 4},/' \
@@ -236,6 +257,8 @@ section_convert_quantize() {
     convert "$tmp/hf64" --calib "$kjv" -o "$o/bad.nib"
   expect_error "a quantize switch without --quantize" "needs --quantize" -- \
     convert "$tmp/hf64" --no-clip -o "$o/bad.nib"
+  expect_error "--output-f16 without --quantize" "needs --quantize" -- \
+    convert "$tmp/hf64" --output-f16 -o "$o/bad.nib"
   expect_error "unknown method" "--quantize must be awq or rtn" -- \
     convert "$tmp/hf64" --quantize gptq -o "$o/bad.nib"
   expect_error "--search-tokens -1" "--search-tokens expects" -- \
@@ -273,7 +296,8 @@ section_convert_quantize() {
 # the reference path: fp32 activations (W4A16, as the AWQ evaluations).
 # AWQ must beat round-to-nearest per row and with groups of 32 (ragged:
 # ffn_down has 172 inputs); at INT3 it must close at least half of RTN's gap
-# to fp32 per row and 30% with groups of 32.
+# to fp32 per row and 30% with groups of 32. The decoder linears alone
+# (--output-f16), as llm-awq quantizes them, for the README's comparison.
 ppl_of() {
   run ppl -q --reference -m "$1" -f "$DATA/tinystories_head.txt" -c 256 --windows 32 |
     sed -n 's/^PPL = \([0-9.]*\).*/\1/p'
@@ -285,10 +309,11 @@ quality() {
     -o "$m" || fail "convert"
   fp=$(ppl_of "$m")
   for group in row 32; do
-    run quantize -q -m "$m" --method rtn --bits "$bits" --group "$group" -o "$tmp/rtn.nib" \
-      >/dev/null || fail "RTN INT$bits group $group"
+    run quantize -q -m "$m" --method rtn --bits "$bits" --group "$group" --output-f16 \
+      -o "$tmp/rtn.nib" >/dev/null || fail "RTN INT$bits group $group"
     run quantize -q -m "$m" --calib "$DATA/kjv_head.txt" --calib-tokens 32768 --bits "$bits" \
-      --group "$group" -o "$tmp/awq.nib" >"$tmp/report" || fail "AWQ INT$bits group $group"
+      --group "$group" --output-f16 -o "$tmp/awq.nib" >"$tmp/report" ||
+      fail "AWQ INT$bits group $group"
     rtn=$(ppl_of "$tmp/rtn.nib") awq=$(ppl_of "$tmp/awq.nib")
     local need=0
     [ "$bits" = 3 ] && need=$([ "$group" = row ] && echo 0.5 || echo 0.3)
@@ -303,7 +328,7 @@ section_quality_int4() { quality 4; }
 section_quality_int3() { quality 3; }
 
 # The fast path (models/fast.c) against the reference on stories260K
-# quantized RTN INT4 g32: the first 64 greedy tokens from BOS agree with int8
+# quantized RTN INT4 g32 (the output layer too, by default): the first 64 greedy tokens from BOS agree with int8
 # activations, with --exact, on 1 and 3 threads; --exact perplexity equals the
 # reference's to 1e-4 relative. Then nibble bench and the run flags' bad input.
 section_fast() {

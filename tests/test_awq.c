@@ -6,9 +6,15 @@
  *   input sees is clipped to the limit, one that carries the output is
  *   kept, and random groups (ragged last group, per-row) agree with a
  *   brute-force search written here;
+ * - the output layer's loss through the Gram matrix of its input equals
+ *   the direct sum over the tokens;
+ * - on random models of each family: folding (every group, output_norm ->
+ *   output included) leaves the function alone; the output layer written
+ *   packed by default, as a tensor of its own when the model ties it
+ *   (token_embd plain and unchanged), or kept (out_q.bits 0);
  * - on stories260K: folding the searched scales into the norms and linears
- *   leaves the full-precision logits unchanged, and a quantization gives
- *   the same file bytes for 1 and 3 threads.
+ *   (and the output layer) leaves the full-precision logits unchanged, and
+ *   a quantization gives the same file bytes for 1 and 3 threads.
  * usage: test_awq STORIES260K.bin TOK512.model CALIB.txt */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -188,6 +194,45 @@ static void test_clip(void)
     CHECK(!bad, "%d (row, group) clip choices differ from the brute-force search", bad);
 }
 
+/* The output group's loss, through the Gram matrix of the input in steps
+ * of 256 tokens (300 tokens: a ragged second step), against the direct
+ * mean over tokens and rows of (x . (Q(w s) / s - w))^2, in double. */
+static void test_output_loss(void)
+{
+    enum { ROWS = 37, C = 72, T = 300 };
+    uint64_t seed = 5;
+    static float w[ROWS * C], x[T * C], d[ROWS * C], s[C];
+    for (int i = 0; i < ROWS * C; i++)
+        w[i] = tu_randf(&seed) * (i % 11 == 0 ? 2.0f : 0.3f);
+    for (int i = 0; i < T * C; i++)
+        x[i] = tu_randf(&seed) * (i % C < 8 ? 4.0f : 1.0f);
+    for (int c = 0; c < C; c++)
+        s[c] = expf(tu_randf(&seed));
+    nb_qspec q = {.bits = 4, .group = 32};
+    for (int r = 0; r < ROWS; r++) {
+        float *o = d + r * C;
+        for (int c = 0; c < C; c++)
+            o[c] = w[r * C + c] * s[c];
+        nb_fake_quant_row(o, C, &q);
+        for (int c = 0; c < C; c++)
+            o[c] = o[c] / s[c] - w[r * C + c];
+    }
+    double want = 0, got = -1;
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < ROWS; r++) {
+            double dot = 0;
+            for (int c = 0; c < C; c++)
+                dot += (double)x[t * C + c] * d[r * C + c];
+            want += dot * dot;
+        }
+    want /= (double)T * ROWS;
+    nb_pool *pool = nb_pool_create(3);
+    int rc = nb_awq_output_loss(w, ROWS, C, x, T, s, &q, pool, &got);
+    nb_pool_free(pool);
+    printf("output loss through the Gram matrix %.9g, directly %.9g\n", got, want);
+    CHECK(!rc && near(got, want, 1e-5), "output loss %g, want %g", got, want);
+}
+
 /* ---- on real weights ---------------------------------------------------- */
 
 static int32_t *calib_ids(const nb_model *m, const char *path, size_t *n)
@@ -337,7 +382,8 @@ static void test_fold(const nb_model *m, const char *path, const int32_t *ids)
     char out[512];
     snprintf(out, sizeof out, "%s", tu_tmp("folded.nib"));
     nb_awq_opts o = {.q = {.bits = 3, .group = 32}, .scales = 1, .duo = 1,
-                     .output = NB_AWQ_FOLD_ONLY, .quiet = 1};
+                     .output = NB_AWQ_FOLD_ONLY, .out_q = {.bits = 4, .group = 32},
+                     .out_scales = 1, .quiet = 1};
     if (quantize(m, ids, 2 * BLOCK, out, &o, 2))
         return tu_failures++, (void)0;
     double gap = logit_gap(path, out, ids, 128);
@@ -352,7 +398,9 @@ static void test_threads(const nb_model *m, const int32_t *ids)
     char a[512], b[512];
     snprintf(a, sizeof a, "%s", tu_tmp("t1.nib"));
     snprintf(b, sizeof b, "%s", tu_tmp("t3.nib"));
-    nb_awq_opts o = {.q = {.bits = 4, .group = 32}, .scales = 1, .duo = 1, .clip = 1, .quiet = 1};
+    nb_awq_opts o = {.q = {.bits = 4, .group = 32}, .scales = 1, .duo = 1, .clip = 1,
+                     .out_q = {.bits = 4, .group = 32}, .out_scales = 1, .out_clip = 1,
+                     .quiet = 1};
     if (quantize(m, ids, 2 * BLOCK, a, &o, 1) || quantize(m, ids, 2 * BLOCK, b, &o, 3))
         return tu_failures++, (void)0;
     size_t na, nb;
@@ -552,16 +600,37 @@ static int tensor_changed(const char *a_path, const char *b_path, const char *na
     return rc;
 }
 
+/* The file's metadata and the entry of tensor name (zeroed when there is
+ * none); 0, or -1 when the file does not open. */
+static int entry_of(const char *path, const char *name, struct nb_meta *meta,
+                    struct nb_tensor_entry *t)
+{
+    nb_model m;
+    nb_tensor found;
+    nb_err e = {{0}};
+    if (nb_model_open(&m, path, &e))
+        return fprintf(stderr, "%s\n", e.msg), -1;
+    *meta = m.meta;
+    memset(t, 0, sizeof *t);
+    if (nb_model_find(&m, name, &found))
+        *t = *found.entry;
+    nb_model_close(&m);
+    return 0;
+}
+
 /* (b) The model the quantizer writes with random scales folded (and
  * nothing quantized) gives the original logits; v's bias is written
- * divided, the q/k norms copied. */
+ * divided, the q/k norms copied; the output group output_norm -> output
+ * folded too: the final norm changed, the output a tensor of its own
+ * (token_embd unchanged, the file untied). */
 static void check_fold_file(const family *f, const nb_model *m, const char *path,
                             const int32_t *ids)
 {
     char out[512];
     snprintf(out, sizeof out, "%s", tu_tmp("fam-folded.nib"));
     nb_awq_opts o = {.q = {.bits = 4, .group = 32}, .scales = 1, .random_scales = 7,
-                     .output = NB_AWQ_FOLD_ONLY, .quiet = 1};
+                     .output = NB_AWQ_FOLD_ONLY, .out_q = {.bits = 4, .group = 32},
+                     .out_scales = 1, .quiet = 1};
     if (quantize_blocks(m, ids, FT, FB, out, &o, 2))
         return tu_failures++, (void)0;
     double top, gap = logit_gap_top(path, out, ids, FT, &top) / top;
@@ -577,6 +646,13 @@ static void check_fold_file(const family *f, const nb_model *m, const char *path
               k);
     if (has & NB_HAS_QK_NORM)
         CHECK(qn == 0, "%s: q norm changed %d (want 0)", f->name, qn);
+    int on = tensor_changed(path, out, "output_norm"), emb = tensor_changed(path, out, "token_embd");
+    struct nb_meta meta;
+    struct nb_tensor_entry t;
+    CHECK(on == 1 && emb == 0, "%s: output_norm changed %d (want 1), token_embd %d (want 0)",
+          f->name, on, emb);
+    CHECK(!entry_of(out, "output", &meta, &t) && !meta.tied_embeddings && t.dtype == NB_F32,
+          "%s: the folded output is not an f32 tensor of its own", f->name);
 }
 
 /* Relative RMS difference of two [n] arrays. */
@@ -661,6 +737,67 @@ static void check_quantized(const family *f, const nb_model *m, const char *path
     free(want);
 }
 
+/* The output layer by default (INT4 g32, its group searched and clipped):
+ * a packed tensor of its own, also when the model ties it, whose
+ * embedding stays as it was (plain, the same bytes), its scales folded
+ * into output_norm (not when it is rounded to nearest; and with the
+ * linears rounded to nearest, its searches alone run: output_norm changes,
+ * attn_norm does not); logits near those of the same quantization with
+ * the output kept (out_q.bits 0), which leaves the output layer as it was
+ * (tied stays tied). */
+static void check_output(const family *f, const nb_model *m, const char *path,
+                         const int32_t *ids)
+{
+    char def[512], kept[512], rtn[512], only[512];
+    snprintf(def, sizeof def, "%s", tu_tmp("fam-out-q4.nib"));
+    snprintf(kept, sizeof kept, "%s", tu_tmp("fam-out-kept.nib"));
+    snprintf(rtn, sizeof rtn, "%s", tu_tmp("fam-out-rtn.nib"));
+    snprintf(only, sizeof only, "%s", tu_tmp("fam-out-only.nib"));
+    nb_awq_opts o = {.q = {.bits = 4, .group = 32}, .scales = 1, .duo = 1, .clip = 1,
+                     .out_q = {.bits = 4, .group = 32}, .out_scales = 1, .out_clip = 1,
+                     .quiet = 1};
+    nb_awq_opts k = o, r = o, y = o;
+    k.out_q.bits = 0;
+    r.out_scales = r.out_clip = 0;
+    y.scales = y.clip = 0;
+    if (quantize_blocks(m, ids, FT, FB, def, &o, 2) ||
+        quantize_blocks(m, ids, FT, FB, kept, &k, 2) ||
+        quantize_blocks(m, ids, FT, FB, rtn, &r, 2) || quantize_blocks(m, ids, FT, FB, only, &y, 2))
+        return tu_failures++, (void)0;
+    int nd = tensor_changed(path, def, "output_norm"), nr = tensor_changed(path, rtn, "output_norm");
+    int ny = tensor_changed(path, only, "output_norm"), ay = tensor_changed(path, only,
+                                                                            "blk.0.attn_norm");
+    CHECK(nd == 1 && nr == 0 && ny == 1 && ay == 0,
+          "%s: output_norm changed %d by default (want 1), %d rounded to nearest (want 0), %d "
+          "searched alone (want 1; attn_norm %d, want 0)", f->name, nd, nr, ny, ay);
+    struct nb_meta meta;
+    struct nb_tensor_entry t, emb;
+    int tied = (int)m->meta.tied_embeddings;
+    CHECK(!entry_of(def, "output", &meta, &t) && !meta.tied_embeddings && t.dtype == NB_Q4 &&
+              t.group_size == 32 && t.shape[0] == m->meta.vocab_size,
+          "%s: the output is not a packed INT4 g32 tensor of an untied file", f->name);
+    CHECK(!entry_of(def, "token_embd", &meta, &emb) && nb_dtype_width(emb.dtype) &&
+              tensor_changed(path, def, "token_embd") == 0,
+          "%s: token_embd is not the source's", f->name);
+    CHECK(!entry_of(kept, "output", &meta, &t) && (int)meta.tied_embeddings == tied &&
+              (tied ? t.name[0] == 0 : tensor_changed(path, kept, "output") == 0),
+          "%s: out_q.bits 0 changed the output layer (tied %d)", f->name, tied);
+    nb_hparams hp;
+    float *want = logits_of(path, ids, &hp), *a = logits_of(def, ids, &hp);
+    float *b = logits_of(kept, ids, &hp);
+    size_t n = FT * (size_t)m->meta.vocab_size;
+    double ab = INFINITY, a_fp = INFINITY, b_fp = INFINITY;
+    if (want && a && b)
+        ab = rel_rms(a, b, n), a_fp = rel_rms(a, want, n), b_fp = rel_rms(b, want, n);
+    printf("%s%s: output INT4 g32 vs kept, logits relative RMS %.3g (from fp32: %.3g vs %.3g)\n",
+           f->name, tied ? " (tied)" : "", ab, a_fp, b_fp);
+    CHECK(ab < 0.1 && a_fp < 1.25 * b_fp + 0.05, "%s: the quantized output moved the logits by "
+          "%g (from fp32 %g, kept %g)", f->name, ab, a_fp, b_fp);
+    free(want);
+    free(a);
+    free(b);
+}
+
 /* llama3 scaling must change some of the frequencies this head size uses
  * and keep others, or the family would test nothing. */
 static void check_rope_scaled(const family *f)
@@ -701,6 +838,7 @@ static void test_family(const family *f)
         check_rope_scaled(f);
     check_fold_file(f, &m, path, ids);
     check_quantized(f, &m, path, ids);
+    check_output(f, &m, path, ids);
     free(x);
     nb_model_close(&m);
 }
@@ -743,6 +881,7 @@ int main(int argc, char **argv)
     test_statistics();
     test_matmul();
     test_clip();
+    test_output_loss();
     test_families();
     if (argc == 4)
         test_real(argv[1], argv[2], argv[3]);

@@ -27,6 +27,17 @@ typedef struct nb_awq_opts {
      * 0 means all of them. */
     size_t search_tokens;
     nb_awq_output output;
+    /* The output layer. out_q.bits 0 keeps it as it is (a tied model stays
+     * tied). Else it is quantized with out_q, its own spec (the output
+     * layer is sensitive: a finer group than the linears'), and written as
+     * a separate "output" tensor, also when the model ties it to the
+     * embedding (which stays plain, for lookups; the file says untied).
+     * With out_scales its group output_norm -> output is searched (duo as
+     * for the linears) and folded, with losses on every calibration token
+     * (through their Gram matrix); with out_clip it is clipped. Neither:
+     * round to nearest. */
+    nb_qspec out_q;
+    int out_scales, out_clip;
     /* Tests: nonzero folds random scales (e^u, u uniform in [-1, 1), drawn
      * from this seed) into every group instead of searching them, so that
      * NB_AWQ_FOLD_ONLY checks folding and writing on scales far from 1. */
@@ -35,12 +46,22 @@ typedef struct nb_awq_opts {
     FILE *report; /* what the search decided, per layer; NULL for none */
 } nb_awq_opts;
 
-/* Quantizes every decoder linear of m and writes the model to out
- * (atomically): ids holds n_tokens calibration tokens, independent blocks
- * of block tokens (unused, may be NULL, when neither scales nor clip are
- * searched). Embeddings, the final norm and the output stay as they are. */
+/* Quantizes every decoder linear of m, and the output layer unless
+ * o->out_q.bits is 0, and writes the model to out (atomically): ids holds
+ * n_tokens calibration tokens, independent blocks of block tokens (unused,
+ * may be NULL, when nothing is searched: nb_awq_calibrated). The embedding
+ * stays as it is; the final norm too unless scales are folded into it. */
 int nb_awq_quantize(const nb_model *m, const int32_t *ids, size_t n_tokens, size_t block,
                     const char *out, const nb_awq_opts *o, nb_pool *pool, nb_err *e);
+
+/* Bytes the output layer's step holds at its peak (its fp32 copy, codes
+ * and packed form, the final norm's output on the calibration tokens, the
+ * Gram matrix), for a model of shape cfg. */
+double nb_awq_output_bytes(const struct nb_meta *cfg, size_t n_tokens);
+
+/* 1 when o searches anything (scales or clip, of the linears or of the
+ * quantized output layer): calibration tokens are needed. */
+int nb_awq_calibrated(const nb_awq_opts *o);
 
 /* How many calibration blocks the scale search measures its losses on. */
 size_t nb_awq_search_blocks(size_t n_tokens, size_t block, size_t search_tokens);
@@ -68,5 +89,12 @@ void nb_awq_scales(const float *x_mean, const float *w_mean, size_t n, float alp
  * fraction of the original max (may be NULL). -1 when out of memory. */
 int nb_awq_clip(float *w, size_t rows, size_t cols, const float *x, size_t n, const nb_qspec *q,
                 nb_pool *pool, float *ratio);
+
+/* The output group's loss for scales s [cols]: the mean over the n
+ * tokens of x [n, cols] and the rows of w [rows, cols] of the squared
+ * error of x times (Q(w diag(s)) diag(1/s) - w)^T, computed as the search
+ * does, through the Gram matrix of x. -1 when out of memory. */
+int nb_awq_output_loss(const float *w, size_t rows, size_t cols, const float *x, size_t n,
+                       const float *s, const nb_qspec *q, nb_pool *pool, double *loss);
 
 #endif

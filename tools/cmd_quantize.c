@@ -1,5 +1,6 @@
 /* nibble quantize: AWQ (or round-to-nearest) INT4/INT3 quantization of a
- * model's decoder linears, calibrated on a text file. Everything that can
+ * model's decoder linears (and INT4 of its output layer), calibrated on a
+ * text file. Everything that can
  * be wrong with the input is checked before the output is opened, and the
  * output is written atomically: a failed or interrupted run leaves none.
  * The flags and the pipeline are shared with convert --quantize
@@ -18,11 +19,12 @@ static void help(void)
 {
     fputs("usage: nibble quantize -m MODEL --calib TEXT -o OUT.nib [options]\n"
           "\n"
-          "Quantizes the decoder linears of MODEL with AWQ (activation-aware weight\n"
-          "quantization) and writes OUT atomically; embeddings, norms and the output\n"
-          "layer stay as they are. Progress goes to stderr; what the search decided (per\n"
-          "layer: the alpha of each scale group, how much each linear was clipped) to\n"
-          "stdout. nibble convert --quantize does the same on the way from a download.\n"
+          "Quantizes the decoder linears and the output layer of MODEL with AWQ\n"
+          "(activation-aware weight quantization) and writes OUT atomically; the\n"
+          "embedding and the norms stay as they are (but for the scales folded into\n"
+          "them). Progress goes to stderr; what the search decided (per layer: the alpha\n"
+          "of each scale group, how much each linear was clipped) to stdout. nibble\n"
+          "convert --quantize does the same on the way from a download.\n"
           "  -m, --model MODEL   a .nib (f32, f16 or bf16), or a Hugging Face folder\n"
           "                      (converted first, into a temporary file beside OUT that\n"
           "                      is removed at once)\n"

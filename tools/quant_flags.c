@@ -18,6 +18,7 @@ void nb_quant_init(nb_quant *q)
     q->group = 128;
     q->calib_tokens = NB_QUANT_TOKENS;
     q->search_tokens = NB_QUANT_SEARCH_TOKENS;
+    q->output_group = NB_QUANT_OUTPUT_GROUP;
 }
 
 static int parse_group(const char *s, long *group)
@@ -44,8 +45,9 @@ int nb_quant_method(nb_quant *q, const char *flag, const char *value)
 
 int nb_quant_switch(nb_quant *q, const char *flag)
 {
-    int *flags[] = {&q->symmetric, &q->no_scale, &q->no_clip, &q->fake};
-    const char *names[] = {"--symmetric", "--no-scale", "--no-clip", "--fake-quant"};
+    int *flags[] = {&q->symmetric, &q->no_scale, &q->no_clip, &q->fake, &q->output_f16};
+    const char *names[] = {"--symmetric", "--no-scale", "--no-clip", "--fake-quant",
+                           "--output-f16"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         if (!strcmp(flag, names[i])) {
             if (!q->first)
@@ -65,6 +67,14 @@ static int value_flag(nb_quant *q, const char *a, const char *v)
         q->bits = atol(v);
     } else if (!strcmp(a, "--group"))
         return parse_group(v, &q->group);
+    else if (!strcmp(a, "--output-group"))
+        return parse_group(v, &q->output_group);
+    else if (!strcmp(a, "--output-method")) {
+        int rtn;
+        if (parse_choice(a, v, "awq", "rtn", &rtn))
+            return -1;
+        q->output_method = rtn ? NB_QUANT_RTN : NB_QUANT_AWQ;
+    }
     else if (!strcmp(a, "--scale"))
         return parse_choice(a, v, "duo", "x", &q->x_only);
     else if (!strcmp(a, "--calib-tokens"))
@@ -88,9 +98,16 @@ int nb_quant_flag(nb_quant *q, const char *cmd, const char *flag, const char *va
     return rc;
 }
 
+int nb_quant_output_awq(const nb_quant *q)
+{
+    if (q->output_f16)
+        return 0;
+    return q->output_method ? q->output_method == NB_QUANT_AWQ : !q->rtn;
+}
+
 int nb_quant_needs_calib(const nb_quant *q)
 {
-    return !q->rtn && !(q->no_scale && q->no_clip);
+    return (!q->rtn || nb_quant_output_awq(q)) && !(q->no_scale && q->no_clip);
 }
 
 int nb_quant_check(const nb_quant *q, const char *method_flag)
@@ -98,6 +115,9 @@ int nb_quant_check(const nb_quant *q, const char *method_flag)
     struct stat st;
     if (!q->rtn && !q->calib)
         return nb_error("AWQ needs calibration text: --calib TEXT (or %s rtn)", method_flag);
+    if (nb_quant_output_awq(q) && !q->calib)
+        return nb_error("AWQ of the output layer needs calibration text: --calib TEXT (or "
+                        "--output-method rtn)");
     if (!nb_quant_needs_calib(q))
         return 0;
     if (stat(q->calib, &st))
@@ -132,7 +152,16 @@ void nb_quant_help(FILE *out)
             "                      activations only, as in the paper\n"
             "  --no-scale, --no-clip  ablations: skip the scale or the clip search\n"
             "  --fake-quant        store the quantized weights dequantized, as f32 (for\n"
-            "                      measurements; the packed file computes the same)\n",
+            "                      measurements; the packed file computes the same)\n"
+            "  --output-f16        keep the output layer as it is (f16, bf16 or f32, as\n"
+            "                      converted; tied to the embedding if it was). By default it\n"
+            "                      is quantized to INT%d (whatever --bits) and written as a\n"
+            "                      tensor of its own: a tied embedding stays as it is, for\n"
+            "                      the lookups\n"
+            "  --output-group G    the output layer's group: 32, 64, 128 or row (default: %d)\n"
+            "  --output-method M   awq: the output layer's scales (output_norm -> output) and\n"
+            "                      clipping searched, on the final norm's output; rtn: round\n"
+            "                      to nearest (default: as --method)\n",
             NB_QUANT_BLOCK, NB_QUANT_TOKENS, NB_QUANT_TOKENS / NB_QUANT_BLOCK, NB_QUANT_BLOCK,
-            NB_QUANT_SEARCH_TOKENS);
+            NB_QUANT_SEARCH_TOKENS, NB_QUANT_OUTPUT_BITS, NB_QUANT_OUTPUT_GROUP);
 }

@@ -13,7 +13,9 @@
 enum {
     NB_QUANT_BLOCK = 512,         /* calibration tokens per independent sequence */
     NB_QUANT_TOKENS = 65536,      /* 128 blocks, as the reference implementations */
-    NB_QUANT_SEARCH_TOKENS = 16384 /* tokens the scale search evaluates its losses on */
+    NB_QUANT_SEARCH_TOKENS = 16384, /* tokens the scale search evaluates its losses on */
+    NB_QUANT_OUTPUT_BITS = 4,       /* the output layer's, whatever --bits */
+    NB_QUANT_OUTPUT_GROUP = 32      /* the output layer's default group */
 };
 
 typedef struct nb_quant {
@@ -22,10 +24,20 @@ typedef struct nb_quant {
     long calib_tokens, search_tokens; /* search_tokens 0: all of them */
     long threads;                     /* 0: one per CPU */
     int rtn, x_only, no_scale, no_clip, fake, symmetric;
+    /* The output layer: INT4 in groups of output_group (0: per row), by
+     * output_method (NB_QUANT_AS_LINEARS: as the linears); output_f16
+     * keeps it as it is. */
+    long output_group;
+    int output_f16, output_method;
     const char *first; /* the first of these flags given (convert refuses them alone) */
 } nb_quant;
 
+enum { NB_QUANT_AS_LINEARS, NB_QUANT_AWQ, NB_QUANT_RTN }; /* output_method */
+
 void nb_quant_init(nb_quant *q); /* the defaults */
+
+/* 1 when the output layer is quantized with its searches (AWQ). */
+int nb_quant_output_awq(const nb_quant *q);
 
 /* The last of a command's flags with a value: 0 parsed; -1 after an error
  * line (a bad value, or "CMD: unknown option" when it is not one of
@@ -38,7 +50,8 @@ int nb_quant_switch(nb_quant *q, const char *flag);
 /* The method, awq or rtn, as the value of flag (--method, --quantize). */
 int nb_quant_method(nb_quant *q, const char *flag, const char *value);
 
-/* 1 unless neither scales nor clip are searched (RTN): nothing to calibrate. */
+/* 1 unless nothing is searched (RTN, the output layer's too): nothing to
+ * calibrate. */
 int nb_quant_needs_calib(const nb_quant *q);
 
 /* After parsing, before any model is read: AWQ needs --calib (else the

@@ -145,15 +145,27 @@ static void describe(const nb_quant *q, const nb_awq_opts *o, size_t n_tokens, s
                !o->scales ? "off" : o->duo ? "duo" : "activations only", o->clip ? "on" : "off",
                n_tokens, n_tokens / block, block,
                nb_awq_search_blocks(n_tokens, block, o->search_tokens));
+    else if (n_tokens) /* for the output layer's searches only */
+        printf("; %zu calibration tokens (%zu blocks of %zu)", n_tokens, n_tokens / block, block);
+    if (!o->out_q.bits)
+        printf("; output layer kept as it is");
+    else if (o->out_q.group)
+        printf("; output layer %s INT%d, group %d", o->out_scales || o->out_clip ? "AWQ" : "RTN",
+               o->out_q.bits, o->out_q.group);
+    else
+        printf("; output layer %s INT%d, per row", o->out_scales || o->out_clip ? "AWQ" : "RTN",
+               o->out_q.bits);
     printf("; %d thread%s\n", threads, threads > 1 ? "s" : "");
 }
 
 /* Refuses a run that would not fit in RAM before hours are spent on it:
  * Linux overcommits, so a failing malloc would not tell, the OOM killer
  * would, midway. */
-static int check_memory(const nb_model *m, size_t n_tokens)
+static int check_memory(const nb_model *m, size_t n_tokens, const nb_awq_opts *o)
 {
     double need = nb_layer_awq_bytes(&m->meta, n_tokens);
+    double out = o->out_q.bits ? nb_awq_output_bytes(&m->meta, n_tokens) : 0;
+    need = out > need ? out : need;
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     double have = pages > 0 && page > 0 ? (double)pages * (double)page : 0;
     if (have > 0 && need > 0.9 * have)
@@ -173,6 +185,10 @@ static int run(const nb_quant *q, const nb_model *m, const int32_t *ids, size_t 
         .clip = !q->rtn && !q->no_clip,
         .search_tokens = (size_t)q->search_tokens,
         .output = q->fake ? NB_AWQ_DEQUANT : NB_AWQ_PACKED,
+        .out_q = {.bits = q->output_f16 ? 0 : NB_QUANT_OUTPUT_BITS, .group = (int)q->output_group,
+                  .symmetric = q->symmetric},
+        .out_scales = nb_quant_output_awq(q) && !q->no_scale,
+        .out_clip = nb_quant_output_awq(q) && !q->no_clip,
         .quiet = quiet,
         .report = stdout,
     };
@@ -180,7 +196,7 @@ static int run(const nb_quant *q, const nb_model *m, const int32_t *ids, size_t 
     describe(q, &o, n_tokens, block, threads);
     if (fflush(stdout)) /* the report has nowhere to go: say so before hours of work */
         return nb_error("cannot write the report to stdout: %s", strerror(errno));
-    if (n_tokens && check_memory(m, n_tokens))
+    if (n_tokens && check_memory(m, n_tokens, &o))
         return 1;
     nb_pool *pool = nb_pool_create(threads);
     if (!pool)
