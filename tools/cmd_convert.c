@@ -33,7 +33,7 @@ static void help(void)
           "                      tokenizer.json, else tokenizer.json)\n"
           "  --dtype TYPE        f32, f16 or bf16 for the matrices (default: as the input;\n"
           "                      norm weights stay f32). With --quantize: for the tensors\n"
-          "                      that stay unquantized (embeddings, output layer), and the\n"
+          "                      that stay unquantized (embeddings; the output layer with --output-f16), and the\n"
           "                      weights the calibration runs on\n"
           "  --name NAME         model name stored in the file (default: from INPUT)\n"
           "  -q, --quiet         no progress on stderr\n"
