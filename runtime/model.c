@@ -299,9 +299,7 @@ const nb_tensor *nb_model_find(const nb_model *m, const char *name, nb_tensor *o
     return NULL;
 }
 
-/* "[64]" or "[64, 128]": the rank shows, so a 1-D tensor where a 2-D one
- * belongs reads as what it is. */
-static const char *shape_text(const uint64_t *shape, int n_dims, char *buf, size_t cap)
+const char *nb_shape_text(char *buf, size_t cap, int n_dims, const uint64_t *shape)
 {
     size_t n = (size_t)snprintf(buf, cap, "[");
     for (int d = 0; d < n_dims && n < cap; d++)
@@ -324,8 +322,8 @@ int nb_model_expect(const nb_model *m, const char *name, int n_dims, const uint6
     if (!same) {
         char have[96], want[96];
         return nb_fail(e, "tensor '%s' has shape %s, expected %s", name,
-                       shape_text(t->shape, (int)t->n_dims, have, sizeof have),
-                       shape_text(shape, n_dims, want, sizeof want));
+                       nb_shape_text(have, sizeof have, (int)t->n_dims, t->shape),
+                       nb_shape_text(want, sizeof want, n_dims, shape));
     }
     return 0;
 }

@@ -42,6 +42,11 @@ void nb_model_close(nb_model *m);
 /* NULL when the model has no such tensor. */
 const nb_tensor *nb_model_find(const nb_model *m, const char *name, nb_tensor *out);
 
+/* "[64]" or "[64, 128]" into buf (cap bytes, always terminated): the
+ * rank shows, so a 1-D tensor where a 2-D one belongs reads as what it
+ * is. Returns buf. */
+const char *nb_shape_text(char *buf, size_t cap, int n_dims, const uint64_t *shape);
+
 /* Looks a tensor up and checks its shape (n_dims values) and dtype class:
  * the message names the tensor and what was expected. */
 int nb_model_expect(const nb_model *m, const char *name, int n_dims, const uint64_t *shape,

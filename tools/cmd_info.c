@@ -61,17 +61,6 @@ static void print_meta(const nb_model *m, const char *path)
     printf("template:   %s\n", c->chat_template[0] ? c->chat_template : "(none: completion)");
 }
 
-static const char *shape_text(const struct nb_tensor_entry *t, char *buf, size_t cap)
-{
-    size_t n = (size_t)snprintf(buf, cap, "[");
-    for (uint32_t d = 0; d < t->n_dims && n < cap; d++)
-        n += (size_t)snprintf(buf + n, cap - n, "%s%llu", d ? ", " : "",
-                              (unsigned long long)t->shape[d]);
-    if (n < cap)
-        snprintf(buf + n, cap - n, "]");
-    return buf;
-}
-
 static void print_tensors(const nb_model *m, int list)
 {
     uint64_t params = 0, bytes[32] = {0};
@@ -87,8 +76,8 @@ static void print_tensors(const nb_model *m, int list)
             char shape[96], name[4 * NB_NAME_LEN];
             printf("  %-24s %-5s %-16s %12llu bytes at %llu\n",
                    nb_utf8_escape(name, sizeof name, t->name), nb_dtype_name(t->dtype),
-                   shape_text(t, shape, sizeof shape), (unsigned long long)t->size,
-                   (unsigned long long)t->offset);
+                   nb_shape_text(shape, sizeof shape, (int)t->n_dims, t->shape),
+                   (unsigned long long)t->size, (unsigned long long)t->offset);
         }
     }
     printf("tensors:    %u, %.3f M parameters", m->n_tensors, params / 1e6);

@@ -220,13 +220,3 @@ void nb_notice(int quiet, const char *fmt, ...)
     fputc('\n', stderr);
     va_end(ap);
 }
-
-void nb_shape_text(char *buf, size_t cap, int n_dims, const uint64_t *shape)
-{
-    size_t at = (size_t)snprintf(buf, cap, "[");
-    for (int d = 0; d < n_dims && at < cap; d++)
-        at += (size_t)snprintf(buf + at, cap - at, "%s%llu", d ? ", " : "",
-                               (unsigned long long)shape[d]);
-    if (at < cap)
-        snprintf(buf + at, cap - at, "]");
-}

@@ -105,9 +105,6 @@ int nb_hf_end_ids(const char *dir, const struct nb_tokenizer *tok, struct nb_met
  * the user should know (a dequantized type, a dropped tensor). */
 void nb_notice(int quiet, const char *fmt, ...) NB_PRINTF(2, 3);
 
-/* "[4096, 11008]" into buf (cap bytes, always terminated). */
-void nb_shape_text(char *buf, size_t cap, int n_dims, const uint64_t *shape);
-
 /* Reads and checks dir/config.json (tools/hf_config.c). */
 int nb_hf_read_config(const char *dir, struct nb_hf_config *c, nb_err *e);
 
