@@ -27,8 +27,12 @@ import json
 import os
 import shutil
 import struct
+import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "chat"))
+from templates import QWEN25  # noqa: E402  (Qwen2.5-Instruct's, as tests/chat quotes it)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOKENIZER = os.path.join(HERE, "..", "bpe", "smollm.json")
@@ -53,24 +57,8 @@ LLAMA3_SCALING = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                   "high_freq_factor": 4.0, "original_max_position_embeddings": 512}
 TORCH_DTYPE = {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}
 
-# Qwen2.5-Instruct's template without its tool branches (as quoted in tests/chat), and a plain
+# Qwen2 folders get Qwen2.5-Instruct's template (tests/chat/templates.py), the others a plain
 # ChatML one without a default system prompt for the other families.
-QWEN25_TEMPLATE = (
-    "{%- if messages[0]['role'] == 'system' %}\n"
-    "    {{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}\n"
-    "{%- else %}\n"
-    "    {{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
-    "assistant.<|im_end|>\\n' }}\n"
-    "{%- endif %}\n"
-    "{%- for message in messages %}\n"
-    "    {%- if (message.role == \"user\") or (message.role == \"system\" and not loop.first) or "
-    "(message.role == \"assistant\" and not message.tool_calls) %}\n"
-    "        {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}\n"
-    "    {%- endif %}\n"
-    "{%- endfor %}\n"
-    "{%- if add_generation_prompt %}\n"
-    "    {{- '<|im_start|>assistant\\n' }}\n"
-    "{%- endif %}\n")
 CHATML_TEMPLATE = (
     "{%- for message in messages %}"
     "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
@@ -239,7 +227,7 @@ def tokenizer_config(fam, bos):
     return {"add_bos_token": False, "add_prefix_space": False, "added_tokens_decoder": added,
             "additional_special_tokens": SPECIAL[1:],
             "bos_token": None if fam.startswith("qwen") else SPECIAL[bos],
-            "chat_template": QWEN25_TEMPLATE if fam == "qwen2" else CHATML_TEMPLATE,
+            "chat_template": QWEN25 if fam == "qwen2" else CHATML_TEMPLATE,
             "clean_up_tokenization_spaces": False, "eos_token": SPECIAL[2],
             "errors": "replace", "model_max_length": 4096, "pad_token": SPECIAL[0],
             "split_special_tokens": False,
