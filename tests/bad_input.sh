@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The bad-input table (docs/bad-input.md): what a careless or hostile user
 # can hand each subcommand, and what nibble does with it. One section per
-# meson test:  bad_input.sh convert|quantize|generate|chat|ppl|info|bench|tokenize|signals
+# meson test:  bad_input.sh convert|quantize|generate|chat|ppl|info|bench|tokenize|serve|signals
 # The rules each row checks (unless it says otherwise): exit code 1, one
 # line on stderr naming the problem, nothing on stdout, no output and no
 # temporary file left behind, never a crash.
@@ -910,6 +910,46 @@ json.dump(d, open(sys.argv[2], "w"))' "$j" "$tmp/merge.json"
   expect_jsonl "--jsonl: an empty line" "line 2 + not JSON" '{"text": "a"}\n\n' -- \
     tokenize -m "$b" --jsonl
   expect_closed_stdout /dev/null -- tokenize -m "$b" -p "Once upon a time"
+}
+
+# serve: what is refused before the server listens (the HTTP side, bodies,
+# slow and vanished clients, is tests/serve/serve_test.py's faults and api).
+section_serve() {
+  damaged_models
+  local m=$tmp/s.nib port
+  echo key >"$tmp/key.txt"
+  : >"$tmp/empty.txt"
+  expect_error "no -m" "needs -m" -- serve
+  expect_error "missing model" "no such file" -- serve -m "$tmp/none.nib"
+  expect_error "directory as the model" "not a regular file" -- serve -m "$tmp/dir.nib"
+  expect_error "text file as the model" "not a nibble model file" -- serve -m "$tmp/text.nib"
+  expect_error "truncated model" "truncated" -- serve -m "$tmp/trunc.nib"
+  expect_error "-c past the model's context" "more than + maximum context, 512" -- \
+    serve -m "$m" -c 100000
+  expect_error "--port 70000" "--port expects" -- serve -m "$m" --port 70000
+  expect_error "--parallel 0" "--parallel expects" -- serve -m "$m" --parallel 0
+  expect_error "--queue -1" "--queue expects" -- serve -m "$m" --queue -1
+  expect_error "--max-body 0" "--max-body expects" -- serve -m "$m" --max-body 0
+  expect_error "--template unknown" "unknown template" -- serve -m "$m" --template nope
+  expect_error "--reference with --parallel 2" "--parallel 1 only" -- \
+    serve -m "$m" --reference --parallel 2
+  expect_error "a non-loopback --host without a key" "not a loopback address + --no-auth" -- \
+    serve -m "$m" --host 0.0.0.0 --port 0
+  expect_error "--api-key-file missing" "cannot read it" -- \
+    serve -m "$m" --api-key-file "$tmp/none.txt"
+  expect_error "--api-key-file empty" "first line is empty" -- \
+    serve -m "$m" --api-key-file "$tmp/empty.txt"
+  expect_error "--host not an address" "--host nohost.invalid" -- \
+    serve -m "$m" --host nohost.invalid --port 0
+  # A port another process holds (a listener of python's own).
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); time.sleep(60)' \
+    "$port" &
+  local holder=$!
+  sleep 0.5
+  expect_error "--port in use" "cannot listen + port $port" -- serve -m "$m" --port "$port"
+  kill $holder 2>/dev/null; wait $holder 2>/dev/null
 }
 
 if ! command -v python3 >/dev/null; then

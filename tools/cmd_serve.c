@@ -146,25 +146,29 @@ static void model_name(struct serve *sv)
                                                           : sv->o.model);
 }
 
-/* Without -c: the model's maximum, at most 4096 (each slot has its own). */
-static int default_ctx(struct serve *sv)
+/* Opens the model once before listening (a mapping and its structural
+ * checks: milliseconds), so that a missing or damaged file is one line and
+ * no listening socket; the slow part, the session, comes after. Without -c:
+ * the model's maximum, at most 4096 (each slot has its own). */
+static int check_model(struct serve *sv)
 {
     nb_model m;
     nb_err e;
-    if (sv->o.ctx)
-        return 0;
     if (nb_model_open(&m, sv->o.model, &e))
         return nb_error("%s", e.msg);
-    sv->o.ctx = m.meta.max_ctx < 4096 ? (long)m.meta.max_ctx : 4096;
+    long max = (long)m.meta.max_ctx;
     nb_model_close(&m);
+    if (sv->o.ctx > max)
+        return nb_error("-c %ld is more than %s's maximum context, %ld", sv->o.ctx,
+                        sv->o.model, max);
+    if (!sv->o.ctx)
+        sv->o.ctx = max < 4096 ? max : 4096;
     return 0;
 }
 
 static int load(struct serve *sv)
 {
     nb_err e = {{0}};
-    if (default_ctx(sv))
-        return 1;
     if (nb_session_open_with(&sv->s, sv->o.model, (int)sv->o.ctx, &sv->o.run, &e))
         return nb_error("%s", e.msg);
     const char *want = sv->o.template_name ? sv->o.template_name : sv->s.model.meta.chat_template;
@@ -236,8 +240,10 @@ int cmd_serve(int argc, char **argv)
     int rc = parse(&sv.o, argc, argv);
     if (rc)
         return rc < 0;
-    if (sv.o.key_file && read_key(&sv))
+    if ((sv.o.key_file && read_key(&sv)) || check_model(&sv)) {
+        free(sv.key);
         return 1;
+    }
     /* Every thread started from here on (libmicrohttpd's, the engine's,
      * the model's pool) inherits the mask: the signals come to sigwait. */
     sigset_t signals;
