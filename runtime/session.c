@@ -16,12 +16,9 @@ static int init_net(nb_session *s, int ctx, const nb_session_opts *o, nb_err *e)
     return nb_net_init_fast(&s->net, &s->model, ctx, o ? &o->run : NULL, e);
 }
 
-int nb_session_open_with(nb_session *s, const char *path, int ctx, const nb_session_opts *o,
-                         nb_err *e)
+/* The tokenizer and the decoder over s->model. */
+static int attach(nb_session *s, const char *path, int ctx, const nb_session_opts *o, nb_err *e)
 {
-    memset(s, 0, sizeof *s);
-    if (nb_model_open(&s->model, path, e))
-        return -1;
     s->tok = nb_tok_load_bytes(s->model.vocab, s->model.vocab_size, e);
     if (!s->tok || init_net(s, ctx, o, e)) {
         /* the tokenizer's or the architecture's words: say which file */
@@ -42,6 +39,22 @@ int nb_session_open_with(nb_session *s, const char *path, int ctx, const nb_sess
     return 0;
 }
 
+int nb_session_open_with(nb_session *s, const char *path, int ctx, const nb_session_opts *o,
+                         nb_err *e)
+{
+    memset(s, 0, sizeof *s);
+    return nb_model_open(&s->model, path, e) ? -1 : attach(s, path, ctx, o, e);
+}
+
+int nb_session_open_on(nb_session *s, const nb_model *m, const char *name, int ctx,
+                       const nb_session_opts *o, nb_err *e)
+{
+    memset(s, 0, sizeof *s);
+    s->model = *m;
+    s->borrowed = 1;
+    return attach(s, name, ctx, o, e);
+}
+
 int nb_session_is_end(const nb_session *s, int id)
 {
     const struct nb_meta *m = &s->model.meta;
@@ -57,6 +70,7 @@ void nb_session_close(nb_session *s)
 {
     nb_net_free(&s->net);
     nb_tok_free(s->tok);
-    nb_model_close(&s->model);
+    if (!s->borrowed)
+        nb_model_close(&s->model);
     memset(s, 0, sizeof *s);
 }

@@ -16,6 +16,7 @@ typedef struct nb_session {
     nb_tokenizer *tok;
     nb_net net;
     int bos, eos; /* the ids a chat template writes: the file's, else the tokenizer's */
+    int borrowed; /* model is the caller's (nb_session_open_on): not closed here */
 } nb_session;
 
 /* How a session runs its model: the fast path with these options
@@ -32,6 +33,11 @@ typedef struct nb_session_opts {
 int nb_session_open_with(nb_session *s, const char *path, int ctx, const nb_session_opts *o,
                          nb_err *e);
 int nb_session_open(nb_session *s, const char *path, int ctx, nb_err *e);
+/* The same over a model the caller has mapped already and keeps (closing
+ * it after nb_session_close): quantize --check scores the model it
+ * quantized, whose file may be gone. name names it in errors. */
+int nb_session_open_on(nb_session *s, const nb_model *m, const char *name, int ctx,
+                       const nb_session_opts *o, nb_err *e);
 void nb_session_close(nb_session *s);
 
 /* 1 when id ends the model's text: one of the file's end ids (format

@@ -241,6 +241,20 @@ section_convert_quantize() {
     fail "rtn file: attn_q q3 and token_embd f16, tied, expected: $(head -c 300 "$tmp/info")"
   run info --tensors "$o/awq.nib" | grep -q "^  output  *q4" ||
     fail "convert --quantize awq: the output layer is not q4"
+  # --check: perplexity before (on the mapped conversion, whose file is
+  # gone by then) and after, equal to what nibble ppl says of each file.
+  local ts=$DATA/tinystories_head.txt before after
+  run convert -q "${l2c[@]}" --quantize rtn --group 32 --check "$ts" --check-windows 2 \
+    -o "$o/chk.nib" >"$tmp/report" || fail "convert --quantize --check"
+  run convert -q "${l2c[@]}" -o "$tmp/f32.nib" || fail "convert f32"
+  before=$(run ppl -q -m "$tmp/f32.nib" -f "$ts" --windows 2 | sed -n 's/^PPL = \([0-9.]*\).*/\1/p')
+  after=$(run ppl -q -m "$o/chk.nib" -f "$ts" --windows 2 | sed -n 's/^PPL = \([0-9.]*\).*/\1/p')
+  grep -q "^check: perplexity on .*tinystories_head.txt (2 windows of 512 tokens): $before before, $after after (+" \
+    "$tmp/report" && echo "ok: --check: $(grep '^check' "$tmp/report")" ||
+    fail "--check: '$(grep '^check' "$tmp/report")', nibble ppl: $before and $after"
+  rm -f "$o/chk.nib"
+  expect_error "--check text missing" "cannot open" -- \
+    convert "$tmp/hf64" --quantize rtn --check "$tmp/none.txt" -o "$o/bad.nib"
 
   mkdir -p "$tmp/autoawq" && cp "$s260k/hf/"* "$tmp/autoawq/"
   sed -i '1s/{/{"quantization_config": {"quant_method": "awq", "bits": 4},/' \

@@ -582,7 +582,7 @@ static void note_dequantized(const gg *x)
     if (n)
         nb_notice(x->quiet, "%zu tensors (%s) are dequantized to %s: %.1f MiB in the GGUF become "
                          "%.1f MiB; convert --quantize rtn|awq quantizes them again (a second "
-                         "rounding on top of the GGUF's)",
+                         "rounding on top of the GGUF's: --check TEXT says what it costs)",
                n, types, x->out_dtype >= 0 ? nb_dtype_name((uint32_t)x->out_dtype) : "f32",
                (double)src / (1 << 20), (double)dst / (1 << 20));
 }

@@ -17,6 +17,7 @@ void nb_quant_init(nb_quant *q)
     q->bits = 4;
     q->group = 128;
     q->calib_tokens = NB_QUANT_TOKENS;
+    q->check_windows = NB_QUANT_CHECK_WINDOWS;
     q->search_tokens = NB_QUANT_SEARCH_TOKENS;
     q->output_group = NB_QUANT_OUTPUT_GROUP;
 }
@@ -79,6 +80,10 @@ static int value_flag(nb_quant *q, const char *a, const char *v)
         return parse_choice(a, v, "duo", "x", &q->x_only);
     else if (!strcmp(a, "--calib-tokens"))
         return nb_parse_int(a, v, 1, 1L << 26, &q->calib_tokens);
+    else if (!strcmp(a, "--check"))
+        q->check = v;
+    else if (!strcmp(a, "--check-windows"))
+        return nb_parse_int(a, v, 1, 1L << 20, &q->check_windows);
     else if (!strcmp(a, "--search-tokens"))
         return nb_parse_int(a, v, 0, 1L << 26, &q->search_tokens);
     else if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
@@ -110,23 +115,29 @@ int nb_quant_needs_calib(const nb_quant *q)
     return (!q->rtn || nb_quant_output_awq(q)) && !(q->no_scale && q->no_clip);
 }
 
-int nb_quant_check(const nb_quant *q, const char *method_flag)
+/* A text file the run will read: a non-empty regular file (what names it). */
+static int text_file(const char *path, const char *what)
 {
     struct stat st;
+    if (stat(path, &st))
+        return nb_error("cannot open '%s': %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return nb_error("%s '%s' is not a regular file", what, path);
+    if (!st.st_size)
+        return nb_error("%s '%s' is empty", what, path);
+    return 0;
+}
+
+int nb_quant_check(const nb_quant *q, const char *method_flag)
+{
+    if (q->check && text_file(q->check, "--check text"))
+        return 1;
     if (!q->rtn && !q->calib)
         return nb_error("AWQ needs calibration text: --calib TEXT (or %s rtn)", method_flag);
     if (nb_quant_output_awq(q) && !q->calib)
         return nb_error("AWQ of the output layer needs calibration text: --calib TEXT (or "
                         "--output-method rtn)");
-    if (!nb_quant_needs_calib(q))
-        return 0;
-    if (stat(q->calib, &st))
-        return nb_error("cannot open '%s': %s", q->calib, strerror(errno));
-    if (!S_ISREG(st.st_mode))
-        return nb_error("calibration text '%s' is not a regular file", q->calib);
-    if (!st.st_size)
-        return nb_error("calibration text '%s' is empty", q->calib);
-    return 0;
+    return nb_quant_needs_calib(q) ? text_file(q->calib, "calibration text") : 0;
 }
 
 void nb_quant_help(FILE *out)
@@ -161,7 +172,12 @@ void nb_quant_help(FILE *out)
             "  --output-group G    the output layer's group: 32, 64, 128 or row (default: %d)\n"
             "  --output-method M   awq: the output layer's scales (output_norm -> output) and\n"
             "                      clipping searched, on the final norm's output; rtn: round\n"
-            "                      to nearest (default: as --method)\n",
+            "                      to nearest (default: as --method)\n"
+            "  --check TEXT        then say what the quantization cost: perplexity on TEXT\n"
+            "                      before and after (windows of %d tokens, the context if\n"
+            "                      shorter; TEXT should not be the calibration text)\n"
+            "  --check-windows N   how many windows --check scores (default: %d)\n",
             NB_QUANT_BLOCK, NB_QUANT_TOKENS, NB_QUANT_TOKENS / NB_QUANT_BLOCK, NB_QUANT_BLOCK,
-            NB_QUANT_SEARCH_TOKENS, NB_QUANT_OUTPUT_BITS, NB_QUANT_OUTPUT_GROUP);
+            NB_QUANT_SEARCH_TOKENS, NB_QUANT_OUTPUT_BITS, NB_QUANT_OUTPUT_GROUP, NB_QUANT_BLOCK,
+            NB_QUANT_CHECK_WINDOWS);
 }

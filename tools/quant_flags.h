@@ -15,7 +15,8 @@ enum {
     NB_QUANT_TOKENS = 65536,      /* 128 blocks, as the reference implementations */
     NB_QUANT_SEARCH_TOKENS = 16384, /* tokens the scale search evaluates its losses on */
     NB_QUANT_OUTPUT_BITS = 4,       /* the output layer's, whatever --bits */
-    NB_QUANT_OUTPUT_GROUP = 32      /* the output layer's default group */
+    NB_QUANT_OUTPUT_GROUP = 32,     /* the output layer's default group */
+    NB_QUANT_CHECK_WINDOWS = 16     /* --check's windows, 8192 tokens */
 };
 
 typedef struct nb_quant {
@@ -29,6 +30,8 @@ typedef struct nb_quant {
      * keeps it as it is. */
     long output_group;
     int output_f16, output_method;
+    const char *check;  /* --check TEXT: perplexity before and after, on TEXT */
+    long check_windows; /* of NB_QUANT_BLOCK tokens (the context if shorter) */
     const char *first; /* the first of these flags given (convert refuses them alone) */
 } nb_quant;
 

@@ -13,6 +13,7 @@
 #include "../runtime/qtensor.h"
 #include "awq.h"
 #include "cli.h"
+#include "ppl.h"
 #include "progress.h"
 #include "quant_flags.h"
 
@@ -214,6 +215,45 @@ static int run(const nb_quant *q, const nb_model *m, const int32_t *ids, size_t 
     return 0;
 }
 
+/* One model's perplexity on q->check: the session (on the mapped model
+ * when m is given, else on the file) scores the text's first windows. */
+static int check_one(const nb_quant *q, const nb_model *m, const char *path, const char *what,
+                     int quiet, nb_ppl *r)
+{
+    nb_session_opts so = {.run = {.threads = (int)q->threads}};
+    nb_ppl_opts po = {.windows = q->check_windows, .quiet = quiet};
+    nb_session s;
+    nb_err e = {{0}};
+    int32_t *ids = NULL;
+    size_t n = 0;
+    int rc = m ? nb_session_open_on(&s, m, path, 0, &so, &e)
+               : nb_session_open_with(&s, path, 0, &so, &e);
+    if (rc)
+        return nb_error("%s", e.msg);
+    if (s.net.ctx > NB_QUANT_BLOCK)
+        po.ctx = NB_QUANT_BLOCK;
+    rc = nb_ppl_text(&s, q->check, &po, &ids, &n) || nb_ppl_eval(&s, ids, n, &po, what, r);
+    free(ids);
+    nb_session_close(&s);
+    return rc;
+}
+
+/* --check: what the quantization cost, as perplexity on a text before
+ * (the model as it came) and after (the file written). */
+static int check_cost(const nb_quant *q, const nb_model *m, const char *path, const char *out,
+                      int quiet)
+{
+    nb_ppl before, after;
+    if (check_one(q, m, path, "perplexity before", quiet, &before) ||
+        check_one(q, NULL, out, "perplexity after", quiet, &after))
+        return 1;
+    printf("check: perplexity on %s (%ld windows of %ld tokens): %.4f before, %.4f after "
+           "(%+.2f%%)\n",
+           q->check, after.windows, after.ctx, before.ppl, after.ppl,
+           100.0 * (after.ppl / before.ppl - 1.0));
+    return fflush(stdout) ? nb_error("cannot write to stdout: %s", strerror(errno)) : 0;
+}
+
 int nb_quant_model(const nb_quant *q, const nb_model *m, const char *path, const char *out,
                    int quiet)
 {
@@ -226,5 +266,7 @@ int nb_quant_model(const nb_quant *q, const nb_model *m, const char *path, const
     if (!rc)
         rc = run(q, m, ids, n_tokens, block, out, quiet, t0);
     free(ids);
+    if (!rc && q->check)
+        rc = check_cost(q, m, path, out, quiet);
     return rc;
 }
