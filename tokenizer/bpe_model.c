@@ -392,8 +392,8 @@ int bpe_model(bpe_ctx *c, const char *s, size_t n)
     uint32_t slot;
     const struct bpe_centry *hit =
         n <= CACHE_MAX_WORD ? cache_find(&c->cache, h, s, n, &slot) : NULL;
-    if (hit)
-        return emit_all(c, c->cache.ids + hit->ids, hit->n_ids);
+    if (hit) /* a word may give no ids (no unk token): then ids may be NULL */
+        return hit->n_ids ? emit_all(c, c->cache.ids + hit->ids, hit->n_ids) : 0;
     if (scratch(c, n) < 0)
         return -1;
     size_t count = word_symbols(c, s, n), first = c->n;

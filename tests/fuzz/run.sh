@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes the loaders with libFuzzer, one target after another:
 #   bash tests/fuzz/run.sh [--seconds N | --long] [--keep] [TARGET...]
-# TARGET: nib safetensors json config autoawq llama2c spm detok (default:
+# TARGET: nib safetensors json config autoawq llama2c spm detok gguf tokjson request (default:
 # all). Each runs N seconds (default 30; --long: 600 and --keep), fixed
 # seed. Configures and builds build-fuzz (clang, ASan + UBSan, libFuzzer
 # coverage of the whole library) if needed, writes the seeds (tiny models
@@ -17,7 +17,7 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 
-all=(nib safetensors json config autoawq llama2c spm detok gguf)
+all=(nib safetensors json config autoawq llama2c spm detok gguf tokjson request)
 seconds=30 keep=0 targets=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -77,6 +77,7 @@ if ! "$build/tests/fuzz/fuzz_mkseeds" "$seeds" tests/data; then
 fi
 for t in "${all[@]}"; do mkdir -p "$seeds/$t"; done # a target mkseeds has no seeds for
 cp "$s260k/stories260K.bin" "$seeds/llama2c/"
+find tests/bpe -maxdepth 1 -name "*.json" ! -name "*.files.json" -exec cp {} "$seeds/tokjson/" \;
 cp "$s260k/hf/model.safetensors" "$seeds/safetensors/stories260K.safetensors"
 if [[ " ${targets[*]} " == *" nib "* ]]; then
   "$build/nibble" convert --from llama2c "$s260k/stories260K.bin" --tokenizer \
