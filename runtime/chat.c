@@ -2,8 +2,10 @@
 #include "chat.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 void nb_ids_free(nb_ids *a)
 {
@@ -42,6 +44,8 @@ struct enc {
     size_t len, cap;
     nb_err *e;
     int failed;
+    int no_think;   /* nb_chat_opts */
+    struct tm today;
 };
 
 static void put_n(struct enc *m, const char *s, size_t n)
@@ -117,6 +121,16 @@ static void put_msg(struct enc *m, const nb_chat_msg *msg)
     put_n(m, msg->text, msg->len);
 }
 
+/* A message as the template writes it: a reply as the ids the model
+ * produced when there are any (the cache holds exactly those). */
+static void put_body(struct enc *m, const nb_chat_msg *msg)
+{
+    if (msg->ids)
+        put_ids(m, msg->ids, msg->n_ids);
+    else
+        put_msg(m, msg);
+}
+
 static int has_system(const char *system)
 {
     return system && system[0];
@@ -177,29 +191,51 @@ static void mistral(struct enc *m, const char *system, const nb_chat_msg *msgs, 
     }
 }
 
-/* Zephyr / TinyLlama-chat, as their Hugging Face chat_template renders:
- * "<|system|>\n{system}</s>\n<|user|>\n{user}</s>\n<|assistant|>\n{answer}</s>\n",
- * each </s> being EOS, after one BOS. */
-static void zephyr(struct enc *m, const char *system, const nb_chat_msg *msgs, size_t n)
+/* The end of a message in the <|role|> templates: EOS (the id) or a
+ * marker written as text, then a newline. */
+static void end_tag(struct enc *m, const char *end)
 {
-    special(m, m->bos);
+    if (end)
+        put(m, end);
+    else
+        special(m, m->eos);
+    put(m, "\n");
+}
+
+/* "<|system|>\n{system}{end}\n" when there is a system prompt, then per
+ * message "<|user|>\n{user}{end}\n" or "<|assistant|>\n{answer}{end}\n",
+ * then the generation prompt "<|assistant|>\n". */
+static void role_tags(struct enc *m, const char *system, const nb_chat_msg *msgs, size_t n,
+                      const char *end)
+{
     if (has_system(system)) {
         put(m, "<|system|>\n");
         put(m, system);
-        special(m, m->eos);
-        put(m, "\n");
+        end_tag(m, end);
     }
     for (size_t i = 0; i < n; i++) {
         put(m, i % 2 ? "<|assistant|>\n" : "<|user|>\n");
-        if (msgs[i].ids)
-            put_ids(m, msgs[i].ids, msgs[i].n_ids);
-        else
-            put_msg(m, &msgs[i]);
-        special(m, m->eos);
-        put(m, "\n");
+        put_body(m, &msgs[i]);
+        end_tag(m, end);
     }
     if (n % 2)
         put(m, "<|assistant|>\n");
+}
+
+/* Zephyr / TinyLlama-chat, as their Hugging Face chat_template renders:
+ * one BOS, then role_tags with </s> (EOS) ending each message. */
+static void zephyr(struct enc *m, const char *system, const nb_chat_msg *msgs, size_t n)
+{
+    special(m, m->bos);
+    role_tags(m, system, msgs, n, NULL);
+}
+
+/* Phi-3 / Phi-3.5-instruct, as their chat_template renders: role_tags
+ * with the text "<|end|>" (an added token) ending each message, and no
+ * BOS: the template writes none, and transformers adds none to it. */
+static void phi3(struct enc *m, const char *system, const nb_chat_msg *msgs, size_t n)
+{
+    role_tags(m, system, msgs, n, "<|end|>");
 }
 
 /* Vicuna v1.1 (FastChat): "{system} USER: {user} ASSISTANT: {answer}</s>"
@@ -328,14 +364,14 @@ static void chatml_with(struct enc *m, const char *system, const nb_chat_msg *ms
         put(m, i % 2 ? "<|im_start|>assistant\n" : "<|im_start|>user\n");
         if (rest)
             put_n(m, rest, len);
-        else if (msgs[i].ids)
-            put_ids(m, msgs[i].ids, msgs[i].n_ids);
         else
-            put_msg(m, &msgs[i]);
+            put_body(m, &msgs[i]);
         put(m, "<|im_end|>\n");
     }
     if (n % 2)
         put(m, "<|im_start|>assistant\n");
+    if (n % 2 && think && m->no_think) /* Qwen3's enable_thinking=False */
+        put(m, "<think>\n\n</think>\n\n");
 }
 
 static void chatml(struct enc *m, const char *system, const nb_chat_msg *msgs, size_t n)
@@ -348,43 +384,160 @@ static void qwen3(struct enc *m, const char *system, const nb_chat_msg *msgs, si
     chatml_with(m, system, msgs, n, 1);
 }
 
-/* Llama-3-Instruct, as its chat_template renders: BOS, then per message
- * (the system prompt first) "<|start_header_id|>{role}<|end_header_id|>\n\n"
+/* Text as Jinja's trim leaves it. */
+static void put_trimmed(struct enc *m, const char *text)
+{
+    nb_chat_msg msg = {.text = text, .len = strlen(text)};
+    const char *s;
+    size_t len;
+    trimmed(&msg, &s, &len);
+    put_n(m, s, len);
+}
+
+/* A message trimmed; a reply the trim leaves as it is goes in as its ids. */
+static void put_trimmed_body(struct enc *m, const nb_chat_msg *msg)
+{
+    const char *s;
+    size_t len;
+    trimmed(msg, &s, &len);
+    if (msg->ids && len == msg->len)
+        put_ids(m, msg->ids, msg->n_ids);
+    else
+        put_n(m, s, len);
+}
+
+/* Llama-3's messages, each "<|start_header_id|>{role}<|end_header_id|>\n\n"
  * "{content | trim}<|eot_id|>", then the generation prompt
  * "<|start_header_id|>assistant<|end_header_id|>\n\n". */
-static void llama3(struct enc *m, const char *system, const nb_chat_msg *msgs, size_t n)
+static void llama3_turns(struct enc *m, const nb_chat_msg *msgs, size_t n)
 {
     static const char *const roles[] = {"user", "assistant"};
-    special(m, m->bos);
-    if (has_system(system)) {
-        nb_chat_msg sys = {.text = system, .len = strlen(system)};
-        const char *s;
-        size_t len;
-        trimmed(&sys, &s, &len);
-        put(m, "<|start_header_id|>system<|end_header_id|>\n\n");
-        put_n(m, s, len);
-        put(m, "<|eot_id|>");
-    }
     for (size_t i = 0; i < n; i++) {
-        const char *s;
-        size_t len;
-        trimmed(&msgs[i], &s, &len);
         put(m, "<|start_header_id|>");
         put(m, roles[i % 2]);
         put(m, "<|end_header_id|>\n\n");
-        if (msgs[i].ids && len == msgs[i].len) /* a reply the template leaves as it is */
-            put_ids(m, msgs[i].ids, msgs[i].n_ids);
-        else
-            put_n(m, s, len);
+        put_trimmed_body(m, &msgs[i]);
         put(m, "<|eot_id|>");
     }
     if (n % 2)
         put(m, "<|start_header_id|>assistant<|end_header_id|>\n\n");
 }
 
+/* Llama-3-Instruct, as its chat_template renders: BOS (the id), a system
+ * block when there is a system prompt (trimmed), then llama3_turns. */
+static void llama3(struct enc *m, const char *system, const nb_chat_msg *msgs, size_t n)
+{
+    special(m, m->bos);
+    if (has_system(system)) {
+        put(m, "<|start_header_id|>system<|end_header_id|>\n\n");
+        put_trimmed(m, system);
+        put(m, "<|eot_id|>");
+    }
+    llama3_turns(m, msgs, n);
+}
+
+/* strftime_now("%d %b %Y") as Python renders it in the C locale. */
+static void put_date_dmy(struct enc *m)
+{
+    static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                         "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    char s[64];
+    snprintf(s, sizeof s, "%02d %s %04d", m->today.tm_mday % 100,
+             months[(unsigned)m->today.tm_mon % 12], (m->today.tm_year + 1900) % 10000);
+    put(m, s);
+}
+
+/* Llama-3.1 and later: the system block is always there and dated, the
+ * system prompt (trimmed) at its end; then llama3_turns. today: the day's
+ * date (Llama-3.2's strftime_now) instead of the template's fixed one. */
+static void llama31_with(struct enc *m, const char *system, const nb_chat_msg *msgs, size_t n,
+                         int today)
+{
+    special(m, m->bos);
+    put(m, "<|start_header_id|>system<|end_header_id|>\n\n"
+           "Cutting Knowledge Date: December 2023\nToday Date: ");
+    if (today)
+        put_date_dmy(m);
+    else
+        put(m, "26 Jul 2024");
+    put(m, "\n\n");
+    put_trimmed(m, system);
+    put(m, "<|eot_id|>");
+    llama3_turns(m, msgs, n);
+}
+
+static void llama31(struct enc *m, const char *system, const nb_chat_msg *msgs, size_t n)
+{
+    llama31_with(m, system, msgs, n, 0);
+}
+
+static void llama32(struct enc *m, const char *system, const nb_chat_msg *msgs, size_t n)
+{
+    llama31_with(m, system, msgs, n, 1);
+}
+
+/* Gemma 2 and 3 (their chat_template): BOS, then per message
+ * "<start_of_turn>{user|model}\n{content | trim}<end_of_turn>\n", then
+ * "<start_of_turn>model\n". Gemma has no system role: Gemma 3's template
+ * puts the system prompt, untrimmed, and a blank line at the start of the
+ * first user turn; nibble does the same for Gemma 2, whose template
+ * refuses a system message. */
+static void gemma(struct enc *m, const char *system, const nb_chat_msg *msgs, size_t n)
+{
+    special(m, m->bos);
+    for (size_t i = 0; i < n; i++) {
+        put(m, i % 2 ? "<start_of_turn>model\n" : "<start_of_turn>user\n");
+        if (i == 0 && has_system(system)) {
+            put(m, system);
+            put(m, "\n\n");
+        }
+        put_trimmed_body(m, &msgs[i]);
+        put(m, "<end_of_turn>\n");
+    }
+    if (n % 2)
+        put(m, "<start_of_turn>model\n");
+}
+
+/* Mistral v7 (Mistral-Small-24B-Instruct-2501, tekken), as its
+ * chat_template renders: BOS, "[SYSTEM_PROMPT]{system}[/SYSTEM_PROMPT]"
+ * (the template's default when none is given), then "[INST]{user}[/INST]"
+ * and each answer followed by EOS; no spaces, nothing stripped, no
+ * generation prompt. The markers are text that the tokenizer's control
+ * tokens encode. */
+static void mistral_v7(struct enc *m, const char *system, const nb_chat_msg *msgs, size_t n)
+{
+    special(m, m->bos);
+    if (has_system(system)) {
+        put(m, "[SYSTEM_PROMPT]");
+        put(m, system);
+        put(m, "[/SYSTEM_PROMPT]");
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (i % 2) {
+            put_body(m, &msgs[i]);
+            special(m, m->eos);
+            continue;
+        }
+        put(m, "[INST]");
+        put_msg(m, &msgs[i]);
+        put(m, "[/INST]");
+    }
+}
+
 /* The default system prompts of ChatML templates, as their Jinja has them. */
 #define QWEN25_SYSTEM "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 #define SMOLLM2_SYSTEM "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+/* Mistral-Small-24B-Instruct-2501's (tokenizer_config.json, Apache-2.0),
+ * {date} being its strftime_now("%Y-%m-%d"). */
+#define MISTRAL_V7_SYSTEM                                                                          \
+    "You are Mistral Small 3, a Large Language Model (LLM) created by Mistral AI, a French "      \
+    "startup headquartered in Paris.\nYour knowledge base was last updated on 2023-10-01. The "   \
+    "current date is {date}.\n\nWhen you're not sure about some information, you say that you "  \
+    "don't have the information and don't make up anything.\nIf the user's question is not "     \
+    "clear, ambiguous, or does not provide enough context for you to accurately answer the "      \
+    "question, you do not try to answer it right away and you rather ask the user to clarify "    \
+    "their request (e.g. \"What are some good restaurants around me?\" => \"Where are you?\" or " \
+    "\"When is the next flight to Tokyo\" => \"Where do you travel from?\")"
 
 struct nb_template {
     const char *name, *about, *system;
@@ -398,8 +551,12 @@ static const nb_template templates[] = {
      {"[INST]", NULL}, 0, llama2},
     {"mistral", "Mistral-instruct: [INST] ... [/INST], system before the first message", "",
      {"[INST]", NULL}, 0, mistral},
+    {"mistral-v7", "Mistral v7 (Small-24B-2501): [SYSTEM_PROMPT] ... [INST] ... [/INST]",
+     MISTRAL_V7_SYSTEM, {"[INST]", "[SYSTEM_PROMPT]", NULL}, 0, mistral_v7},
     {"zephyr", "Zephyr, TinyLlama-chat: <|system|> <|user|> <|assistant|>", "",
      {"<|user|>", "<|system|>", "<|assistant|>", NULL}, 0, zephyr},
+    {"phi3", "Phi-3, Phi-3.5-instruct: <|system|> <|user|> <|assistant|> ... <|end|>", "",
+     {"<|end|>", "<|user|>", "<|assistant|>", NULL}, 0, phi3},
     {"vicuna", "Vicuna v1.1: USER: ... ASSISTANT: ...",
      "A chat between a curious user and an artificial intelligence assistant. The assistant "
      "gives helpful, detailed, and polite answers to the user's questions.",
@@ -414,6 +571,12 @@ static const nb_template templates[] = {
      {"<|im_start|>", "<|im_end|>", NULL}, 0, chatml},
     {"llama3", "Llama-3-Instruct: <|start_header_id|>role<|end_header_id|> ... <|eot_id|>", "",
      {"<|start_header_id|>", "<|eot_id|>", NULL}, 0, llama3},
+    {"llama3.1", "Llama-3.1/3.3-Instruct: llama3 after a system block dated 26 Jul 2024", "",
+     {"<|start_header_id|>", "<|eot_id|>", "<|eom_id|>", NULL}, 0, llama31},
+    {"llama3.2", "Llama-3.2-Instruct: llama3 after a system block dated today", "",
+     {"<|start_header_id|>", "<|eot_id|>", "<|eom_id|>", NULL}, 0, llama32},
+    {"gemma", "Gemma 2, Gemma 3: <start_of_turn>user|model ... <end_of_turn>", "",
+     {"<end_of_turn>", "<start_of_turn>", NULL}, 0, gemma},
     {"plain", "plain completion: the conversation is just the text", "", {NULL}, 1, plain},
 };
 #define N_TEMPLATES (sizeof templates / sizeof *templates)
@@ -456,130 +619,47 @@ int nb_template_continues(const nb_template *t)
     return t->continues;
 }
 
+/* The template's default system prompt, "{date}" written as the day's
+ * YYYY-MM-DD (Mistral's strftime_now("%Y-%m-%d")); NULL when out of memory. */
+static char *dated_default(const char *sys, const struct tm *t)
+{
+    const char *at = strstr(sys, "{date}");
+    size_t n = strlen(sys) + 16;
+    char *s = malloc(n);
+    if (s && at)
+        snprintf(s, n, "%.*s%04d-%02d-%02d%s", (int)(at - sys), sys, (t->tm_year + 1900) % 10000,
+                 (t->tm_mon + 1) % 100, t->tm_mday % 100, at + 6);
+    else if (s)
+        memcpy(s, sys, n - 16 + 1);
+    return s;
+}
+
+int nb_chat_encode_with(const nb_template *t, const nb_tokenizer *tok, int bos, int eos,
+                        const char *system, const nb_chat_msg *msgs, size_t n,
+                        const nb_chat_opts *o, nb_ids *out, nb_err *e)
+{
+    struct enc m = {.tok = tok, .bos = bos, .eos = eos, .out = out, .e = e,
+                    .no_think = o && o->no_think};
+    time_t now = time(NULL);
+    if (o && o->today)
+        m.today = *o->today;
+    else if (!localtime_r(&now, &m.today))
+        memset(&m.today, 0, sizeof m.today);
+    char *dflt = system ? NULL : dated_default(t->system, &m.today);
+    if (!system && !dflt)
+        return nb_fail(e, "out of memory");
+    t->build(&m, system ? system : dflt, msgs, n);
+    seal(&m);
+    free(m.buf);
+    free(dflt);
+    return m.failed ? -1 : 0;
+}
+
 int nb_chat_encode(const nb_template *t, const nb_tokenizer *tok, int bos, int eos,
                    const char *system, const nb_chat_msg *msgs, size_t n, nb_ids *out,
                    nb_err *e)
 {
-    struct enc m = {.tok = tok, .bos = bos, .eos = eos, .out = out, .e = e};
-    t->build(&m, system ? system : t->system, msgs, n);
-    seal(&m);
-    free(m.buf);
-    return m.failed ? -1 : 0;
-}
-
-/* ---- which template a model uses ---- */
-
-static int has(const char *s, const char *part)
-{
-    return s && strstr(s, part);
-}
-
-/* Case-insensitive: model names are spelled every way. */
-static int name_has(const char *name, const char *part)
-{
-    size_t n = strlen(part);
-    for (const char *p = name; p && *p; p++) {
-        size_t i = 0;
-        while (i < n && p[i] && tolower((unsigned char)p[i]) == part[i])
-            i++;
-        if (i == n)
-            return 1;
-    }
-    return 0;
-}
-
-/* The system prompt a ChatML Jinja template renders when the conversation
- * has none: a string literal that goes on after "<|im_start|>system\n" to
- * "<|im_end|>" (Qwen2.5's else branch, SmolLM2's first message), the
- * first there is. Its escapes are undone into out; 0 when there is none
- * or it does not fit. */
-int nb_jinja_default_system(const char *jinja, char *out, size_t cap)
-{
-    static const char head[] = "<|im_start|>system";
-    for (const char *p = jinja ? strstr(jinja, head) : NULL; p; p = strstr(p + 1, head)) {
-        const char *open = p, *q = p + sizeof head - 1;
-        while (open > jinja && open[-1] != '\'' && open[-1] != '"')
-            open--;
-        q += *q == '\n' ? 1 : !strncmp(q, "\\n", 2) ? 2 : 0;
-        const char *end = strstr(q, "<|im_end|>");
-        if (open == jinja || q == p + sizeof head - 1 || !end || end == q)
-            continue;
-        size_t n = 0;
-        /* the literal's own quote ends it */
-        for (; q < end && *q != open[-1] && n + 1 < cap; q++) {
-            int esc = *q == '\\';
-            q += esc;
-            out[n++] = esc && *q == 'n' ? '\n' : *q;
-        }
-        if (q == end && cap) {
-            out[n] = 0;
-            return 1;
-        }
-    }
-    return 0;
-}
-
-/* Which ChatML template: Qwen3's (reasoning dropped from earlier replies),
- * or by the default system prompt. */
-static const char *chatml_kind(const char *j)
-{
-    char sys[256];
-    if (has(j, "</think>") && has(j, "enable_thinking"))
-        return "qwen3";
-    if (!nb_jinja_default_system(j, sys, sizeof sys))
-        return "chatml";
-    for (size_t i = 0; i < N_TEMPLATES; i++)
-        if (templates[i].build == chatml && !strcmp(templates[i].system, sys))
-            return templates[i].name;
-    return "chatml"; /* another default: the converter says it is not kept */
-}
-
-static const char *guess_by_jinja(const char *j)
-{
-    if (has(j, "<|im_start|>"))
-        return chatml_kind(j);
-    if (has(j, "<|start_header_id|>") && has(j, "<|eot_id|>"))
-        return "llama3";
-    if (has(j, "<<SYS>>"))
-        return "llama2";
-    if (has(j, "<|user|>") && has(j, "<|assistant|>"))
-        return "zephyr";
-    if (has(j, "[INST]"))
-        return "mistral";
-    if (has(j, "USER:") && has(j, "ASSISTANT:"))
-        return "vicuna";
-    return ""; /* a format of its own: plain completion */
-}
-
-static const char *guess_by_name(const char *name)
-{
-    int chat = name_has(name, "chat"), instruct = name_has(name, "instruct");
-    if ((name_has(name, "llama-2") || name_has(name, "llama2")) && chat)
-        return "llama2";
-    if (name_has(name, "codellama") && instruct)
-        return "llama2";
-    if ((name_has(name, "mistral") || name_has(name, "mixtral")) && instruct)
-        return "mistral";
-    if (name_has(name, "zephyr") || (name_has(name, "tinyllama") && chat))
-        return "zephyr";
-    if (name_has(name, "vicuna"))
-        return "vicuna";
-    if (name_has(name, "qwen3"))
-        return "qwen3";
-    if (name_has(name, "qwen2.5") && instruct)
-        return "qwen2.5";
-    if (name_has(name, "smollm2") && instruct)
-        return "smollm2";
-    if ((name_has(name, "llama-3") || name_has(name, "llama3")) && instruct)
-        return "llama3";
-    return "";
-}
-
-const char *nb_template_guess(const char *jinja, const char *name)
-{
-    if (jinja && jinja[0])
-        return guess_by_jinja(jinja);
-    return guess_by_name(name);
+    return nb_chat_encode_with(t, tok, bos, eos, system, msgs, n, NULL, out, e);
 }
 
 /* ---- stop strings ---- */

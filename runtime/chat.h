@@ -8,14 +8,16 @@
  * the model continues from). BOS and EOS are always the model's token ids,
  * never text the tokenizer could split; the text between them is encoded
  * one segment at a time, as the families' reference code does. The
- * templates of BPE models (ChatML, Llama-3) write their markers as text,
- * which the tokenizer's added tokens encode as their ids, exactly as the
- * models' Jinja templates render and transformers encodes. */
+ * templates of BPE models (ChatML, Llama-3, Gemma, Phi-3, Mistral v7)
+ * write their markers as text, which the tokenizer's added tokens encode
+ * as their ids, exactly as the models' Jinja templates render and
+ * transformers encodes. */
 #ifndef NIBBLE_CHAT_H
 #define NIBBLE_CHAT_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "../tokenizer/tokenizer.h"
 #include "err.h"
@@ -40,14 +42,16 @@ typedef struct nb_ids {
 
 void nb_ids_free(nb_ids *a);
 
-/* Templates by name ("llama2", "mistral", "zephyr", "vicuna", "chatml",
- * "qwen2.5", "qwen3", "smollm2", "llama3", "plain"): NULL when unknown.
+/* Templates by name ("llama2", "mistral", "mistral-v7", "zephyr", "vicuna",
+ * "chatml", "qwen2.5", "qwen3", "smollm2", "llama3", "llama3.1",
+ * "llama3.2", "gemma", "phi3", "plain"): NULL when unknown.
  * nb_template_at lists them (NULL past the end). */
 const nb_template *nb_template_find(const char *name);
 const nb_template *nb_template_at(size_t i);
 const char *nb_template_name(const nb_template *t);
 const char *nb_template_about(const nb_template *t);
-/* The system prompt used when none is given ("" for most). */
+/* The system prompt used when none is given ("" for most; mistral-v7's
+ * holds "{date}", written as the day's date YYYY-MM-DD when used). */
 const char *nb_template_default_system(const nb_template *t);
 /* The strings that end a reply when the model writes them as text,
  * NULL-terminated (empty for plain). */
@@ -62,6 +66,19 @@ int nb_template_continues(const nb_template *t);
 int nb_chat_encode(const nb_template *t, const nb_tokenizer *tok, int bos, int eos,
                    const char *system, const nb_chat_msg *msgs, size_t n, nb_ids *out,
                    nb_err *e);
+
+/* What a template's Jinja takes besides the messages. */
+typedef struct nb_chat_opts {
+    int no_think; /* Qwen3's enable_thinking=False: an empty <think> block ends the prompt */
+    /* the day the dated templates write (llama3.2, mistral-v7's default
+     * system prompt), as Jinja's strftime_now; NULL: the local date now */
+    const struct tm *today;
+} nb_chat_opts;
+
+/* nb_chat_encode with options (NULL: none). */
+int nb_chat_encode_with(const nb_template *t, const nb_tokenizer *tok, int bos, int eos,
+                        const char *system, const nb_chat_msg *msgs, size_t n,
+                        const nb_chat_opts *o, nb_ids *out, nb_err *e);
 
 /* Which of our templates a model uses, from its Jinja chat_template text
  * (may be NULL) or else its name: a template name, or "" when neither

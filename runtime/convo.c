@@ -105,7 +105,8 @@ static int encode(nb_convo *c, nb_ids *ids, nb_err *e)
     }
     ids->n = 0;
     const nb_session *s = c->gen.s;
-    int rc = nb_chat_encode(c->o.t, s->tok, s->bos, s->eos, c->system, msgs, n, ids, e);
+    nb_chat_opts co = {.no_think = c->o.no_think};
+    int rc = nb_chat_encode_with(c->o.t, s->tok, s->bos, s->eos, c->system, msgs, n, &co, ids, e);
     free(msgs);
     return rc;
 }

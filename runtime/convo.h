@@ -31,6 +31,7 @@ typedef struct nb_convo_opts {
     const nb_template *t;
     int max_tokens; /* cap per reply (0: none); also the room a message keeps for it */
     int ignore_eos; /* past the end ids and the template's special tokens */
+    int no_think;   /* Qwen3's enable_thinking=False (nb_chat_opts) */
     int (*should_stop)(void *ctx); /* as in nb_gen_opts: cancels a reply */
     void *stop_ctx;
 } nb_convo_opts;

@@ -43,7 +43,7 @@ section_pipe() {
   ok "greedy chat reply equals generate's continuation"
   # Every template runs, and each turn prefills only its new tokens.
   local t
-  for t in llama2 mistral zephyr vicuna plain; do
+  for t in llama2 mistral zephyr vicuna plain phi3 gemma llama3.1 llama3.2; do
     printf 'Hi there\nHow are you?\n' | run chat -m "$m" --template "$t" --seed 2 -n 12 --json \
       >"$tmp/$t.json" 2>"$tmp/err" || fail "template $t: exit code"
     py '
@@ -57,7 +57,7 @@ if a["stop"] != "stop_string":
     assert b["prefill_tokens"] <= new + 1, (a, b)
 ' "$tmp/$t.json" || fail "template $t: $(cat "$tmp/$t.json")"
   done
-  ok "all five templates, two turns each, only new tokens prefilled"
+  ok "nine templates, two turns each, only new tokens prefilled"
   # --multiline: a message ends at a blank line.
   printf 'Once upon\na time\n\n\nThe dog\n' | run chat -q -m "$m" --multiline -n 5 --json \
     >"$tmp/ml.json" || fail "multiline exit code"
@@ -113,6 +113,22 @@ assert text == "".join(o["reply"] + "\n" for o in objs), (text, objs)
 assert any(c in text for c in "\"\n"), "no quote or newline to escape in " + repr(text)
 print("ok: json parses and matches the text output:", repr(objs[1]["reply"][:50]))
 ' "$tmp/json" "$tmp/text" || fail "json output: $(head -c 400 "$tmp/json")"
+  # --no-think: Qwen3's prompt ends with an empty <think> block (tok512
+  # spells it in pieces), so the prompt grows and only with qwen3.
+  local t think
+  for t in qwen3 chatml; do
+    for think in "" --no-think; do
+      echo Hi | run chat -m "$m" --template "$t" $think -n 1 --json >"$tmp/$t$think.json" \
+        2>/dev/null || fail "--template $t $think: exit code"
+    done
+  done
+  py '
+import json, sys
+n = [json.loads(open(f).read())["prompt_tokens"] for f in sys.argv[1:]]
+assert n[1] > n[0] and n[2] == n[3], n
+print("ok: --no-think adds the empty <think> block to qwen3 prompts only:", n)
+' "$tmp/qwen3.json" "$tmp/qwen3--no-think.json" "$tmp/chatml.json" "$tmp/chatml--no-think.json" ||
+    fail "--no-think"
 }
 
 section_context() {
@@ -181,7 +197,7 @@ EOF
   [ $rc -eq 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -q "cannot write" "$tmp/err" ||
     fail "closed stdout: exit $rc, $(cat "$tmp/err")"
   ok "closed stdout: $(cat "$tmp/err")"
-  refused "unknown template" "unknown template 'gemma'" chat -m "$m" --template gemma
+  refused "unknown template" "unknown template 'gemma4'" chat -m "$m" --template gemma4
   refused "-n 0" "-n expects" chat -m "$m" -n 0
   refused "no model given" "chat needs -m" chat
 }

@@ -158,7 +158,7 @@ static void check_bad_input(void)
           "invalid UTF-8 accepted");
     CHECK(strstr(e.msg, "UTF-8") != NULL, "message: %s", e.msg);
     nb_ids_free(&out);
-    CHECK(nb_template_find("gemma") == NULL, "an unknown template was found");
+    CHECK(nb_template_find("gemma4") == NULL, "an unknown template was found");
 }
 
 /* Feeds pieces through a stopper; returns what it let out. */
@@ -206,6 +206,20 @@ static void check_stops(void)
     expect_stream(zephyr, PIECES("<|ass", "istant|>"), "", 1);
     expect_stream(zephyr, PIECES("caf\xc3\xa9 <|", "im_end|>"), "caf\xc3\xa9 <|im_end|>", 0);
     expect_stream(plain, PIECES("USER: [INST] <|user|>"), "USER: [INST] <|user|>", 0);
+    /* the new families end a reply at their end-of-turn marker */
+    static const struct {
+        const char *name, *marker;
+    } ends[] = {{"gemma", "<end_of_turn>"},  {"phi3", "<|end|>"},
+                {"mistral-v7", "[INST]"},    {"llama3.1", "<|eot_id|>"},
+                {"llama3.2", "<|eom_id|>"}};
+    for (size_t i = 0; i < sizeof ends / sizeof *ends; i++) {
+        const char *const *stops = nb_template_stops(nb_template_find(ends[i].name));
+        size_t k = strlen(ends[i].marker) / 2;
+        char head[32], tail[32];
+        snprintf(head, sizeof head, "Done.%.*s", (int)k, ends[i].marker);
+        snprintf(tail, sizeof tail, "%s more", ends[i].marker + k);
+        expect_stream(stops, PIECES(head, tail), "Done.", 1);
+    }
 }
 
 /* The held text never exceeds a stop string: each push lets out all but
@@ -263,6 +277,38 @@ static void check_guess(void)
         {"{{ system }} {% for m in messages %}{% if m.role == 'user' %}USER: {{ m.content }} "
          "{% else %}ASSISTANT: {{ m.content }}</s>{% endif %}{% endfor %}",
          "", "vicuna"},
+        /* fingerprints of the real templates (Gemma's and Llama-3.1's may not
+         * be vendored; tests/chat/render_templates.py reads them whole) */
+        {"{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role "
+         "not supported') }}{% endif %}...{{ '<start_of_turn>' + role + '\n' + message['content'] "
+         "| trim + '<end_of_turn>\n' }}{% endfor %}",
+         "gemma-2-2b-it", "gemma"},
+        {"{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else \"\") }}"
+         "\n    {%- if message['content'] is string -%}\n        {{ message['content'] | trim }}"
+         "...{{ '<end_of_turn>\n' }}",
+         "", "gemma"},
+        /* Phi-3.5-mini-instruct's, whole (MIT) */
+        {"{% for message in messages %}{% if message['role'] == 'system' and message['content'] %}"
+         "{{'<|system|>\n' + message['content'] + '<|end|>\n'}}{% elif message['role'] == 'user' %}"
+         "{{'<|user|>\n' + message['content'] + '<|end|>\n'}}{% elif message['role'] == "
+         "'assistant' %}{{'<|assistant|>\n' + message['content'] + '<|end|>\n'}}{% endif %}"
+         "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}"
+         "{{ eos_token }}{% endif %}",
+         "", "phi3"},
+        {"{%- set today = strftime_now(\"%Y-%m-%d\") %}...{{- '[SYSTEM_PROMPT]' + system_message + "
+         "'[/SYSTEM_PROMPT]' }}\n\n{%- for message in loop_messages %}\n    {%- if "
+         "message['role'] == 'user' %}\n        {{- '[INST]' + message['content'] + '[/INST]' }}",
+         "Mistral-7B-Instruct-v0.3", "mistral-v7"},
+        {"{%- if not date_string is defined %}\n    {%- set date_string = \"26 Jul 2024\" %}\n"
+         "...{{- \"<|start_header_id|>system<|end_header_id|>\\n\\n\" }}...{{- \"Cutting "
+         "Knowledge Date: December 2023\\n\" }}...{{- \"<|eot_id|>\" }}",
+         "", "llama3.1"},
+        {"{%- if strftime_now is defined %}\n        {%- set date_string = strftime_now(\"%d %b "
+         "%Y\") %}...{{- \"<|start_header_id|>system<|end_header_id|>\\n\\n\" }}...{{- "
+         "\"Cutting Knowledge Date: December 2023\\n\" }}...{{- \"<|eot_id|>\" }}",
+         "", "llama3.2"},
+        /* Phi-4-mini writes <|user|> as '<|' + role + '|>': not Phi-3's */
+        {"{{'<|' + message['role'] + '|>' + message['content'] + '<|end|>'}}", "Phi-4-mini", ""},
         /* no chat_template: the name decides */
         {NULL, "Llama-2-7b-chat-hf", "llama2"},
         {NULL, "llama-2-13b-chat", "llama2"},
@@ -283,6 +329,16 @@ static void check_guess(void)
         {NULL, "SmolLM2-135M-Instruct", "smollm2"},
         {NULL, "Meta-Llama-3-8B-Instruct", "llama3"},
         {NULL, "Llama-3.2-1B", ""},
+        {NULL, "Meta-Llama-3.1-8B-Instruct", "llama3.1"},
+        {NULL, "Llama-3.3-70B-Instruct", "llama3.1"},
+        {NULL, "Llama-3.2-3B-Instruct", "llama3.2"},
+        {NULL, "gemma-2-2b-it", "gemma"},
+        {NULL, "gemma-3-1b-it", "gemma"},
+        {NULL, "gemma-2-2b", ""},
+        {NULL, "Phi-3.5-mini-instruct", "phi3"},
+        {NULL, "Phi-3-mini-4k-instruct", "phi3"},
+        {NULL, "Mistral-Small-24B-Instruct-2501", "mistral-v7"},
+        {NULL, "Mistral-Small-24B-Base-2501", ""},
         {NULL, NULL, ""},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -300,10 +356,63 @@ static char *json_text(json_t *v)
     return (char *)json_string_value(v);
 }
 
+/* The Jinja text encoded as transformers does (encode(text,
+ * add_special_tokens=False)), except that the template's BOS and EOS
+ * strings are the ids the C side is given (-1, none, when the tokenizer
+ * lacks them) and split the text into segments, as chat.c seals its text
+ * at every special id. */
+static void encode_jinja(const nb_tokenizer *t, const char *text, const char *marks[2],
+                         const int ids[2], nb_ids *out, nb_err *e)
+{
+    while (*text) {
+        const char *at[2] = {NULL, NULL}, *cut = text + strlen(text);
+        int k = -1;
+        for (int j = 0; j < 2; j++)
+            if (marks[j] && (at[j] = strstr(text, marks[j])) && at[j] < cut)
+                cut = at[j], k = j;
+        int32_t *v;
+        size_t n;
+        CHECK(!nb_tok_encode(t, text, (size_t)(cut - text), 0, &v, &n, e), "%s", e->msg);
+        out->v = realloc(out->v, (out->n + n + 1) * sizeof *out->v);
+        memcpy(out->v + out->n, v, n * sizeof *v);
+        out->n += n;
+        free(v);
+        if (k < 0)
+            break;
+        if (ids[k] >= 0)
+            out->v[out->n++] = ids[k];
+        text = cut + strlen(marks[k]);
+    }
+}
+
+/* The day a dated line was rendered on ("YYYY-MM-DD"). */
+static int parse_date(const char *s, struct tm *t)
+{
+    memset(t, 0, sizeof *t);
+    if (!s || sscanf(s, "%d-%d-%d", &t->tm_year, &t->tm_mon, &t->tm_mday) != 3)
+        return 0;
+    t->tm_year -= 1900, t->tm_mon -= 1;
+    return 1;
+}
+
+/* The Jinja sources renderings.jsonl must have, and how many of each
+ * line were compared (qwen3 with enable_thinking=False is its own). */
+static struct {
+    const char *source;
+    size_t done;
+} expected[] = {{"qwen3", 0},  {"qwen3-no-think", 0},     {"llama3", 0},  {"qwen2.5", 0},
+                {"smollm2", 0}, {"phi3.5", 0},             {"mistral-small-2501", 0},
+                {"gemma-2", 0}, {"gemma-3", 0},            {"llama3.1", 0}, {"llama3.2", 0}};
+#define N_EXPECTED (sizeof expected / sizeof *expected)
+
+static void count_source(const char *source)
+{
+    for (size_t i = 0; source && i < N_EXPECTED; i++)
+        expected[i].done += !strcmp(expected[i].source, source);
+}
+
 /* One conversation of tests/chat/renderings.jsonl, through the built-in
- * template, against the Jinja rendering encoded as transformers does
- * (encode(text, add_special_tokens=False)). A tokenizer without the
- * template's BOS (Llama-3's in Qwen's) compares the rest. */
+ * template, against the Jinja rendering. */
 static void one_rendering(const nb_tokenizer *t, json_t *c, size_t line)
 {
     const char *name = json_text(json_object_get(c, "template"));
@@ -311,24 +420,29 @@ static void one_rendering(const nb_tokenizer *t, json_t *c, size_t line)
     json_t *ms = json_object_get(c, "messages");
     const nb_template *tp = nb_template_find(name);
     size_t n = json_array_size(ms);
-    CHECK(tp && text && n && n <= 8, "line %zu: a bad case", line);
+    CHECK(tp, "line %zu: no built-in template '%s'", line, name ? name : "?");
+    CHECK(text && n && n <= 8, "line %zu: a bad case", line);
     if (!tp || !text || !n || n > 8)
         return;
     nb_chat_msg msgs[8];
     for (size_t i = 0; i < n; i++)
         msgs[i] = msg(json_text(json_object_get(json_array_get(ms, i), "content")));
-    int b = -1;
-    static const char bot[] = "<|begin_of_text|>";
-    if (!strncmp(text, bot, sizeof bot - 1)) {
-        b = nb_tok_piece_to_id(t, bot);
-        text += b < 0 ? sizeof bot - 1 : 0;
-    }
+    const char *marks[2] = {json_text(json_object_get(c, "bos")),
+                            json_text(json_object_get(c, "eos"))};
+    int ids[2] = {-1, -1};
+    for (int k = 0; k < 2; k++)
+        ids[k] = marks[k] ? nb_tok_piece_to_id(t, marks[k]) : -1;
+    struct tm day;
+    const char *date = json_text(json_object_get(c, "date"));
+    CHECK(!date || parse_date(date, &day), "line %zu: a bad date", line);
+    nb_chat_opts o = {.no_think = json_is_true(json_object_get(c, "no_think")),
+                      .today = date ? &day : NULL};
     nb_ids got = {0}, want = {0};
     nb_err e;
     const char *system = json_text(json_object_get(c, "system")); /* NULL: the default */
-    CHECK(!nb_chat_encode(tp, t, b, -1, system, msgs, n, &got, &e), "line %zu: %s", line, e.msg);
-    CHECK(!nb_tok_encode(t, text, strlen(text), 0, &want.v, &want.n, &e), "line %zu: %s", line,
-          e.msg);
+    CHECK(!nb_chat_encode_with(tp, t, ids[0], ids[1], system, msgs, n, &o, &got, &e),
+          "line %zu: %s", line, e.msg);
+    encode_jinja(t, text, marks, ids, &want, &e);
     CHECK(same(&got, &want), "line %zu (%s, %zu messages): the ids differ from the Jinja "
                              "rendering's",
           line, name, n);
@@ -337,13 +451,14 @@ static void one_rendering(const nb_tokenizer *t, json_t *c, size_t line)
         fprintf(stderr, "    got:  %s\n    want: %s\n", g ? g : "?", text);
         free(g);
     }
+    count_source(json_text(json_object_get(c, "source")));
     nb_ids_free(&got);
     nb_ids_free(&want);
 }
 
 /* test_chat renderings FILE TOKENIZER...: every case with each tokenizer;
  * a tokenizer path starting with '?' may be absent (Llama-3's, read from
- * ../shared, never vendored). */
+ * ../shared, never vendored). Each expected source must have renderings. */
 static int renderings(int argc, char **argv)
 {
     json_error_t err;
@@ -370,6 +485,8 @@ static int renderings(int argc, char **argv)
         printf("%s: %zu renderings compared\n", path, done);
         nb_tok_free(t);
     }
+    for (size_t i = 0; i < N_EXPECTED; i++)
+        CHECK(expected[i].done, "no renderings of %s's Jinja template", expected[i].source);
     if (f)
         fclose(f);
     return tu_finish("test_chat renderings");

@@ -22,9 +22,10 @@ static const char help[] =
     "pipe or a file, each line (or blank-line separated block with --multiline) is\n"
     "one message and each reply is printed; the chat ends at end of input.\n"
     "  -m, --model FILE   the .nib model\n"
-    "  --template NAME    llama2, mistral, zephyr, vicuna, chatml, qwen2.5, qwen3,\n"
-    "                     smollm2, llama3 or plain (default: the one the model file\n"
-    "                     names); --template list describes them\n"
+    "  --template NAME    llama2, mistral, mistral-v7, zephyr, vicuna, chatml,\n"
+    "                     qwen2.5, qwen3, smollm2, llama3, llama3.1, llama3.2, gemma,\n"
+    "                     phi3 or plain (default: the one the model file names);\n"
+    "                     --template list describes them\n"
     "  --system TEXT      system prompt (default: the template's, usually none)\n"
     "  -n, --n-predict N  cap each reply at N tokens (default: no cap; a reply ends\n"
     "                     at the model's end of text or a stop string)\n"
@@ -33,6 +34,8 @@ static const char help[] =
     "  --multiline        a message ends at a blank line instead of each newline\n"
     "  --json             one JSON object per reply on stdout (for scripts)\n"
     "  --ignore-eos       keep going past the end-of-text tokens\n"
+    "  --no-think         Qwen3: answer without reasoning (enable_thinking=False: an\n"
+    "                     empty <think></think> ends the prompt)\n"
     "  -q, --quiet        no notices or statistics on stderr\n";
 
 static const char commands_help[] =
@@ -54,7 +57,7 @@ struct chat_opts {
     long n, ctx;
     nb_sampling s;
     nb_session_opts run;
-    int multiline, json, ignore_eos, quiet;
+    int multiline, json, ignore_eos, quiet, no_think;
 };
 
 struct chat {
@@ -72,7 +75,7 @@ static int list_templates(void)
 {
     const nb_template *t;
     for (size_t i = 0; (t = nb_template_at(i)); i++)
-        printf("  %-8s %s\n", nb_template_name(t), nb_template_about(t));
+        printf("  %-10s %s\n", nb_template_name(t), nb_template_about(t));
     return 1;
 }
 
@@ -101,6 +104,7 @@ static int flag(struct chat_opts *o, const char *a)
     int *f = !strcmp(a, "--multiline")                    ? &o->multiline
              : !strcmp(a, "--json")                       ? &o->json
              : !strcmp(a, "--ignore-eos")                 ? &o->ignore_eos
+             : !strcmp(a, "--no-think")                   ? &o->no_think
              : !strcmp(a, "-q") || !strcmp(a, "--quiet") ? &o->quiet
                                                           : NULL;
     if (f)
@@ -124,8 +128,9 @@ static int parse(struct chat_opts *o, int argc, char **argv)
     if (o->template_name && !strcmp(o->template_name, "list"))
         return list_templates();
     if (o->template_name && !nb_template_find(o->template_name))
-        return nb_error("unknown template '%s' (known: llama2, mistral, zephyr, vicuna, chatml, "
-                        "qwen2.5, qwen3, smollm2, llama3, plain)",
+        return nb_error("unknown template '%s' (known: llama2, mistral, mistral-v7, zephyr, "
+                        "vicuna, chatml, qwen2.5, qwen3, smollm2, llama3, llama3.1, llama3.2, "
+                        "gemma, phi3, plain)",
                         o->template_name),
                -1;
     if (!o->model)
@@ -324,7 +329,8 @@ static int open_chat(struct chat *c, const struct chat_opts *o)
         nb_sampler_init(&c->smp, (int)c->s.model.meta.vocab_size, &o->s.o, &e))
         return nb_error("%s", e.msg);
     nb_convo_opts co = {.t = pick_template(c), .max_tokens = (int)o->n,
-                        .ignore_eos = o->ignore_eos, .should_stop = nb_stop_on_interrupt};
+                        .ignore_eos = o->ignore_eos, .no_think = o->no_think,
+                        .should_stop = nb_stop_on_interrupt};
     if (nb_convo_init(&c->convo, &c->s, &c->smp, &co, &e) ||
         (o->system && nb_convo_set_system(&c->convo, o->system, &e)))
         return nb_error("%s", e.msg);

@@ -7,6 +7,8 @@
 
 #include "cli.h"
 
+int cmd_export(int argc, char **argv); /* tools/cmd_export.c */
+
 static const struct command {
     const char *name;
     int (*run)(int argc, char **argv);
@@ -21,6 +23,7 @@ static const struct command {
     {"quantize", cmd_quantize, "quantize a model to INT4 or INT3 with AWQ"},
     {"tokenize", cmd_tokenize, "show the tokens of a text (a model's, or a tokenizer file's)"},
     {"serve", cmd_serve, "serve a model over HTTP with OpenAI's API (docs/serve.md)"},
+    {"export", cmd_export, "write a 4-bit model as an AutoAWQ folder (docs/export.md)"},
 };
 
 static int usage(FILE *out)

@@ -454,3 +454,48 @@ const nb_st_tensor *nb_st_find(const nb_st *st, const char *name)
 {
     return st ? find_in(st->tensors, st->n, name) : NULL;
 }
+
+/* ---- writing (nibble export) ---- */
+
+uint64_t nb_st_spec_size(const nb_st_spec *t)
+{
+    uint64_t n = nb_st_dtype_size(t->dtype);
+    for (int d = 0; d < t->n_dims; d++)
+        n *= t->shape[d];
+    return n;
+}
+
+static json_t *spec_json(const nb_st_spec *t, uint64_t off)
+{
+    json_t *shape = json_array(), *o = json_object();
+    for (int d = 0; d < t->n_dims; d++)
+        json_array_append_new(shape, json_integer((json_int_t)t->shape[d]));
+    json_object_set_new(o, "dtype", json_string(nb_st_dtype_name(t->dtype)));
+    json_object_set_new(o, "shape", shape);
+    json_object_set_new(o, "data_offsets",
+                        json_pack("[II]", (json_int_t)off,
+                                  (json_int_t)(off + nb_st_spec_size(t))));
+    return o;
+}
+
+int nb_st_write_header(FILE *f, const nb_st_spec *t, size_t n, const char *path, nb_err *e)
+{
+    json_t *root = json_object();
+    json_object_set_new(root, "__metadata__", json_pack("{ss}", "format", "pt"));
+    uint64_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_object_set_new(root, t[i].name, spec_json(&t[i], off));
+        off += nb_st_spec_size(&t[i]);
+    }
+    char *text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(root);
+    if (!text)
+        return nb_fail(e, "out of memory for the header of '%s'", path);
+    size_t len = strlen(text), padded = (len + 7) / 8 * 8;
+    uint64_t n_le = padded; /* little-endian: nibformat.h refuses other hosts */
+    int bad = fwrite(&n_le, 8, 1, f) != 1 || fwrite(text, 1, len, f) != len;
+    for (size_t i = len; i < padded && !bad; i++)
+        bad = fputc(' ', f) == EOF;
+    free(text);
+    return bad ? nb_fail(e, "cannot write '%s': %s", path, strerror(errno)) : 0;
+}

@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "../runtime/err.h"
 
@@ -67,5 +68,26 @@ const nb_st_tensor *nb_st_find(const nb_st *st, const char *name); /* NULL if ab
 
 const char *nb_st_dtype_name(int dtype); /* as in the file: "BF16" */
 size_t nb_st_dtype_size(int dtype);
+
+/* ---- writing (nibble export) ---- */
+
+/* One tensor of a file being written: the data of all of them follow the
+ * header back to back, in the order given. */
+typedef struct nb_st_spec {
+    char name[128];
+    int dtype; /* enum nb_st_dtype */
+    int n_dims;
+    uint64_t shape[2];
+} nb_st_spec;
+
+/* Bytes a spec's data takes. */
+uint64_t nb_st_spec_size(const nb_st_spec *t);
+
+/* Writes the header of a file holding t[0..n): the u64 length, the JSON
+ * (with "__metadata__": {"format": "pt"}, which transformers requires)
+ * padded with spaces to 8 bytes as the reference writer does. The caller
+ * then writes each tensor's nb_st_spec_size bytes in order. path names
+ * the file in messages. */
+int nb_st_write_header(FILE *f, const nb_st_spec *t, size_t n, const char *path, nb_err *e);
 
 #endif

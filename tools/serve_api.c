@@ -328,8 +328,11 @@ static int chat_prompt(struct serve *sv, json_t *o, struct api_req *r, struct ap
     nb_err e;
     if (!rc) {
         reply_ids(sv, &c);
-        rc = nb_chat_encode(sv->t, sv->s.tok, sv->s.bos, sv->s.eos, c.system, c.m, c.n, &ids,
-                            &e);
+        /* vLLM's and llama-server's chat_template_kwargs {"enable_thinking": false} */
+        json_t *kw = json_object_get(o, "chat_template_kwargs");
+        nb_chat_opts co = {.no_think = json_is_false(json_object_get(kw, "enable_thinking"))};
+        rc = nb_chat_encode_with(sv->t, sv->s.tok, sv->s.bos, sv->s.eos, c.system, c.m, c.n, &co,
+                                 &ids, &e);
         if (rc)
             api_fail(err, 400, "messages", NULL, "messages: %s", e.msg);
     } else if (!err->status) {
