@@ -14,7 +14,7 @@
 
 static void help(void)
 {
-    fputs("usage: nibble convert [--from llama2c|hf|autoawq|gguf] INPUT -o OUT.nib [options]\n"
+    fputs("usage: nibble convert [--from llama2c|hf|autoawq|ct|gguf] INPUT -o OUT.nib [options]\n"
           "       nibble convert INPUT -o OUT.nib --quantize awq|rtn [--calib TEXT] [...]\n"
           "\n"
           "Converts a model into one nibble file (written atomically: OUT appears\n"
@@ -23,9 +23,12 @@ static void help(void)
           "                      (fp32/fp16/bf16, or an AutoAWQ 4-bit gemm/gemv checkpoint:\n"
           "                      its weights are repacked exactly, never re-quantized),\n"
           "                      or a GGUF file (llama.cpp; see docs/gguf.md)\n"
-          "  --from FORMAT       llama2c, hf, autoawq or gguf (default: hf for a folder,\n"
+          "  --from FORMAT       llama2c, hf, autoawq, ct or gguf (default: hf for a folder,\n"
           "                      autoawq when its config has a quantization_config; gguf\n"
           "                      for a file that starts with GGUF, else llama2c)\n"
+          "                      ct: a compressed-tensors (llm-compressor) pack-quantized\n"
+          "                      4-bit folder, repacked exactly (also detected from its\n"
+          "                      quant_method; see docs/compressed-tensors.md)\n"
           "  -o, --output FILE   the .nib file to write\n"
           "  --tokenizer FILE    a SentencePiece .model or a tokenizer.json (default:\n"
           "                      tokenizer.model beside a llama2.c checkpoint; in a folder,\n"
@@ -126,11 +129,13 @@ static nb_importer importer(const struct args *p)
         return nb_import_gguf;
     if (!strcmp(from, "llama2c"))
         return nb_import_llama2c;
+    if (!strcmp(from, "ct") || (!strcmp(from, "hf") && nb_hf_is_ct(p->in)))
+        return nb_import_ct; /* before AutoAWQ: it has a quantization_config too */
     if (!strcmp(from, "autoawq") || (!strcmp(from, "hf") && nb_hf_is_quantized(p->in)))
         return nb_import_autoawq;
     if (!strcmp(from, "hf"))
         return nb_import_hf;
-    return nb_error("--from must be llama2c, hf, autoawq or gguf, got '%s'", from), NULL;
+    return nb_error("--from must be llama2c, hf, autoawq, ct or gguf, got '%s'", from), NULL;
 }
 
 /* Converted into a temporary file, mapped, quantized into OUT. */
@@ -139,6 +144,9 @@ static int convert_quantized(const struct args *p, nb_importer import)
     nb_model m;
     if (import == nb_import_autoawq)
         return nb_quant_refuse_autoawq(p->in);
+    if (import == nb_import_ct)
+        return nb_error("'%s' is a compressed-tensors checkpoint, already quantized: nibble "
+                        "convert imports it as it is (without --quantize)", p->in);
     if (nb_quant_open_converted(&m, import, p->in, &p->o, p->out))
         return 1;
     int rc = nb_quant_model(&p->q, &m, p->in, p->out, p->o.quiet);

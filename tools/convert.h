@@ -31,6 +31,16 @@ int nb_import_hf(const char *dir, const char *out, const nb_convert_opts *o, nb_
  * zero points are repacked into NB_Q4 exactly, never re-quantized. */
 int nb_import_autoawq(const char *dir, const char *out, const nb_convert_opts *o, nb_err *e);
 
+/* compressed-tensors checkpoint (llm-compressor; quant_method
+ * compressed-tensors, format pack-quantized, 4-bit int weights per group
+ * or per row, symmetric or with zero points): repacked into NB_Q4
+ * exactly, never re-quantized (tools/import_ct.c, docs/compressed-tensors.md). */
+int nb_import_ct(const char *dir, const char *out, const nb_convert_opts *o, nb_err *e);
+
+/* 1 when a folder's config.json has quantization_config.quant_method
+ * "compressed-tensors": a checkpoint for nb_import_ct. */
+int nb_hf_is_ct(const char *dir);
+
 /* A GGUF file (llama.cpp) of a llama, qwen2 or qwen3 model, with its
  * tokenizer and chat template (tools/import_gguf.c, docs/gguf.md). */
 int nb_import_gguf(const char *path, const char *out, const nb_convert_opts *o, nb_err *e);
