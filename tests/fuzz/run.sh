@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes the loaders with libFuzzer, one target after another:
 #   bash tests/fuzz/run.sh [--seconds N | --long] [--keep] [TARGET...]
-# TARGET: nib safetensors json config autoawq llama2c spm detok gguf tokjson request (default:
+# TARGET: nib safetensors json config autoawq llama2c spm detok gguf tokjson request ct
+# (default:
 # all). Each runs N seconds (default 30; --long: 600 and --keep), fixed
 # seed. Configures and builds build-fuzz (clang, ASan + UBSan, libFuzzer
 # coverage of the whole library) if needed, writes the seeds (tiny models
@@ -17,7 +18,7 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 
-all=(nib safetensors json config autoawq llama2c spm detok gguf tokjson request)
+all=(nib safetensors json config autoawq llama2c spm detok gguf tokjson request ct)
 seconds=30 keep=0 targets=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -60,7 +61,7 @@ if ! cmp -s tests/fuzz/coverage-ignore.txt "$build/fuzz-coverage-ignore.txt"; th
   ninja -C "$build" -t clean >/dev/null
   cp tests/fuzz/coverage-ignore.txt "$build/fuzz-coverage-ignore.txt"
 fi
-exes=(tests/fuzz/fuzz_mkseeds nibble)
+exes=(tests/fuzz/fuzz_mkseeds nibble tests/test_ct)
 for t in "${targets[@]}"; do exes+=("tests/fuzz/fuzz_$t"); done
 if ! ninja -C "$build" -j "${NB_FUZZ_JOBS:-1}" "${exes[@]}" >"$build/fuzz-build.log" 2>&1; then
   tail -n 40 "$build/fuzz-build.log"; echo "run.sh: build failed" >&2; exit 1
@@ -77,6 +78,14 @@ if ! "$build/tests/fuzz/fuzz_mkseeds" "$seeds" tests/data; then
 fi
 for t in "${all[@]}"; do mkdir -p "$seeds/$t"; done # a target mkseeds has no seeds for
 cp "$s260k/stories260K.bin" "$seeds/llama2c/"
+# ct: test_ct's fixture (u32 length, config.json, model.safetensors)
+rm -rf "$work/ct-fixture"
+if "$build/tests/test_ct" "$s260k/tok512.model" --write "$work/ct-fixture" >/dev/null; then
+  python3 -c 'import struct, sys
+c = open(sys.argv[1] + "/config.json", "rb").read()
+w = open(sys.argv[1] + "/model.safetensors", "rb").read()
+open(sys.argv[2], "wb").write(struct.pack("<I", len(c)) + c + w)' "$work/ct-fixture" "$seeds/ct/fixture"
+fi
 find tests/bpe -maxdepth 1 -name "*.json" ! -name "*.files.json" -exec cp {} "$seeds/tokjson/" \;
 cp "$s260k/hf/model.safetensors" "$seeds/safetensors/stories260K.safetensors"
 if [[ " ${targets[*]} " == *" nib "* ]]; then
