@@ -10,7 +10,7 @@
 
 #include <stdint.h>
 
-#include "../runtime/err.h"
+#include "../runtime/base/err.h"
 #include "../runtime/model.h"
 
 enum nb_arch_has {

@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../runtime/err.h"
+#include "../runtime/base/err.h"
 #include "../runtime/model.h"
 #include "../runtime/pool.h"
 #include "arch.h"

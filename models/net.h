@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../runtime/err.h"
+#include "../runtime/base/err.h"
 #include "../runtime/model.h"
 #include "arch.h"
 

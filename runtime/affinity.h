@@ -5,7 +5,7 @@
 #ifndef NIBBLE_AFFINITY_H
 #define NIBBLE_AFFINITY_H
 
-#include "err.h"
+#include "base/err.h"
 #include "pool.h"
 
 #define NB_MAX_CPUS 1024

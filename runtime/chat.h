@@ -20,7 +20,7 @@
 #include <time.h>
 
 #include "../tokenizer/tokenizer.h"
-#include "err.h"
+#include "base/err.h"
 
 typedef struct nb_template nb_template;
 

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../tokenizer/utf8.h"
+#include "base/utf8.h"
 
 int nb_convo_init(nb_convo *c, nb_session *s, nb_sampler *smp, const nb_convo_opts *o,
                   nb_err *e)

@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "err.h"
+#include "base/err.h"
 
 enum nb_kv_type { NB_KV_U32 = 0, NB_KV_I32 = 1, NB_KV_F32 = 2, NB_KV_STR = 3, NB_KV_I32S = 4 };
 

@@ -7,7 +7,7 @@
 #define NIBBLE_QTENSOR_H
 
 #include "../neon/qpack.h"
-#include "err.h"
+#include "base/err.h"
 #include "nibformat.h"
 
 /* 1 for NB_Q4 and NB_Q3. */

@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-#include "err.h"
+#include "base/err.h"
 
 typedef struct nb_sampler_opts {
     float temp;  /* 0 = greedy */

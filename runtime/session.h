@@ -8,7 +8,7 @@
 
 #include "../models/net.h"
 #include "../tokenizer/tokenizer.h"
-#include "err.h"
+#include "base/err.h"
 #include "model.h"
 
 typedef struct nb_session {

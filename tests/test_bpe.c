@@ -22,7 +22,7 @@
 #endif
 
 #include "../tokenizer/bpe.h"
-#include "../tokenizer/utf8.h"
+#include "../runtime/base/utf8.h"
 
 #include <jansson.h>
 #include <pthread.h>

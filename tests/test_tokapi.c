@@ -14,7 +14,7 @@
 
 #include "../tokenizer/bpe.h"
 #include "../tokenizer/tokenizer.h"
-#include "../tokenizer/utf8.h"
+#include "../runtime/base/utf8.h"
 #include "testutil.h"
 
 static const char *const names[] = {"gpt2",  "gpt2-prefix", "smollm",   "llama2",

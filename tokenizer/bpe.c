@@ -4,7 +4,7 @@
  * around it all when asked. Every call has its own scratch (bpe_ctx), so
  * a loaded tokenizer is only read. */
 #include "bpe_int.h"
-#include "utf8.h"
+#include "../runtime/base/utf8.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -3,7 +3,7 @@
  * decoder rewrites in turn, then joined. Written list by list on purpose:
  * the incremental detokenizer (bpe_detok.c) is checked against it. */
 #include "bpe_int.h"
-#include "utf8.h"
+#include "../runtime/base/utf8.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -11,7 +11,7 @@
  *  - Replace on the joined text: a tail that may begin the pattern.
  * tests/test_bpe.c checks the concatenated output against nb_bpe_decode. */
 #include "bpe_int.h"
-#include "utf8.h"
+#include "../runtime/base/utf8.h"
 
 #include <stdlib.h>
 #include <string.h>

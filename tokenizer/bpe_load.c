@@ -4,7 +4,7 @@
  * pipeline parameter in range and every regex compiles; the lookup tables
  * are built here, so a bad blob can give an error but never a wild read. */
 #include "bpe_int.h"
-#include "utf8.h"
+#include "../runtime/base/utf8.h"
 
 #include <stdlib.h>
 #include <string.h>

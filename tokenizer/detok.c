@@ -25,7 +25,7 @@
  *  - text that does not fit in out_cap is lost (see NB_DETOK_MAX). */
 #include "tokenizer.h"
 #include "bpe.h"
-#include "utf8.h"
+#include "../runtime/base/utf8.h"
 
 #include <string.h>
 

@@ -4,7 +4,7 @@
 // report, not a reason to abort.
 // err.h has no extern "C" guard of its own; nb_fail lives in C code.
 extern "C" {
-#include "../runtime/err.h"
+#include "../runtime/base/err.h"
 }
 #include "spm.h"
 #include "tokenizer.h" // NB_LEAD_SPACE_*

@@ -10,7 +10,7 @@
 
 #include "bpe_int.h"
 #include "spm.h"
-#include "utf8.h"
+#include "../runtime/base/utf8.h"
 
 struct nb_tokenizer {
     int kind;

@@ -7,7 +7,7 @@
 
 #include <stddef.h>
 
-#include "../runtime/err.h"
+#include "../runtime/base/err.h"
 #include "lineedit.h"
 
 typedef struct nb_chat_io {

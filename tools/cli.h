@@ -10,7 +10,7 @@
 #include "../runtime/sampler.h"
 #include "../runtime/session.h"
 #include "../tokenizer/tokenizer.h"
-#include "../tokenizer/utf8.h"
+#include "../runtime/base/utf8.h"
 
 /* Every subcommand: argv[0] is its name; returns the exit code. */
 int cmd_chat(int argc, char **argv);

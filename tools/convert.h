@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 #include "../models/arch.h"
-#include "../runtime/err.h"
+#include "../runtime/base/err.h"
 #include "../runtime/kv.h"
 #include "../runtime/writer.h"
 #include "safetensors.h"

@@ -17,7 +17,7 @@
 #include "../runtime/nibformat.h"
 #include "../tokenizer/bpe.h"
 #include "../tokenizer/tokenizer.h"
-#include "../tokenizer/utf8.h"
+#include "../runtime/base/utf8.h"
 #include "convert.h"
 #include "gguf.h"
 

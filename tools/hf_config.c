@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "../models/arch.h"
-#include "../tokenizer/utf8.h"
+#include "../runtime/base/utf8.h"
 #include "convert.h"
 
 #define MAX_CONFIG_BYTES (1u << 20)

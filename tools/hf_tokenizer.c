@@ -20,7 +20,7 @@
 #include <sys/stat.h>
 
 #include "../tokenizer/tokenizer.h"
-#include "../tokenizer/utf8.h"
+#include "../runtime/base/utf8.h"
 #include "convert.h"
 
 #define MAX_CONFIG_BYTES (16u << 20) /* tokenizer_config.json's added_tokens_decoder */

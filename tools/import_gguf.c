@@ -29,7 +29,7 @@
 #include "../runtime/kv.h"
 #include "../runtime/qtensor.h"
 #include "../tokenizer/tokenizer.h"
-#include "../tokenizer/utf8.h"
+#include "../runtime/base/utf8.h"
 #include "convert.h"
 #include "gguf.h"
 #include "progress.h"

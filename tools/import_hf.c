@@ -27,7 +27,7 @@
 #include "../models/net.h"
 #include "../neon/f16.h"
 #include "../runtime/chat.h"
-#include "../tokenizer/utf8.h"
+#include "../runtime/base/utf8.h"
 #include "convert.h"
 #include "progress.h"
 #include "safetensors.h"

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "../../tokenizer/bpe.h"
-#include "../../tokenizer/utf8.h"
+#include "../../runtime/base/utf8.h"
 #include "fuzz_util.h"
 
 static const char *const texts[] = {
