@@ -330,7 +330,8 @@ static int setup(nb_net *m, const nb_run_opts *o, nb_err *e)
     f->n_seq = o->n_seq > 0 ? o->n_seq : 1;
     if (o->n_seq < 0 || o->n_seq > 256)
         return nb_fail(e, "%d sequences: expected 1 to 256", o->n_seq);
-    f->attend = nb_attend_group_f16();
+    /* fp16 scores where the CPU has fp16 arithmetic, on the int8 path only */
+    f->attend = f->exact ? nb_attend_group_f16() : nb_attend_group_f16_fast();
     f->gemv = nb_gemv_plain();
     f->gemm = nb_gemm_plain();
     if (!(f->k = pick_kernels(o->kernels ? o->kernels : "auto", e)) ||

@@ -1,6 +1,12 @@
 #include "attn.h"
 
 #include <math.h>
+#if defined(__aarch64__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDHP
+#define HWCAP_ASIMDHP (1ul << 10) /* FEAT_FP16's vector arithmetic */
+#endif
+#endif
 
 #include "f16.h"
 #include "attn_online.h"
@@ -70,6 +76,99 @@ void nb_attend_group_f16_ref(float *out, size_t ldo, const float *q, size_t ldq,
     for (size_t j = 0; j < g; j += NB_ATTEND_GROUP)
         group_ref(out + j * ldo, ldo, q + j * ldq, ldq,
                   g - j < NB_ATTEND_GROUP ? g - j : NB_ATTEND_GROUP, k, v, stride, n, hd, scale);
+}
+
+/* ---- f16h: the scores in fp16 arithmetic ---- */
+
+/* a * b + c to fp16 with one rounding. The product is exact in double (11
+ * by 11 bits) but the sum may not be (it spans up to 81 bits, products
+ * from 2^-48 to 2^32), and rounding it to double and then to fp16 could
+ * round twice. So the sum is rounded to odd at float precision (24 bits,
+ * more than the 11 + 2 that makes the later rounding to nearest of the
+ * result the correct one): its error comes from TwoSum; a float that is
+ * not exact and even moves one step towards the exact value. */
+uint16_t nb_f16_fma_ref(uint16_t a, uint16_t b, uint16_t c)
+{
+    double p = (double)nb_f16_to_f32(a) * nb_f16_to_f32(b), x = nb_f16_to_f32(c);
+    double s = p + x;
+    if (!isfinite(s)) /* an infinite or NaN input: no rounding to keep */
+        return nb_f32_to_f16((float)s);
+    double bb = s - p, e = (p - (s - bb)) + (x - bb); /* p + x = s + e exactly */
+    float f = (float)s;
+    /* s - f is exact and, when not 0, larger than |e|: it has the sign of
+     * p + x - f */
+    double r = s - (double)f != 0.0 ? s - (double)f : e;
+    if (r != 0.0 && !(nb_f32_to_bits(f) & 1))
+        f = nextafterf(f, r > 0.0 ? INFINITY : -INFINITY);
+    return nb_f32_to_f16(f);
+}
+
+/* The f16h score of one position: 8 fp16 lanes over the columns, widened
+ * and added, the tail columns in fp32 (attn_f16h.c's row_score). */
+static float score_f16h_ref(const uint16_t *qh, const uint16_t *k, size_t hd)
+{
+    uint16_t acc[8] = {0};
+    size_t h8 = hd / 8 * 8;
+    for (size_t i = 0; i < h8; i++)
+        acc[i % 8] = nb_f16_fma_ref(qh[i], k[i], acc[i % 8]);
+    float l[4];
+    for (int i = 0; i < 4; i++)
+        l[i] = nb_f16_to_f32(acc[i]) + nb_f16_to_f32(acc[i + 4]);
+    float s = (l[0] + l[1]) + (l[2] + l[3]);
+    for (size_t i = h8; i < hd; i++) {
+        float x = nb_f16_to_f32(qh[i]) * nb_f16_to_f32(k[i]); /* exact */
+        s += x;
+    }
+    return s;
+}
+
+/* One head of the f16h variant in its NEON order: blocks of 8 positions,
+ * the maximum raised once per block, the weights' sum in 4 lanes (lanes
+ * L and L+4 of a block into lane L), values fused in row order per
+ * column. */
+void nb_attend_f16h_ref(float *out, const float *q, const uint16_t *k, const uint16_t *v,
+                        size_t stride, size_t n, size_t hd, float scale)
+{
+    if (hd > NB_ATTEND_F16H_MAX_HD) {
+        for (size_t i = 0; i < hd; i++)
+            out[i] = NAN;
+        return;
+    }
+    uint16_t qh[NB_ATTEND_F16H_MAX_HD];
+    for (size_t i = 0; i < hd; i++)
+        qh[i] = nb_f32_to_f16(q[i] * scale);
+    online o = {-INFINITY, 0.0f};
+    float sum[4] = {0.0f, 0.0f, 0.0f, 0.0f}, s[8];
+    for (size_t i = 0; i < hd; i++)
+        out[i] = 0.0f;
+    for (size_t t = 0; t < n; t += 8) {
+        size_t m = n - t < 8 ? n - t : 8;
+        float top = -INFINITY;
+        for (size_t r = 0; r < 8; r++) {
+            s[r] = r < m ? score_f16h_ref(qh, k + (t + r) * stride, hd) : -INFINITY;
+            top = s[r] > top ? s[r] : top;
+        }
+        float c = raise_max(&o, top, out, hd);
+        for (int l = 0; l < 4; l++)
+            sum[l] *= c;
+        for (size_t r = 0; r < 8; r++)
+            s[r] = nb_exp_ref(s[r] - o.max);
+        for (int l = 0; l < 4; l++)
+            sum[l] += s[l] + s[l + 4];
+        for (size_t i = 0; i < hd; i++)
+            for (size_t r = 0; r < m; r++)
+                out[i] = fmaf(s[r], nb_f16_to_f32(v[(t + r) * stride + i]), out[i]);
+    }
+    o.sum = (sum[0] + sum[1]) + (sum[2] + sum[3]);
+    finish(&o, out, hd);
+}
+
+void nb_attend_group_f16h_ref(float *out, size_t ldo, const float *q, size_t ldq, size_t g,
+                              const uint16_t *k, const uint16_t *v, size_t stride, size_t n,
+                              size_t hd, float scale)
+{
+    for (size_t j = 0; j < g; j++)
+        nb_attend_f16h_ref(out + j * ldo, q + j * ldq, k, v, stride, n, hd, scale);
 }
 
 #if defined(__aarch64__)
@@ -218,9 +317,9 @@ static void accumulate(float *out, const float *w, const uint16_t *v, size_t str
         vst1q_f32(out + i, a);
         vst1q_f32(out + i + 4, b);
     }
-    for (; i < hd; i++)
+    for (; i < hd; i++) /* fused, as the vectors: the same bits from every compiler */
         for (size_t j = 0; j < m; j++)
-            out[i] += w[j] * nb_f16_to_f32(v[j * stride + i]);
+            out[i] = fmaf(w[j], nb_f16_to_f32(v[j * stride + i]), out[i]);
 }
 
 /* Unscaled scores of the m positions of a block into w; the lanes past m
@@ -402,7 +501,8 @@ static void score_block_heads(float *s, const float *q, size_t ldq, size_t g, co
         for (size_t j = 0; j < M; j++)                                                         \
             for (size_t c = i; c < hd; c++)                                                    \
                 for (size_t r = 0; r < BLOCK; r++)                                             \
-                    out[j * ldo + c] += w[j * BLOCK + r] * nb_f16_to_f32(v[r * stride + c]);   \
+                    out[j * ldo + c] = fmaf(w[j * BLOCK + r], nb_f16_to_f32(v[r * stride + c]), \
+                                            out[j * ldo + c]);                                 \
     }
 ACCUMULATE(2)
 ACCUMULATE(3)
@@ -430,10 +530,12 @@ static void accumulate_heads(float *out, size_t ldo, size_t g, const float *w, c
 /* nb_attend_f16_neon for up to NB_ATTEND_GROUP heads: per block, the
  * scores of all heads (keys shared), each head's softmax step exactly as
  * there, the values of all heads (shared). The last block, shorter than
- * 8 positions, goes head by head through the single-head functions. */
+ * 8 positions, goes head by head through the single-head functions.
+ * With qh (the f16h variant), the scores are nb_attn_f16h_block's of the
+ * heads' q' (qh + j * hd, scaled already). */
 static void group_neon(float *out, size_t ldo, const float *q, size_t ldq, size_t g,
                        const uint16_t *k, const uint16_t *v, size_t stride, size_t n, size_t hd,
-                       float scale)
+                       float scale, const uint16_t *qh)
 {
     online o[NB_ATTEND_GROUP];
     float32x4_t sum[NB_ATTEND_GROUP];
@@ -446,15 +548,18 @@ static void group_neon(float *out, size_t ldo, const float *q, size_t ldq, size_
     }
     for (size_t t = 0; t < n; t += BLOCK) {
         size_t m = n - t < BLOCK ? n - t : BLOCK;
-        if (m == BLOCK)
+        if (qh)
+            nb_attn_f16h_block(w, qh, hd, g, k + t * stride, stride, m, hd);
+        else if (m == BLOCK)
             score_block_heads(w, q, ldq, g, k + t * stride, stride, hd);
         else
             for (size_t j = 0; j < g; j++)
                 score_block(w + j * BLOCK, q + j * ldq, k + t * stride, stride, m, hd);
         for (size_t j = 0; j < g; j++) {
             float *wj = w + j * BLOCK;
-            float32x4_t s0 = vmulq_n_f32(vld1q_f32(wj), scale);
-            float32x4_t s1 = vmulq_n_f32(vld1q_f32(wj + 4), scale);
+            float32x4_t s0 = vld1q_f32(wj), s1 = vld1q_f32(wj + 4);
+            if (!qh)
+                s0 = vmulq_n_f32(s0, scale), s1 = vmulq_n_f32(s1, scale);
             sum[j] = vmulq_n_f32(sum[j], raise_max(&o[j], vmaxvq_f32(vmaxq_f32(s0, s1)),
                                                    out + j * ldo, hd));
             float32x4_t top = vdupq_n_f32(o[j].max);
@@ -486,7 +591,48 @@ void nb_attend_group_f16_neon(float *out, size_t ldo, const float *q, size_t ldq
     for (size_t j = 0; j < g; j += NB_ATTEND_GROUP)
         group_neon(out + j * ldo, ldo, q + j * ldq, ldq,
                    g - j < NB_ATTEND_GROUP ? g - j : NB_ATTEND_GROUP, k, v, stride, n, hd,
-                   scale);
+                   scale, NULL);
+}
+
+/* q' of the f16h variant: q * scale in fp32, rounded to fp16. */
+static void scale_to_f16(uint16_t *qh, const float *q, size_t hd, float scale)
+{
+    size_t i = 0;
+    float32x4_t sc = vdupq_n_f32(scale);
+    for (; i + 4 <= hd; i += 4)
+        vst1_u16(qh + i, vreinterpret_u16_f16(vcvt_f16_f32(vmulq_f32(vld1q_f32(q + i), sc))));
+    for (; i < hd; i++)
+        qh[i] = nb_f32_to_f16(q[i] * scale);
+}
+
+/* The heads' q' for the f16h scores; 16 heads of 1024 columns at once,
+ * fewer when the heads are wider (a head's bits do not depend on it). */
+enum { QH_SIZE = NB_ATTEND_GROUP * 1024 };
+
+void nb_attend_group_f16h_neon(float *out, size_t ldo, const float *q, size_t ldq, size_t g,
+                               const uint16_t *k, const uint16_t *v, size_t stride, size_t n,
+                               size_t hd, float scale)
+{
+    uint16_t qh[QH_SIZE];
+    if (hd > NB_ATTEND_F16H_MAX_HD) {
+        for (size_t j = 0; j < g; j++)
+            for (size_t i = 0; i < hd; i++)
+                out[j * ldo + i] = NAN;
+        return;
+    }
+    size_t at_once = QH_SIZE / hd < NB_ATTEND_GROUP ? QH_SIZE / hd : NB_ATTEND_GROUP;
+    for (size_t j = 0; j < g; j += at_once) {
+        size_t m = g - j < at_once ? g - j : at_once;
+        for (size_t h = 0; h < m; h++)
+            scale_to_f16(qh + h * hd, q + (j + h) * ldq, hd, scale);
+        group_neon(out + j * ldo, ldo, q + j * ldq, ldq, m, k, v, stride, n, hd, scale, qh);
+    }
+}
+
+void nb_attend_f16h_neon(float *out, const float *q, const uint16_t *k, const uint16_t *v,
+                         size_t stride, size_t n, size_t hd, float scale)
+{
+    nb_attend_group_f16h_neon(out, hd, q, hd, 1, k, v, stride, n, hd, scale);
 }
 
 #endif
@@ -506,6 +652,25 @@ const nb_attend_set *nb_attend_sets(size_t *count)
 {
     *count = nb_runnable_variants(sizeof attend_sets / sizeof *attend_sets);
     return attend_sets;
+}
+
+#if defined(__aarch64__)
+static const nb_attend_set f16h_set = {"f16h", nb_attend_f16h_neon, nb_attend_group_f16h_neon};
+#endif
+
+const nb_attend_set *nb_attend_f16h(void)
+{
+#if defined(__aarch64__)
+    if (getauxval(AT_HWCAP) & HWCAP_ASIMDHP)
+        return &f16h_set;
+#endif
+    return NULL;
+}
+
+nb_attend_group_fn *nb_attend_group_f16_fast(void)
+{
+    const nb_attend_set *h = nb_attend_f16h();
+    return h ? h->group : nb_attend_group_f16();
 }
 
 nb_attend_fn *nb_attend_f16(void)

@@ -35,6 +35,12 @@
 
 static uint64_t rng = 99;
 
+/* The f16h variant's distance from the fp32 one, relative to the values'
+ * size: the fp16 rounding of q * scale and of 16-product lane sums moves
+ * a score by about 2^-11 of its terms' size, a weight by that much
+ * relative. Measured: see check_f16h_all's line. */
+#define F16H_BOUND 1e-2
+
 static void exact(double *out, const float *q, const uint16_t *k, const uint16_t *v,
                   size_t stride, size_t n, size_t hd, float scale)
 {
@@ -188,6 +194,134 @@ static void check_groups(void)
            group_calls, group_heads);
 }
 
+/* ---- f16h: the scores in fp16 arithmetic ---- */
+
+static double f16h_worst; /* max |f16h - fp32 reference| / (1 + max |v|) */
+static long f16h_calls, f16h_neon;
+
+/* g heads through the f16h reference and, where the CPU has FEAT_FP16,
+ * the NEON variant: bit for bit, grouped or not, nothing written between
+ * output rows; the reference against the fp32 one (worst kept). */
+static void check_f16h(size_t hd, size_t n, size_t g, size_t kv, float qscale)
+{
+    const float guard = 1234.5f;
+    size_t stride = kv * hd, ldq = hd + 3, ldo = hd + 5;
+    float *q = malloc(g * ldq * sizeof *q), *kf = malloc(n * stride * sizeof *kf);
+    float *grp = malloc(g * ldo * sizeof *grp), *one = malloc(hd * sizeof *one);
+    float *ref = malloc(g * hd * sizeof *ref), *f32 = malloc(hd * sizeof *f32);
+    uint16_t *k = malloc(n * stride * sizeof *k), *v = malloc(n * stride * sizeof *v);
+    for (size_t i = 0; i < g * ldq; i++)
+        q[i] = qscale * tu_randf(&rng);
+    for (size_t i = 0; i < n * stride; i++)
+        kf[i] = tu_randf(&rng) * (i % 7 == 0 ? 4.0f : 1.0f);
+    nb_f32_to_f16_row(k, kf, n * stride);
+    float vmax = 0.0f;
+    for (size_t i = 0; i < n * stride; i++)
+        kf[i] = tu_randf(&rng), vmax = fmaxf(vmax, fabsf(kf[i]));
+    nb_f32_to_f16_row(v, kf, n * stride);
+    const uint16_t *kh = k + (kv - 1) * hd, *vh = v + (kv - 1) * hd;
+    float scale = 1.0f / sqrtf((float)hd);
+    nb_attend_group_f16h_ref(ref, hd, q, ldq, g, kh, vh, stride, n, hd, scale);
+    for (size_t j = 0; j < g; j++) {
+        nb_attend_f16_ref(f32, q + j * ldq, kh, vh, stride, n, hd, scale);
+        for (size_t i = 0; i < hd; i++) {
+            double d = fabs((double)ref[j * hd + i] - f32[i]) / (1.0 + vmax);
+            f16h_worst = d > f16h_worst || d != d ? d : f16h_worst;
+        }
+    }
+    const nb_attend_set *set = nb_attend_f16h();
+    if (set) {
+        for (size_t i = 0; i < g * ldo; i++)
+            grp[i] = guard;
+        set->group(grp, ldo, q, ldq, g, kh, vh, stride, n, hd, scale);
+        size_t differ = 0, single = 0, guards = 0;
+        for (size_t j = 0; j < g; j++) {
+            differ += memcmp(ref + j * hd, grp + j * ldo, hd * sizeof *grp) != 0;
+            set->attend(one, q + j * ldq, kh, vh, stride, n, hd, scale);
+            single += memcmp(one, grp + j * ldo, hd * sizeof *one) != 0;
+            for (size_t i = hd; i < ldo; i++)
+                guards += grp[j * ldo + i] != guard;
+        }
+        CHECK(differ == 0 && single == 0 && guards == 0,
+              "f16h: hd %zu, n %zu, g %zu, q scale %g: %zu heads differ from the reference, "
+              "%zu from the single-head call, %zu values written between rows",
+              hd, n, g, qscale, differ, single, guards);
+        f16h_neon++;
+    }
+    f16h_calls++;
+    free(q), free(kf), free(grp), free(one), free(ref), free(f32), free(k), free(v);
+}
+
+/* The fused fp16 multiply-add of the reference against FMLA .8h: random
+ * finite operands of every exponent (subnormals, overflow to infinity,
+ * cancellation), and products at an fp16 tie nudged by the smallest c. */
+static void check_f16_fma(void)
+{
+    enum { N = 1 << 16 };
+    static uint16_t a[N], b[N], c[N], d[N];
+    long mismatches = 0, count = 0;
+    for (int round = 0; round < 16; round++) {
+        for (size_t i = 0; i < N; i++) {
+            do { /* finite: an exponent field below 31 */
+                a[i] = (uint16_t)tu_rand(&rng), b[i] = (uint16_t)tu_rand(&rng);
+                c[i] = (uint16_t)tu_rand(&rng);
+            } while ((a[i] & 0x7c00) == 0x7c00 || (b[i] & 0x7c00) == 0x7c00 ||
+                     (c[i] & 0x7c00) == 0x7c00);
+            if (round % 4 == 1) /* near products: the sum cancels or rounds at a tie */
+                c[i] = (uint16_t)(nb_f32_to_f16(-nb_f16_to_f32(a[i]) * nb_f16_to_f32(b[i])) ^
+                                  (tu_rand(&rng) & 3));
+            if (round % 4 == 2) /* tiny c against any product */
+                c[i] = (uint16_t)((c[i] & 0x8000) | (tu_rand(&rng) % 4));
+        }
+        a[0] = 0x3c01, b[0] = 0x3e00, c[0] = 0x8001; /* 1.5 + 1.5 ulp - 2^-24: down */
+        a[1] = 0x3c01, b[1] = 0x3e00, c[1] = 0x0001; /* up */
+        a[2] = 0x3c01, b[2] = 0x3e00, c[2] = 0x0000; /* the tie: to even */
+        for (size_t i = 0; i < N; i++)
+            d[i] = nb_f16_fma_ref(a[i], b[i], c[i]);
+        CHECK(d[0] == 0x3e01 && d[1] == 0x3e02 && d[2] == 0x3e02, "fma ties: %04x %04x %04x",
+              d[0], d[1], d[2]);
+#if defined(__aarch64__)
+        if (nb_attend_f16h()) {
+            static uint16_t h[N];
+            nb_f16h_fma_neon(h, a, b, c, N);
+            for (size_t i = 0; i < N; i++)
+                if (h[i] != d[i] && !((h[i] & 0x7fff) > 0x7c00 && (d[i] & 0x7fff) > 0x7c00) &&
+                    mismatches++ < 5)
+                    fprintf(stderr, "fma16(%04x, %04x, %04x): FMLA %04x, reference %04x\n",
+                            a[i], b[i], c[i], h[i], d[i]);
+            count += N;
+        }
+#endif
+    }
+    CHECK(mismatches == 0, "%ld of %ld fp16 multiply-adds differ from FMLA", mismatches, count);
+    printf("f16h: fp16 fma reference against FMLA .8h on %ld operand triples%s\n", count,
+           count ? "" : " (no FEAT_FP16 here: reference only)");
+}
+
+static void check_f16h_all(void)
+{
+    check_f16_fma();
+    size_t hds[] = {128, 64, 80, 16, 32, 12, 6, 2};
+    size_t ns[] = {1, 3, 8, 13, 16, 67};
+    size_t gs[] = {1, 2, 3, 4, 5, 6, 7, 12, 17};
+    for (size_t a = 0; a < sizeof hds / sizeof *hds; a++)
+        for (size_t b = 0; b < sizeof ns / sizeof *ns; b++)
+            for (size_t c = 0; c < sizeof gs / sizeof *gs; c++)
+                check_f16h(hds[a], ns[b], gs[c], 1 + (a + b + c) % 3,
+                           c % 4 == 3 ? 16.0f : c % 4 == 1 ? 8.0f : 1.0f);
+    for (int i = 0; i < 30; i++) {
+        size_t hd = i % 2 ? hds[tu_rand(&rng) % 5] : 2 + 2 * (tu_rand(&rng) % 80);
+        size_t n = 1 + tu_rand(&rng) % 600, g = 1 + tu_rand(&rng) % (i % 10 ? 16 : 40);
+        check_f16h(hd, n, g, 1 + tu_rand(&rng) % 3, i % 3 == 0 ? 16.0f : 1.0f);
+    }
+    check_f16h(128, 2048, 6, 2, 1.0f); /* the qwen2.5-1.5b group at 2048 positions */
+    check_f16h(64, 2048, 4, 8, 1.0f);  /* llama3.2-1b's */
+    CHECK(f16h_worst <= F16H_BOUND, "f16h against the fp32 reference: %g", f16h_worst);
+    printf("f16h: %ld calls (%ld through NEON, bit for bit the reference); against the fp32 "
+           "reference: max |diff| / (1 + max |v|) = %.3g\n",
+           f16h_calls, f16h_neon, f16h_worst);
+}
+
 /* ---- exp ---- */
 
 static long ulp_distance(float a, float b)
@@ -308,6 +442,7 @@ int main(void)
         }
     check_random_shapes();
     check_groups();
+    check_f16h_all();
     uint16_t h[3];
     float x[3] = {1.0f, 65504.0f, 1e-8f};
     nb_f32_to_f16_row(h, x, 3);

@@ -3,8 +3,9 @@
  * count instructions under qemu (the difference between reps R and 2R
  * leaves out the setup): head by head through nb_attend_f16 ("single",
  * the default), or each kv head's query heads together through
- * nb_attend_group_f16 ("group").
- *   attn_bench REPS POSITIONS HEAD_DIM HEADS KV_HEADS [single|group] */
+ * nb_attend_group_f16 ("group"), or as the int8-activation path does
+ * (nb_attend_group_f16_fast, "fast": fp16 scores where the CPU has them).
+ *   attn_bench REPS POSITIONS HEAD_DIM HEADS KV_HEADS [single|group|fast] */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,11 +41,14 @@ static uint16_t *random_cache(size_t n)
 
 int main(int argc, char **argv)
 {
-    if (argc != 6 && !(argc == 7 && (!strcmp(argv[6], "single") || !strcmp(argv[6], "group")))) {
-        fputs("usage: attn_bench REPS POSITIONS HEAD_DIM HEADS KV_HEADS [single|group]\n", stderr);
+    if (argc != 6 && !(argc == 7 && (!strcmp(argv[6], "single") || !strcmp(argv[6], "group") ||
+                                     !strcmp(argv[6], "fast")))) {
+        fputs("usage: attn_bench REPS POSITIONS HEAD_DIM HEADS KV_HEADS [single|group|fast]\n",
+              stderr);
         return 1;
     }
-    int grouped = argc == 7 && !strcmp(argv[6], "group");
+    int fast = argc == 7 && !strcmp(argv[6], "fast");
+    int grouped = fast || (argc == 7 && !strcmp(argv[6], "group"));
     long reps = atol(argv[1]), n = atol(argv[2]), hd = atol(argv[3]);
     long heads = atol(argv[4]), kv = atol(argv[5]);
     if (reps < 0 || n < 1 || hd < 2 || kv < 1 || heads < kv || heads % kv) {
@@ -59,7 +63,7 @@ int main(int argc, char **argv)
         return 1;
     }
     nb_attend_fn *attend = nb_attend_f16();
-    nb_attend_group_fn *group = nb_attend_group_f16();
+    nb_attend_group_fn *group = fast ? nb_attend_group_f16_fast() : nb_attend_group_f16();
     float scale = 1.0f / sqrtf((float)hd);
     size_t g = (size_t)(heads / kv);
     for (long r = 0; r < reps; r++) {

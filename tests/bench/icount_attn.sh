@@ -4,7 +4,9 @@
 # (tests/bench/attn_bench.c), the setup left out by difference (REPS and
 # 2 * REPS runs), head by head (single: nb_attend_f16) and with the query
 # heads of each kv head together (grouped: nb_attend_group_f16, each cache
-# row loaded once for them; the same bits). Default: the llama2-7b head
+# row loaded once for them; the same bits), and as the int8-activation path
+# runs it (fast: the grouped form with fp16 scores where the CPU has
+# FEAT_FP16, so the same as group on the A72). Default: the llama2-7b head
 # shape (32 heads of 128, 32 kv heads: nothing to group) at 2048 positions.
 #   tests/bench/icount_attn.sh [cross build dir]     (default: build-arm64)
 # Environment: NB_ICOUNT_SHAPE (llama2-7b, qwen2.5-1.5b: 12 heads of 128
@@ -49,7 +51,7 @@ printf 'attention of one decoded token: %s heads of %s (%s kv heads) over %s pos
   "$heads" "$hd" "$kv" "$n"
 printf '%-11s %-8s %14s %16s %18s\n' cpu heads per_layer per_head_pos "per_token($layers)"
 for cpu in $cpus; do
-  for mode in single group; do
+  for mode in single group fast; do
     a=$(count "$cpu" "$reps" $mode) b=$(count "$cpu" $((2 * reps)) $mode)
     awk -v c="$cpu" -v m="$mode" -v a="$a" -v b="$b" -v r="$reps" -v p="$((heads * n))" \
       -v l="$layers" \
