@@ -108,10 +108,7 @@ void nb_writer_abort(nb_writer *w)
     free_writer(w);
 }
 
-/* The pid a leftover's name carries: OUT.tmp<pid>, or a name built on it
- * (OUT.tmp<pid>-unquantized.tmp<pid>, the intermediate of convert
- * --quantize); 0 when name is not one. */
-static long leftover_pid(const char *name, const char *base)
+long nb_leftover_pid(const char *name, const char *base)
 {
     size_t n = strlen(base);
     if (strncmp(name, base, n) || strncmp(name + n, ".tmp", 4))
@@ -119,6 +116,11 @@ static long leftover_pid(const char *name, const char *base)
     char *end;
     long pid = strtol(name + n + 4, &end, 10);
     return end > name + n + 4 && (*end == 0 || *end == '-') && pid > 0 ? pid : 0;
+}
+
+int nb_process_gone(long pid)
+{
+    return pid > 0 && pid != (long)getpid() && kill((pid_t)pid, 0) && errno == ESRCH;
 }
 
 /* Removes what a writer of the same output killed by SIGKILL (no handler
@@ -138,8 +140,7 @@ static void remove_leftovers(const char *path)
     }
     struct dirent *ent;
     while ((ent = readdir(d))) {
-        long pid = leftover_pid(ent->d_name, base);
-        if (!pid || pid == (long)getpid() || !(kill((pid_t)pid, 0) && errno == ESRCH))
+        if (!nb_process_gone(nb_leftover_pid(ent->d_name, base)))
             continue;
         if ((size_t)n + strlen(ent->d_name) < sizeof dir) {
             strcpy(dir + n, ent->d_name);

@@ -53,6 +53,16 @@ int nb_writer_commit(nb_writer *w, nb_err *e);
 /* Removes the temporary file and frees w. */
 void nb_writer_abort(nb_writer *w);
 
+/* The pid a temporary output's name carries: BASE.tmp<pid>, or a name
+ * built on it (BASE.tmp<pid>-unquantized.tmp<pid>, the intermediate of
+ * convert --quantize); 0 when name is not one. */
+long nb_leftover_pid(const char *name, const char *base);
+
+/* 1 when no process has the id pid, so that its temporary output is a
+ * leftover of a SIGKILL (no handler ran) that nothing will finish. A pid
+ * reused since counts as live: its leftover stays. 0 for this process. */
+int nb_process_gone(long pid);
+
 /* Removes path too if SIGINT, SIGTERM or SIGHUP ends the process, until
  * called again with NULL: for an intermediate file a tool keeps between
  * two writers (convert --quantize). One such path at a time. */

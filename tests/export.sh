@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # nibble export --to autoawq (tools/export_autoawq.c, docs/export.md):
-#   export.sh roundtrip|refuse
+#   export.sh roundtrip|refuse|kill
 # roundtrip: random llama, qwen2 (q/k/v biases, tied) and qwen3 (q/k norms)
 # Hugging Face folders (tests/ref/make_hf.py's, widened to hidden 128,
 # head_dim 32, ffn 256 so that every linear is whole groups of 128),
@@ -15,6 +15,10 @@
 # tokens. The independent numpy check is tests/ref/check_export.py.
 # refuse: every refusal of docs/bad-input.md's export table: one line,
 # exit 1, nothing on stdout, no OUTDIR and no OUTDIR.tmp* left.
+# kill: an export killed by SIGKILL (no handler runs) leaves OUTDIR.tmp<pid>;
+# the next export to OUTDIR removes it (its process is gone) and succeeds.
+# It leaves the look-alikes: a live process's folder, other names, a
+# file, and a folder holding a file export does not write (one warning).
 # Environment (tests/meson.build): NIBBLE, TEST_EXPORT, NB_WRAP, DATA;
 # NB_PYTHON (default /usr/bin/python3, with numpy; skipped without it).
 set -u
@@ -170,6 +174,92 @@ section_refuse() {
     ! ls -d "$tmp/exists".tmp* >/dev/null 2>&1 && ok "OUTDIR exists: $(cat "$tmp/stderr")" ||
     fail "OUTDIR exists: $(cat "$tmp/stderr")"
   run export --help | grep -q "^usage: nibble export" && ok "export --help" || fail "export --help"
+}
+
+# A random llama2.c checkpoint of 27M parameters, whose export takes long
+# enough (a second or so) for a poll to see its temporary folder: PATH.
+big_checkpoint() {
+  "$PY" - "$1" <<'EOF'
+import sys
+import numpy as np
+dim, hidden, layers, heads, kv, vocab, seq = 512, 1536, 8, 8, 8, 512, 256
+hd = dim // heads
+n = (vocab * dim + layers * dim * 2 + layers * (2 * dim * dim + 2 * dim * kv * hd) +
+     3 * layers * dim * hidden + dim + seq * hd)
+w = np.random.default_rng(3).integers(-96, 97, n).astype("<f4") / 256
+with open(sys.argv[1], "wb") as f:
+    f.write(np.array([dim, hidden, layers, heads, kv, vocab, seq], "<i4").tobytes())
+    f.write(w.tobytes())
+EOF
+}
+
+# kill_export NIB OUT: starts an export to OUT, waits until OUT.tmp<pid>
+# holds model.safetensors (written last, for a second or so), stops the
+# process so it cannot finish meanwhile (as bad_signals.sh's interrupt),
+# kills it with SIGKILL; $rc its exit status, $killed its pid. 1 (after a
+# failure line) when it ended before.
+kill_export() {
+  local i state
+  $NB_WRAP "$NIBBLE" export -q "$1" -o "$2" >/dev/null 2>"$tmp/kill.err" &
+  killed=$!
+  for ((i = 0; i < 6000; i++)); do # 2 minutes at most (qemu)
+    [ -f "$2.tmp$killed/model.safetensors" ] && break
+    kill -0 $killed 2>/dev/null || break
+    sleep 0.02
+  done
+  kill -STOP $killed 2>/dev/null
+  for ((i = 0; i < 100; i++)); do
+    state=$(sed -n 's/^[0-9]* (.*) \(.\) .*/\1/p' /proc/$killed/stat 2>/dev/null)
+    [ "$state" = T ] || [ -z "$state" ] || [ "$state" = Z ] && break
+    sleep 0.01
+  done
+  kill -KILL $killed 2>/dev/null
+  wait $killed 2>/dev/null # (no "Killed" notice from the shell)
+  rc=$?
+  [ "$state" = T ] && return
+  fail "SIGKILL: the export ended (exit $rc) before it could be killed: $(head -c 300 "$tmp/kill.err")"
+  return 1
+}
+
+section_kill() {
+  local nib=$tmp/big-q.nib d=$tmp/k out=$tmp/k/out rc killed left dead before
+  big_checkpoint "$tmp/big.bin" &&
+    run convert -q "$tmp/big.bin" --tokenizer "$DATA/stories260K/tok512.model" -o "$tmp/big.nib" \
+      --dtype f16 && rm -f "$tmp/big.bin" &&
+    run quantize -q -m "$tmp/big.nib" --method rtn --group 32 --output-f16 -o "$nib" >/dev/null ||
+    { fail "SIGKILL: cannot make the model"; return; }
+  mkdir -p "$d"
+  kill_export "$nib" "$out" || return
+  left=$(ls -A "$d")
+  [ $rc -eq 137 ] && [ "$left" = "out.tmp$killed" ] && [ -n "$(ls -A "$out.tmp$killed")" ] &&
+    ok "SIGKILL: exit 137, left $left ($(ls "$out.tmp$killed" | tr '\n' ' '))" ||
+    fail "SIGKILL: exit $rc, left '$left'"
+  run export -q "$nib" -o "$out" >/dev/null 2>"$tmp/err" ||
+    fail "export after a SIGKILL: $(cat "$tmp/err")"
+  left=$(ls -A "$d")
+  [ "$left" = out ] && [ -f "$out/model.safetensors" ] &&
+    ok "SIGKILL: the next export to out removed out.tmp$killed and wrote out" ||
+    fail "SIGKILL: after the next export to out: '$left'"
+  # Look-alikes of a leftover, which must stay: a live process's (this
+  # shell's), names export does not choose, a file, and a dead process's
+  # folder holding a file export does not write (one warning line).
+  rm -rf "$out"
+  dead=$(sh -c 'echo $$')
+  mkdir "$out.tmp$$" "$out.tmp$dead" "$out.tmp$dead-x" "$out.tmp0$dead"
+  : >"$out.tmp$$/config.json"
+  : >"$out.tmp$dead/config.json"
+  : >"$out.tmp$dead/notes.txt"
+  : >"$out.tmp$((dead + 1))"
+  before=$(ls -A "$d" | sort | tr '\n' ' ')
+  run export -q "$nib" -o "$out" >/dev/null 2>"$tmp/err" ||
+    fail "export beside look-alikes: $(cat "$tmp/err")"
+  left=$(ls -A "$d" | grep -v '^out$' | sort | tr '\n' ' ')
+  [ "$left" = "$before" ] && [ -f "$out.tmp$dead/config.json" ] && [ -f "$out/config.json" ] &&
+    ok "look-alikes of a leftover stay: $left" || fail "look-alikes: before '$before', after '$left'"
+  [ "$(wc -l <"$tmp/err")" -eq 1 ] &&
+    grep -q "out.tmp$dead', left by an export that was killed, holds 'notes.txt'" "$tmp/err" &&
+    ok "a leftover holding a file export does not write: $(cat "$tmp/err")" ||
+    fail "a leftover holding a file export does not write: '$(cat "$tmp/err")'"
 }
 
 run_section "$section"

@@ -15,9 +15,11 @@
  * q/k rows of a file with interleaved RoPE pairs (llama2.c, GGUF llama)
  * are reordered into Hugging Face's rotate-half order, per head, as
  * transformers' conversion script permutes them. The folder is written
- * as OUTDIR.tmp<pid> and renamed into place when complete. The JSON files
+ * as OUTDIR.tmp<pid> and renamed into place when complete; one that a
+ * SIGKILL left is removed by the next export to OUTDIR. The JSON files
  * are export_hf.c's. */
 #define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -31,6 +33,7 @@
 #include "../models/net.h"
 #include "../neon/f16.h"
 #include "../runtime/qtensor.h"
+#include "../runtime/writer.h"
 #include "export_hf.h"
 #include "progress.h"
 
@@ -62,11 +65,98 @@ static void remove_tmp(void)
     pending.n = 0;
 }
 
+/* ---- the folders an export killed by SIGKILL left (no handler ran) ---- */
+
+enum { PATH_BYTES = 4400 }; /* a path (< 4096 bytes) and a name in it (< 256) */
+
+/* 1 when name, in folder dir, is a plain file (a link is not followed)
+ * of those export writes; path [PATH_BYTES] gets dir/name. */
+static int own_file(const char *dir, const char *name, char *path)
+{
+    struct stat st;
+    int n = snprintf(path, PATH_BYTES, "%s/%s", dir, name);
+    return n > 0 && n < PATH_BYTES && !lstat(path, &st) && S_ISREG(st.st_mode) &&
+           (!strcmp(name, "model.safetensors") || nb_export_hf_file(name));
+}
+
+static int dot(const char *name)
+{
+    return !strcmp(name, ".") || !strcmp(name, "..");
+}
+
+/* The first entry of the folder dir (read through d) that is not a file
+ * export writes; NULL when there is none. */
+static const char *stranger(DIR *d, const char *dir)
+{
+    char path[PATH_BYTES];
+    struct dirent *ent;
+    while ((ent = readdir(d)))
+        if (!dot(ent->d_name) && !own_file(dir, ent->d_name, path))
+            return ent->d_name;
+    return NULL;
+}
+
+/* Removes the files export writes from the folder dir (read through d). */
+static void remove_files(DIR *d, const char *dir)
+{
+    char path[PATH_BYTES];
+    struct dirent *ent;
+    rewinddir(d);
+    while ((ent = readdir(d)))
+        if (!dot(ent->d_name) && own_file(dir, ent->d_name, path))
+            unlink(path);
+}
+
+/* Empties and removes the leftover folder dir if it holds nothing but
+ * files export writes: anything else may be someone's, so the folder
+ * stays as it is, with one line saying so (a warning, even with -q: the
+ * user has to look). Nothing is recursed into. */
+static void remove_leftover(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    const char *other = stranger(d, dir);
+    if (other)
+        fprintf(stderr, "nibble: warning: '%s', left by an export that was killed, holds '%s', "
+                "which export does not write: left as it is\n", dir, other);
+    else
+        remove_files(d, dir);
+    closedir(d);
+    if (!other)
+        rmdir(dir);
+}
+
+/* The folders OUTDIR.tmp<pid> (that exact name) whose process is gone,
+ * as nb_writer removes the files OUT.tmp<pid> of a killed writer. */
+static void remove_leftovers(const char *outdir)
+{
+    char parent[4096], path[PATH_BYTES], want[PATH_BYTES];
+    const char *slash = strrchr(outdir, '/'), *base = slash ? slash + 1 : outdir;
+    int n = slash ? snprintf(parent, sizeof parent, "%.*s", (int)(slash - outdir + 1), outdir)
+                  : snprintf(parent, sizeof parent, "./");
+    DIR *d = *base && n > 0 && (size_t)n < sizeof parent ? opendir(parent) : NULL;
+    struct dirent *ent;
+    struct stat st;
+    while (d && (ent = readdir(d))) {
+        long pid = nb_leftover_pid(ent->d_name, base);
+        snprintf(want, sizeof want, "%s.tmp%ld", base, pid); /* not OUTDIR.tmp<pid>-x, .tmp+1 */
+        if (!pid || strcmp(want, ent->d_name) || !nb_process_gone(pid))
+            continue;
+        snprintf(path, sizeof path, "%s%s", parent, ent->d_name);
+        if (!lstat(path, &st) && S_ISDIR(st.st_mode))
+            remove_leftover(path);
+    }
+    if (d)
+        closedir(d);
+}
+
 static int make_tmp(const char *outdir, nb_err *e)
 {
     struct stat st;
     if (!stat(outdir, &st))
         return nb_fail(e, "'%s' exists: give a new folder (nothing is overwritten)", outdir);
+    remove_leftovers(outdir);
     int n = snprintf(pending.dir, sizeof pending.dir, "%s.tmp%ld", outdir, (long)getpid());
     if (n < 0 || (size_t)n >= sizeof pending.dir - 128)
         return nb_fail(e, "output path '%.64s...' is too long", outdir);

@@ -178,20 +178,33 @@ static int write_bytes(const char *name, const void *p, size_t n, nb_err *e)
     return nb_export_close(f, name, e);
 }
 
+/* The tokenizer files --tokenizer DIR may hold, copied when they exist. */
+static const char *const tok_files[] = {"tokenizer.json", "tokenizer.model",
+                                        "tokenizer_config.json", "special_tokens_map.json",
+                                        "added_tokens.json", "vocab.json", "merges.txt",
+                                        "chat_template.jinja"};
+
+int nb_export_hf_file(const char *name)
+{
+    if (!strcmp(name, "config.json") || !strcmp(name, "generation_config.json"))
+        return 1;
+    for (size_t i = 0; i < sizeof tok_files / sizeof *tok_files; i++)
+        if (!strcmp(name, tok_files[i]))
+            return 1;
+    return 0;
+}
+
 /* The tokenizer files of DIR that exist; *has_config when
  * tokenizer_config.json was one of them. */
 static int copy_files(const char *dir, int *has_config, nb_err *e)
 {
-    static const char *const names[] = {"tokenizer.json", "tokenizer.model", "tokenizer_config.json",
-                                        "special_tokens_map.json", "added_tokens.json",
-                                        "vocab.json", "merges.txt", "chat_template.jinja"};
     int rc = 0;
-    for (size_t i = 0; i < sizeof names / sizeof *names && !rc; i++) {
-        char *path = nb_hf_path(dir, names[i]);
+    for (size_t i = 0; i < sizeof tok_files / sizeof *tok_files && !rc; i++) {
+        char *path = nb_hf_path(dir, tok_files[i]);
         size_t size;
         void *p = is_file(path) ? nb_read_file(path, MAX_COPY_BYTES, &size, e) : NULL;
         if (is_file(path))
-            rc = p ? write_bytes(names[i], p, size, e) : -1;
+            rc = p ? write_bytes(tok_files[i], p, size, e) : -1;
         *has_config |= p && i == 2;
         free(p), free(path);
     }

@@ -41,5 +41,8 @@ int nb_export_check_tokenizer(const nb_export *x, nb_err *e);
 int nb_export_json(const nb_export *x, nb_err *e);
 /* tokenizer.model or the files of DIR, and tokenizer_config.json. */
 int nb_export_tokenizer(const nb_export *x, nb_err *e);
+/* 1 when name is a file the three above may write (the tokenizer files
+ * of any DIR): what a leftover folder may hold besides the tensors. */
+int nb_export_hf_file(const char *name);
 
 #endif
