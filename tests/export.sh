@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# nibble export --to autoawq (tools/export_autoawq.c, docs/export.md):
+# nibble export --to autoawq (tools/export/export_autoawq.c, docs/export.md):
 #   export.sh roundtrip|refuse|kill
 # roundtrip: random llama, qwen2 (q/k/v biases, tied) and qwen3 (q/k norms)
 # Hugging Face folders (tests/ref/make_hf.py's, widened to hidden 128,

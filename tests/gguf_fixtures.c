@@ -10,8 +10,8 @@
 #include <sys/stat.h>
 
 #include "../neon/f16.h"
-#include "../tools/convert.h"
-#include "../tools/gguf.h"
+#include "../tools/import/convert.h"
+#include "../tools/import/gguf.h"
 #include "gguf_fixtures.h"
 #include "testutil.h"
 

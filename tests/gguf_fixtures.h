@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../tools/gguf.h"
+#include "../tools/import/gguf.h"
 
 /* ---- a GGUF writer ---- */
 

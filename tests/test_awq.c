@@ -20,9 +20,9 @@
 
 #include "../models/net.h"
 #include "../neon/gemv.h"
-#include "../tools/awq.h"
-#include "../tools/convert.h"
 #include "../tokenizer/tokenizer.h"
+#include "../tools/awq/awq.h"
+#include "../tools/import/convert.h"
 #include "test_awq.h"
 #include "testutil.h"
 

@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #include "../runtime/model.h"
-#include "../tools/awq.h"
+#include "../tools/awq/awq.h"
 
 /* Largest |a - b|; largest |x|. */
 double max_gap(const float *a, const float *b, size_t n);

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "../models/net.h"
-#include "../tools/awq.h"
+#include "../tools/awq/awq.h"
 #include "test_awq.h"
 #include "testutil.h"
 

@@ -13,7 +13,7 @@
 #include "../runtime/convo.h"
 #include "../runtime/gen.h"
 #include "../runtime/session.h"
-#include "../tools/convert.h"
+#include "../tools/import/convert.h"
 #include "testutil.h"
 
 enum { GOLDEN = 200 };

@@ -31,9 +31,9 @@
 #include "../runtime/model.h"
 #include "../runtime/qtensor.h"
 #include "../tokenizer/tokenizer.h"
-#include "../tools/convert.h"
-#include "../tools/gguf.h"
-#include "../tools/safetensors.h"
+#include "../tools/import/convert.h"
+#include "../tools/import/gguf.h"
+#include "../tools/import/safetensors.h"
 #include "gguf_fixtures.h"
 #include "testutil.h"
 

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../tools/convert.h"
+#include "../tools/import/convert.h"
 #include "testutil.h"
 
 static json_t *parse(const char *text, nb_err *e)

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../tools/safetensors.h"
+#include "../tools/import/safetensors.h"
 #include "testutil.h"
 
 /* 24 bytes of F32 [2, 3], 8 of BF16 [4], 1 of I8 [] and an empty F16. */

@@ -13,7 +13,7 @@
 #include <time.h>
 
 #include "../runtime/slots.h"
-#include "../tools/convert.h"
+#include "../tools/import/convert.h"
 #include "testutil.h"
 
 enum { GOLDEN = 200, JOBS = 7 };

@@ -7,10 +7,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "awq/quant_flags.h"
 #include "cli.h"
-#include "convert.h"
-#include "gguf.h"
-#include "quant_flags.h"
+#include "import/convert.h"
+#include "import/gguf.h"
 
 static void help(void)
 {

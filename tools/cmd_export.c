@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "export_autoawq.h"
+#include "export/export_autoawq.h"
 
 int cmd_export(int argc, char **argv);
 

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "convert.h"
+#include "import/convert.h"
 #include "ppl.h"
 #include "progress.h"
 

@@ -11,9 +11,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "awq/quant_flags.h"
 #include "cli.h"
-#include "convert.h"
-#include "quant_flags.h"
+#include "import/convert.h"
 
 static void help(void)
 {

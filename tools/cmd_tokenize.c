@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
-#include "convert.h"
+#include "import/convert.h"
 
 static const char help[] =
     "usage: nibble tokenize -m MODEL (-p TEXT | -f FILE | --jsonl) [--ids] [--no-bos]\n"

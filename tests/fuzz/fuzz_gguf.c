@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../tools/convert.h"
-#include "../../tools/gguf.h"
+#include "../../tools/import/convert.h"
+#include "../../tools/import/gguf.h"
 #include "fuzz_util.h"
 
 static void walk(const nb_gguf *g, const uint8_t *data, size_t size)

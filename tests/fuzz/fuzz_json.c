@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../tools/convert.h"
+#include "../../tools/import/convert.h"
 #include "fuzz_util.h"
 
 static void walk(json_t *v, int depth)

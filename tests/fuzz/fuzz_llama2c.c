@@ -3,7 +3,7 @@
  * vocab 512 to get far). What converts must load. */
 #include <stdlib.h>
 
-#include "../../tools/convert.h"
+#include "../../tools/import/convert.h"
 #include "fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

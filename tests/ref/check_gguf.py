@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Cross-checks nibble's GGUF reader and importer against llama.cpp's own
 Python package `gguf` (its GGUFReader and gguf.quants.dequantize, numpy).
-Not part of CI: run it by hand after changing tools/gguf.c or import_gguf.c.
+Not part of CI: run it by hand after changing tools/import/gguf.c or import_gguf.c.
 
     python3 -m venv /tmp/ggufvenv && /tmp/ggufvenv/bin/pip install gguf numpy
     /tmp/ggufvenv/bin/python tests/ref/check_gguf.py BUILD [MODEL.gguf [MODEL.nib]]

@@ -30,12 +30,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../models/net.h"
-#include "../neon/f16.h"
-#include "../runtime/qtensor.h"
-#include "../runtime/writer.h"
+#include "../../models/net.h"
+#include "../../neon/f16.h"
+#include "../../runtime/qtensor.h"
+#include "../../runtime/writer.h"
+#include "../progress.h"
 #include "export_hf.h"
-#include "progress.h"
 
 /* ---- the temporary folder, removed on failure and on signals ---- */
 

@@ -3,7 +3,7 @@
 #ifndef NIBBLE_EXPORT_AUTOAWQ_H
 #define NIBBLE_EXPORT_AUTOAWQ_H
 
-#include "../runtime/base/err.h"
+#include "../../runtime/base/err.h"
 
 typedef struct nb_export_opts {
     const char *tokenizer_dir; /* the original folder's tokenizer files; NULL: from the .nib */

@@ -24,12 +24,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../models/net.h"
-#include "../neon/f16.h"
-#include "../runtime/chat.h"
-#include "../runtime/base/utf8.h"
+#include "../../models/net.h"
+#include "../../neon/f16.h"
+#include "../../runtime/base/utf8.h"
+#include "../../runtime/chat.h"
+#include "../progress.h"
 #include "convert.h"
-#include "progress.h"
 #include "safetensors.h"
 
 #define MAX_TOKENIZER_CONFIG_BYTES (16u << 20) /* added_tokens_decoder can be large */

@@ -9,12 +9,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../runtime/affinity.h"
-#include "../runtime/qtensor.h"
+#include "../../runtime/affinity.h"
+#include "../../runtime/qtensor.h"
+#include "../cli.h"
+#include "../ppl.h"
+#include "../progress.h"
 #include "awq.h"
-#include "cli.h"
-#include "ppl.h"
-#include "progress.h"
 #include "quant_flags.h"
 
 enum { PREFIX_BYTES = 16 }; /* generous bytes per token for a first prefix */

@@ -17,7 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../tokenizer/tokenizer.h"
+#include "../../tokenizer/tokenizer.h"
 #include "export_hf.h"
 
 #define MAX_COPY_BYTES (64u << 20)

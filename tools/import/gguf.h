@@ -26,7 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../runtime/base/err.h"
+#include "../../runtime/base/err.h"
 
 #define NB_GGUF_MAX_DIMS 4
 #define NB_GGUF_NAME_LEN 64 /* ggml's GGML_MAX_NAME, NUL included */

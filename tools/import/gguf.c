@@ -13,8 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../neon/f16.h"
-#include "../runtime/base/utf8.h"
+#include "../../neon/f16.h"
+#include "../../runtime/base/utf8.h"
 
 /* Bounds no real file comes near (a large mixture of experts has a few
  * thousand tensors and a hundred keys), so that a hostile count is refused

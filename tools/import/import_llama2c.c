@@ -14,9 +14,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../models/net.h"
+#include "../../models/net.h"
+#include "../progress.h"
 #include "convert.h"
-#include "progress.h"
 
 struct l2c {
     int32_t dim, hidden, n_layers, n_heads, n_kv_heads, vocab, seq_len;

@@ -7,8 +7,8 @@
 
 #include <stdio.h>
 
-#include "../models/awq_layer.h"
-#include "../neon/quant.h"
+#include "../../models/awq_layer.h"
+#include "../../neon/quant.h"
 
 typedef enum {
     NB_AWQ_PACKED,    /* NB_Q4 / NB_Q3 tensors: the normal output */

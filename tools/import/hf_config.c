@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../models/arch.h"
-#include "../runtime/base/utf8.h"
+#include "../../models/arch.h"
+#include "../../runtime/base/utf8.h"
 #include "convert.h"
 
 #define MAX_CONFIG_BYTES (1u << 20)

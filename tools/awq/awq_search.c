@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../neon/gemv.h"
+#include "../../neon/gemv.h"
 
 /* ---- parallel loops over weight rows ----------------------------------- */
 

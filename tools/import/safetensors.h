@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "../runtime/base/err.h"
+#include "../../runtime/base/err.h"
 
 #define NB_ST_MAX_DIMS 8
 #define NB_ST_MAX_HEADER 100000000u /* the reference implementation's cap */

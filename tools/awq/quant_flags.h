@@ -7,8 +7,8 @@
 
 #include <stdio.h>
 
-#include "../runtime/model.h"
-#include "convert.h"
+#include "../../runtime/model.h"
+#include "../import/convert.h"
 
 enum {
     NB_QUANT_BLOCK = 512,         /* calibration tokens per independent sequence */

@@ -10,10 +10,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../neon/f16.h"
-#include "../tokenizer/bpe.h"
-#include "../runtime/base/utf8.h"
-#include "../tokenizer/tokenizer.h"
+#include "../../neon/f16.h"
+#include "../../runtime/base/utf8.h"
+#include "../../tokenizer/bpe.h"
+#include "../../tokenizer/tokenizer.h"
 
 #define MAX_TOKENIZER_FILE (64u << 20) /* Qwen's tokenizer.json: 11 MB */
 

@@ -19,8 +19,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../tokenizer/tokenizer.h"
-#include "../runtime/base/utf8.h"
+#include "../../runtime/base/utf8.h"
+#include "../../tokenizer/tokenizer.h"
 #include "convert.h"
 
 #define MAX_CONFIG_BYTES (16u << 20) /* tokenizer_config.json's added_tokens_decoder */

@@ -5,10 +5,10 @@
 
 #include <stdint.h>
 
-#include "../models/arch.h"
-#include "../runtime/base/err.h"
-#include "../runtime/kv.h"
-#include "../runtime/writer.h"
+#include "../../models/arch.h"
+#include "../../runtime/base/err.h"
+#include "../../runtime/kv.h"
+#include "../../runtime/writer.h"
 #include "safetensors.h"
 
 typedef struct nb_convert_opts {

@@ -18,9 +18,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../neon/f16.h"
-#include "../neon/qpack.h"
-#include "../runtime/qtensor.h"
+#include "../../neon/f16.h"
+#include "../../neon/qpack.h"
+#include "../../runtime/qtensor.h"
 #include "convert.h"
 
 #define MAX_CONFIG_BYTES (1u << 20)

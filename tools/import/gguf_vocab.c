@@ -13,11 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../neon/f16.h"
-#include "../runtime/nibformat.h"
-#include "../tokenizer/bpe.h"
-#include "../tokenizer/tokenizer.h"
-#include "../runtime/base/utf8.h"
+#include "../../neon/f16.h"
+#include "../../runtime/base/utf8.h"
+#include "../../runtime/nibformat.h"
+#include "../../tokenizer/bpe.h"
+#include "../../tokenizer/tokenizer.h"
 #include "convert.h"
 #include "gguf.h"
 

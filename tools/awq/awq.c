@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../models/net.h"
-#include "../runtime/qtensor.h"
-#include "progress.h"
+#include "../../models/net.h"
+#include "../../runtime/qtensor.h"
+#include "../progress.h"
 
 /* ---- the driver ---------------------------------------------------------- */
 

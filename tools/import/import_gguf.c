@@ -22,17 +22,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../models/arch.h"
-#include "../models/net.h"
-#include "../neon/f16.h"
-#include "../runtime/chat.h"
-#include "../runtime/kv.h"
-#include "../runtime/qtensor.h"
-#include "../tokenizer/tokenizer.h"
-#include "../runtime/base/utf8.h"
+#include "../../models/arch.h"
+#include "../../models/net.h"
+#include "../../neon/f16.h"
+#include "../../runtime/base/utf8.h"
+#include "../../runtime/chat.h"
+#include "../../runtime/kv.h"
+#include "../../runtime/qtensor.h"
+#include "../../tokenizer/tokenizer.h"
+#include "../progress.h"
 #include "convert.h"
 #include "gguf.h"
-#include "progress.h"
 
 
 /* What a tensor is, for its dtype and shape. */

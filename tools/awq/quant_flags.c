@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cli.h"
+#include "../cli.h"
 
 void nb_quant_init(nb_quant *q)
 {

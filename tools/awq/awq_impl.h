@@ -8,9 +8,9 @@
 
 #include <stdint.h>
 
-#include "../runtime/model.h"
-#include "../runtime/pool.h"
-#include "../runtime/writer.h"
+#include "../../runtime/model.h"
+#include "../../runtime/pool.h"
+#include "../../runtime/writer.h"
 #include "awq.h"
 
 enum {

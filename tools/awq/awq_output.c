@@ -11,10 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../models/net.h"
-#include "../neon/gemv.h"
-#include "../runtime/qtensor.h"
-#include "progress.h"
+#include "../../models/net.h"
+#include "../../neon/gemv.h"
+#include "../../runtime/qtensor.h"
+#include "../progress.h"
 
 /* ---- the output layer ------------------------------------------------------ */
 

@@ -6,11 +6,11 @@
 
 #include <stdio.h>
 
-#include "../models/arch.h"
-#include "../runtime/model.h"
-#include "convert.h"
+#include "../../models/arch.h"
+#include "../../runtime/model.h"
+#include "../import/convert.h"
+#include "../import/safetensors.h"
 #include "export_autoawq.h"
-#include "safetensors.h"
 
 struct job;
 struct json_t;

@@ -19,10 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../neon/f16.h"
-#include "../neon/qpack.h"
-#include "../runtime/model.h"
-#include "../runtime/qtensor.h"
+#include "../../neon/f16.h"
+#include "../../neon/qpack.h"
+#include "../../runtime/model.h"
+#include "../../runtime/qtensor.h"
 #include "convert.h"
 
 #define MAX_CONFIG_BYTES (1u << 20)
