@@ -2,6 +2,7 @@
 #include "fuzz_util.h"
 
 #include "../../models/net.h"
+#include "../../tools/import/convert.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -203,4 +204,26 @@ uint8_t *fz_tiny_hf(size_t *size)
                               {parts[i].rows, parts[i].cols}, bytes[i], (size_t)(n * width)};
     }
     return fz_st_image(t, N, size);
+}
+
+void fz_import_folder(const uint8_t *data, size_t size, fz_importer import, const char *what)
+{
+    if (size < 4)
+        return;
+    size_t n = fz_u32(data);
+    if (n > size - 4)
+        return;
+    char config[512], weights[512], out[512];
+    fz_path(config, sizeof config, "config.json");
+    fz_path(weights, sizeof weights, "model.safetensors");
+    fz_path(out, sizeof out, "out.nib");
+    if (fz_write(config, data + 4, n) || fz_write(weights, data + 4 + n, size - 4 - n))
+        abort();
+    /* the output dtype from the length, which trailing bytes change */
+    static const int dtypes[3] = {-1, NB_F16, NB_BF16};
+    nb_convert_opts o = {.out_dtype = dtypes[size % 3], .tokenizer_path = fz_tokenizer_path(),
+                         .name = "fuzz", .quiet = 1};
+    nb_err e;
+    if (!import(fz_dir(), out, &o, &e))
+        fz_check_loads(out, what);
 }

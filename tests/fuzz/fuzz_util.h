@@ -43,6 +43,17 @@ uint8_t *fz_st_image(const fz_st_tensor *t, int n, size_t *size);
  * which importer wrote it and why, and aborts. Removes the file. */
 void fz_check_loads(const char *path, const char *importer);
 
+/* The quantized-checkpoint importers' targets (autoawq, ct): a folder
+ * made of the input, a little-endian u32 n, n bytes of config.json and the
+ * rest as model.safetensors, converted by import (nb_import_autoawq,
+ * nb_import_ct) with tok512.model, the output dtype picked by the length;
+ * what converts must load (fz_check_loads, naming `what`). */
+struct nb_convert_opts;
+struct nb_err;
+typedef int (*fz_importer)(const char *in, const char *out, const struct nb_convert_opts *o,
+                           struct nb_err *e);
+void fz_import_folder(const uint8_t *data, size_t size, fz_importer import, const char *what);
+
 /* A tiny Hugging Face Llama (dim 8, one layer, 2 heads, 1 kv head, ffn
  * 16, vocab 512 (tok512's), tied embeddings; F32, F16 and BF16 tensors): the
  * model.safetensors image, and the config.json that matches it. */

@@ -137,6 +137,15 @@ int nb_hf_check_unused(const nb_hf *h, nb_err *e);
  * the source). */
 int nb_hf_write_plain(nb_writer *w, const nb_hf_item *it, int out_dtype, nb_err *e);
 
+/* A linear a checkpoint stores as 4-bit codes (AutoAWQ, compressed-tensors):
+ * unpack(ctx, ...) fills its codes [rows][cols], fp32 scales and zero points
+ * [rows][n_groups] (checking what it reads), then they are packed in
+ * nibble's layout, groups of `group` columns, and written as it->dst. */
+typedef int (*nb_hf_unpack)(const void *ctx, size_t rows, size_t cols, size_t n_groups,
+                            uint8_t *codes, float *scales, uint8_t *zeros, nb_err *e);
+int nb_hf_write_int4(nb_writer *w, const nb_hf_item *it, long long group, nb_hf_unpack unpack,
+                     const void *ctx, nb_err *e);
+
 /* Writes the whole file atomically, calling put for each item in order. */
 typedef int (*nb_hf_put)(void *ctx, nb_writer *w, const nb_hf_item *it, nb_err *e);
 int nb_hf_write(const nb_hf *h, const char *out, int quiet, nb_hf_put put, void *ctx,

@@ -270,11 +270,28 @@ static float half(const nb_st_tensor *t, size_t i)
  * so column n sits at nibble rev[n % 8]. */
 static const unsigned gemm_rev[8] = {0, 4, 1, 5, 2, 6, 3, 7};
 
-/* Codes [n][k], scales and zeros [n][ng], as nb_qpack takes them. */
-static void unpack(const struct awq_lin *L, int version, size_t n, size_t k, size_t g,
-                   uint8_t *codes, float *scales, uint8_t *zeros)
+static int check_scales(const struct awq_lin *L, const float *scales, size_t count, nb_err *e)
 {
-    size_t ng = k / g, zw = version == GEMV ? L->qz->shape[1] : 0;
+    for (size_t i = 0; i < count; i++)
+        if (!isfinite(scales[i]))
+            return nb_fail(e, "tensor '%s' holds a scale that is not finite", L->sc->name);
+    return 0;
+}
+
+struct awq_unpack {
+    const struct awq_lin *L;
+    int version;
+};
+
+/* Codes [n][k], scales and zeros [n][ng], as nb_qpack takes them
+ * (nb_hf_unpack); the scales checked. */
+static int unpack(const void *ctx, size_t n, size_t k, size_t ng, uint8_t *codes, float *scales,
+                  uint8_t *zeros, nb_err *e)
+{
+    const struct awq_unpack *u = ctx;
+    const struct awq_lin *L = u->L;
+    int version = u->version;
+    size_t zw = version == GEMV ? L->qz->shape[1] : 0;
     for (size_t r = 0; r < n; r++) {
         for (size_t c = 0; c < k; c++)
             codes[r * k + c] = (uint8_t)(version == GEMM
@@ -287,39 +304,14 @@ static void unpack(const struct awq_lin *L, int version, size_t n, size_t k, siz
             scales[r * ng + j] = half(L->sc, version == GEMM ? j * n + r : r * 8 * zw + j);
         }
     }
-}
-
-static int check_scales(const struct awq_lin *L, const float *scales, size_t count, nb_err *e)
-{
-    for (size_t i = 0; i < count; i++)
-        if (!isfinite(scales[i]))
-            return nb_fail(e, "tensor '%s' holds a scale that is not finite", L->sc->name);
-    return 0;
+    return check_scales(L, scales, n * ng, e);
 }
 
 static int put_packed(nb_writer *w, const nb_hf_item *it, const struct awq_lin *L,
                       const struct awq_cfg *q, nb_err *e)
 {
-    size_t n = (size_t)it->shape[0], k = (size_t)it->shape[1], g = (size_t)q->group;
-    nb_qlayout l;
-    if (nb_qlayout_init(&l, n, k, 4, (int)g))
-        return nb_fail(e, "'%s': no packed layout for %zu x %zu in groups of %zu", it->src, n, k,
-                       g);
-    uint8_t *codes = malloc(n * k), *zeros = malloc(n * l.n_groups), *out = malloc(l.total_bytes);
-    float *scales = malloc(n * l.n_groups * sizeof *scales);
-    struct nb_tensor_entry t;
-    int rc = -1;
-    if (!codes || !zeros || !out || !scales) {
-        nb_fail(e, "out of memory for '%s'", it->src);
-    } else {
-        unpack(L, q->version, n, k, g, codes, scales, zeros);
-        if (!check_scales(L, scales, n * l.n_groups, e) && !nb_qentry_init(&t, it->dst, &l, e)) {
-            nb_qpack(&l, codes, scales, zeros, out);
-            rc = nb_writer_add_entry(w, &t, out, e);
-        }
-    }
-    free(codes), free(zeros), free(out), free(scales);
-    return rc;
+    struct awq_unpack u = {L, q->version};
+    return nb_hf_write_int4(w, it, q->group, unpack, &u, e);
 }
 
 /* ---- the importer ---- */

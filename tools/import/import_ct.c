@@ -342,10 +342,11 @@ static int zero_at(const nb_st_tensor *z, size_t r, size_t j, size_t ng)
     return v >= -8 && v <= 7 ? v + 8 : -1;
 }
 
-/* Codes [n][k], scales and zeros [n][ng], as nb_qpack takes them. */
-static int unpack(const struct ct_lin *L, size_t n, size_t k, size_t ng, uint8_t *codes,
-                  float *scales, uint8_t *zeros, nb_err *e)
+/* Codes [n][k], scales and zeros [n][ng], as nb_qpack takes them (nb_hf_unpack). */
+static int unpack(const void *ctx, size_t n, size_t k, size_t ng, uint8_t *codes, float *scales,
+                  uint8_t *zeros, nb_err *e)
 {
+    const struct ct_lin *L = ctx;
     size_t kw = (k + 7) / 8;
     for (size_t r = 0; r < n; r++) {
         for (size_t c = 0; c < k; c++)
@@ -369,24 +370,7 @@ static int unpack(const struct ct_lin *L, size_t n, size_t k, size_t ng, uint8_t
 static int put_packed(nb_writer *w, const nb_hf_item *it, const struct ct_lin *L,
                       const struct ct_cfg *q, nb_err *e)
 {
-    size_t n = (size_t)it->shape[0], k = (size_t)it->shape[1];
-    nb_qlayout l;
-    if (nb_qlayout_init(&l, n, k, 4, (int)q->group))
-        return nb_fail(e, "'%s': no packed layout for %zu x %zu in groups of %lld", it->src, n, k,
-                       (long long)q->group);
-    uint8_t *codes = malloc(n * k), *zeros = malloc(n * l.n_groups), *out = malloc(l.total_bytes);
-    float *scales = malloc(n * l.n_groups * sizeof *scales);
-    struct nb_tensor_entry t;
-    int rc = -1;
-    if (!codes || !zeros || !out || !scales)
-        nb_fail(e, "out of memory for '%s'", it->src);
-    else if (!unpack(L, n, k, l.n_groups, codes, scales, zeros, e) &&
-             !nb_qentry_init(&t, it->dst, &l, e)) {
-        nb_qpack(&l, codes, scales, zeros, out);
-        rc = nb_writer_add_entry(w, &t, out, e);
-    }
-    free(codes), free(zeros), free(out), free(scales);
-    return rc;
+    return nb_hf_write_int4(w, it, q->group, unpack, L, e);
 }
 
 /* ---- the importer ---- */

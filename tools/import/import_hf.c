@@ -26,8 +26,10 @@
 
 #include "../../models/net.h"
 #include "../../neon/f16.h"
+#include "../../neon/qpack.h"
 #include "../../runtime/base/utf8.h"
 #include "../../runtime/chat.h"
+#include "../../runtime/qtensor.h"
 #include "../progress.h"
 #include "convert.h"
 #include "safetensors.h"
@@ -350,6 +352,29 @@ int nb_hf_write_plain(nb_writer *w, const nb_hf_item *it, int out_dtype, nb_err 
     if (out == NB_F16 && src != NB_F16 && check_f16_range(it, e))
         return -1;
     return nb_convert_tensor(w, it->dst, src, it->t->data, it->n_dims, it->shape, out, e);
+}
+
+int nb_hf_write_int4(nb_writer *w, const nb_hf_item *it, long long group, nb_hf_unpack unpack,
+                     const void *ctx, nb_err *e)
+{
+    size_t n = (size_t)it->shape[0], k = (size_t)it->shape[1];
+    nb_qlayout l;
+    if (nb_qlayout_init(&l, n, k, 4, (int)group))
+        return nb_fail(e, "'%s': no packed layout for %zu x %zu in groups of %lld", it->src, n, k,
+                       group);
+    uint8_t *codes = malloc(n * k), *zeros = malloc(n * l.n_groups), *out = malloc(l.total_bytes);
+    float *scales = malloc(n * l.n_groups * sizeof *scales);
+    struct nb_tensor_entry t;
+    int rc = -1;
+    if (!codes || !zeros || !out || !scales)
+        nb_fail(e, "out of memory for '%s'", it->src);
+    else if (!unpack(ctx, n, k, l.n_groups, codes, scales, zeros, e) &&
+             !nb_qentry_init(&t, it->dst, &l, e)) {
+        nb_qpack(&l, codes, scales, zeros, out);
+        rc = nb_writer_add_entry(w, &t, out, e);
+    }
+    free(codes), free(zeros), free(out), free(scales);
+    return rc;
 }
 
 static int write_items(const nb_hf *h, nb_writer *w, int quiet, nb_hf_put put, void *ctx,
