@@ -133,6 +133,12 @@ int nb_hf_check_plain(nb_hf_item *it, const nb_st_tensor *t, nb_err *e);
  * names). */
 int nb_hf_check_unused(const nb_hf *h, nb_err *e);
 
+/* Every item found in the checkpoint: linears through bind(ctx, item, its
+ * index) when a quantized format gives one (it takes its own tensors),
+ * the rest as plain tensors; then nb_hf_check_unused. */
+typedef int (*nb_hf_bind)(void *ctx, nb_hf_item *it, size_t i, nb_err *e);
+int nb_hf_resolve(nb_hf *h, nb_hf_bind bind, void *ctx, nb_err *e);
+
 /* Writes a plain item (norms always as f32, others as out_dtype, -1 = as
  * the source). */
 int nb_hf_write_plain(nb_writer *w, const nb_hf_item *it, int out_dtype, nb_err *e);

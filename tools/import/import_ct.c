@@ -389,6 +389,13 @@ static int put(void *ctx, nb_writer *w, const nb_hf_item *it, nb_err *e)
     return L->wp ? put_packed(w, it, L, &a->q, e) : nb_hf_write_plain(w, it, a->out_dtype, e);
 }
 
+/* nb_hf_bind: the linear of item i and its tensors. */
+static int bind_at(void *ctx, nb_hf_item *it, size_t i, nb_err *e)
+{
+    struct ct *a = ctx;
+    return bind(&a->h, &a->q, it, &a->lin[i], e);
+}
+
 static int resolve(struct ct *a, nb_err *e)
 {
     /* import_hf.c plans lm_head only when lm_head.weight is there */
@@ -397,14 +404,7 @@ static int resolve(struct ct *a, nb_err *e)
     a->lin = calloc(a->h.n_items + 1, sizeof *a->lin);
     if (!a->lin)
         return nb_fail(e, "out of memory");
-    for (size_t i = 0; i < a->h.n_items; i++) {
-        nb_hf_item *it = &a->h.items[i];
-        int rc = it->is_linear ? bind(&a->h, &a->q, it, &a->lin[i], e)
-                               : nb_hf_check_plain(it, nb_hf_take(&a->h, it->src), e);
-        if (rc)
-            return -1;
-    }
-    return nb_hf_check_unused(&a->h, e);
+    return nb_hf_resolve(&a->h, bind_at, a, e);
 }
 
 int nb_import_ct(const char *dir, const char *out, const nb_convert_opts *o, nb_err *e)

@@ -302,14 +302,16 @@ int nb_hf_check_unused(const nb_hf *h, nb_err *e)
     return 0;
 }
 
-static int resolve(nb_hf *imp, nb_err *e)
+int nb_hf_resolve(nb_hf *h, nb_hf_bind bind, void *ctx, nb_err *e)
 {
-    for (size_t i = 0; i < imp->n_items; i++) {
-        nb_hf_item *it = &imp->items[i];
-        if (nb_hf_check_plain(it, nb_hf_take(imp, it->src), e))
+    for (size_t i = 0; i < h->n_items; i++) {
+        nb_hf_item *it = &h->items[i];
+        int rc = bind && it->is_linear ? bind(ctx, it, i, e)
+                                       : nb_hf_check_plain(it, nb_hf_take(h, it->src), e);
+        if (rc)
             return -1;
     }
-    return nb_hf_check_unused(imp, e);
+    return nb_hf_check_unused(h, e);
 }
 
 /* ---- writing ---- */
@@ -561,7 +563,7 @@ static int put_plain(void *ctx, nb_writer *w, const nb_hf_item *it, nb_err *e)
 int nb_import_hf(const char *dir, const char *out, const nb_convert_opts *o, nb_err *e)
 {
     nb_hf h;
-    int rc = nb_hf_open(&h, dir, o, e) || resolve(&h, e) ||
+    int rc = nb_hf_open(&h, dir, o, e) || nb_hf_resolve(&h, NULL, NULL, e) ||
              nb_hf_write(&h, out, o->quiet, put_plain, (void *)o, e);
     nb_hf_close(&h);
     return rc ? -1 : 0;
