@@ -13,7 +13,8 @@
 # Per-function counts name the kernels: nb_qgemv_* / nb_qgemm_* (packed)
 # and nb_gemv_* (plain weights, e.g. an f16 output layer) are "in GEMV".
 # Environment: NB_ICOUNT_CPUS, NB_ICOUNT_TOKENS (N, default 4),
-# NB_ICOUNT_SHAPE, NB_ICOUNT_LAYERS, NB_ICOUNT_MODE (tg or pp),
+# NB_ICOUNT_SHAPE, NB_ICOUNT_LAYERS, NB_ICOUNT_MODEL (a .nib to count
+# instead of a random model of a shape: all its layers), NB_ICOUNT_MODE (tg or pp),
 # NB_ICOUNT_FLAGS (more bench flags, e.g. --exact).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -21,6 +22,7 @@ build=${1:-$root/build-arm64}
 cpus=${NB_ICOUNT_CPUS:-cortex-a72 cortex-a76 max}
 n=${NB_ICOUNT_TOKENS:-4}
 shape=${NB_ICOUNT_SHAPE:-tinyllama-1.1b}
+model=${NB_ICOUNT_MODEL:-}
 layers=${NB_ICOUNT_LAYERS:-2}
 mode=${NB_ICOUNT_MODE:-tg}
 flags=${NB_ICOUNT_FLAGS:-}
@@ -40,12 +42,14 @@ profile() {
   if [ "$mode" = pp ]; then sizes="-p $tokens -n 0"; else sizes="-p 0 -n $tokens"; fi
   # shellcheck disable=SC2086
   qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu "$cpu" -plugin "$so,top=100000" -d plugin \
-    "$build/nibble" bench --shape "$shape" --layers "$layers" $sizes -r 1 -t 1 $flags \
+    "$build/nibble" bench "${what_runs[@]}" $sizes -r 1 -t 1 $flags \
     >"$out.table" 2>"$out.log"
   awk '/icount: total_insns/ { print "TOTAL", $3; next }
        /^icount: / { print $2, $3 }' "$out.log" >"$out"
 }
 
+what_runs=(--shape "$shape" --layers "$layers")
+if [ -n "$model" ]; then what_runs=(-m "$model") shape=$(basename "$model") layers=all; fi
 per=$n
 [ "$mode" = pp ] && per=$((2 * n))
 tmp=$(mktemp -d)
