@@ -190,9 +190,9 @@ def greedy(model, prompt, n):
     return out[len(prompt):-1]
 
 
-def chat_cli(model, lines, n, template=None):
+def chat_cli(model, lines, n, template=None, *extra):
     args = [NIBBLE, "chat", "-q", "-m", model, "--temp", "0", "--repeat-penalty", "1",
-            "--json", "-n", str(n)]
+            "--json", "-n", str(n)] + list(extra)
     if template:
         args += ["--template", template]
     out = run(args, stdin="".join(l + "\n" for l in lines))
@@ -257,6 +257,26 @@ def api_llama2(models):
               % (cached, r2["usage"]["prompt_tokens"]))
     finally:
         check(sv.stop() == 0, "llama2 server: exit 0")
+
+
+def api_no_think(models):
+    """Qwen3's enable_thinking through chat_template_kwargs, as vLLM and llama-server take it:
+    false renders the empty think block (a longer prompt) and answers as nibble chat --no-think."""
+    sv = Server(models.short, "--template", "qwen3", "-q")
+    try:
+        body = chat_body("Once upon a time", 12)
+        st1, on = sv.post("/v1/chat/completions", body)
+        st2, same = sv.post("/v1/chat/completions",
+                            dict(body, chat_template_kwargs={"enable_thinking": True}))
+        st3, off = sv.post("/v1/chat/completions",
+                           dict(body, chat_template_kwargs={"enable_thinking": False}))
+    finally:
+        sv.stop()
+    want = chat_cli(models.short, ["Once upon a time"], 12, "qwen3", "--no-think")
+    p = [r["usage"]["prompt_tokens"] for r in (on, same, off)]
+    check(st1 == st2 == st3 == 200 and p[0] == p[1] < p[2] and [content(off)] == want,
+          "chat_template_kwargs enable_thinking false: prompt %d -> %d tokens, the reply of "
+          "nibble chat --no-think" % (p[0], p[2]))
 
 
 def api_chatml(tmp):
@@ -432,6 +452,7 @@ def section_api(tmp):
     finally:
         check(sv.stop() == 0, "SIGTERM: exit 0")
     api_llama2(models)
+    api_no_think(models)
     api_chatml(tmp)
     api_auth(models, tmp)
     api_cors(models)
