@@ -45,8 +45,10 @@ table() {
       for method in rtn awq; do
         out=$tmp/q.nib
         start=$(date +%s.%N)
+        # --output-f16: the decoder linears alone, as llm-awq quantizes them (the
+        # output layer's own cost is docs/awq.md's table)
         "$nibble" quantize -q -m "$model" --method "$method" --calib "$calib" --fake-quant \
-          --calib-tokens 32768 --bits "$bits" --group "$group" "${threads[@]}" -o "$out" >/dev/null
+          --output-f16 --calib-tokens 32768 --bits "$bits" --group "$group" "${threads[@]}" -o "$out" >/dev/null
         secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
         row "$out" "$name" "${method^^}" "INT$bits" "$group" "$(printf '%.1f' "$secs")"
       done
