@@ -92,6 +92,13 @@ section_roundtrip() {
   run convert -q "$tmp/llama" -o "$tmp/f32.nib" &&
     run quantize -q -m "$tmp/f32.nib" --method rtn --group 128 --output-f16 -o "$tmp/q.nib" >/dev/null &&
     roundtrip "llama f32 g128 --keep-dtypes" "$tmp/q.nib" "$tmp/llama" --keep-dtypes ""
+  # A model converted from a GGUF file: its tokenizer.json is rebuilt from the file's
+  # vocabulary (--tokenizer FILE.gguf), as convert built the blob from it.
+  local gg=$REF/../fuzz/corpus/gguf/qwen2-f16.gguf
+  run convert -q "$gg" -o "$tmp/gg.nib" &&
+    run quantize -q -m "$tmp/gg.nib" --method rtn --group 32 --output-f16 -o "$tmp/q.nib" \
+      >/dev/null && roundtrip "GGUF qwen2 g32, --tokenizer FILE.gguf" "$tmp/q.nib" "$gg" \
+      --keep-dtypes ""
   section_llama2c
 }
 

@@ -13,11 +13,14 @@
  * very blob the .nib holds, and its tokenizer files are copied. */
 #define _POSIX_C_SOURCE 200809L
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../../tokenizer/bpe.h"
 #include "../../tokenizer/tokenizer.h"
+#include "../import/gguf.h"
 #include "export_hf.h"
 
 #define MAX_COPY_BYTES (64u << 20)
@@ -147,24 +150,58 @@ static int is_file(const char *path)
     return path && !stat(path, &st) && S_ISREG(st.st_mode);
 }
 
+/* --tokenizer FILE.gguf: the tokenizer.json its vocabulary gives, as
+ * convert built the model's blob from it (malloc'd), or NULL. */
+static char *gguf_json(const char *path, nb_err *e)
+{
+    nb_gguf g;
+    if (nb_gguf_open(&g, path, e))
+        return NULL;
+    char *text = nb_gguf_tokenizer_json(&g, e);
+    nb_gguf_close(&g);
+    if (!text) {
+        char why[sizeof e->msg];
+        snprintf(why, sizeof why, "%s", e->msg);
+        nb_fail(e, "--tokenizer %s: %s", path, why);
+    }
+    return text;
+}
+
+/* The tokenizer bytes --tokenizer gives (a folder's tokenizer.json or
+ * tokenizer.model, or a GGUF file's vocabulary), as convert made them. */
+static void *given_tokenizer(const char *given, int bpe, size_t *size, char **path, nb_err *e)
+{
+    nb_tokenizer *tok = NULL;
+    void *bytes = NULL;
+    if (bpe && nb_gguf_is(given)) {
+        *path = strdup(given);
+        char *text = gguf_json(given, e);
+        bytes = text ? nb_bpe_from_json_text(text, strlen(text), size, e) : NULL;
+        free(text);
+        return bytes;
+    }
+    *path = nb_hf_path(given, bpe ? "tokenizer.json" : "tokenizer.model");
+    bytes = *path ? nb_tokenizer_file(*path, size, &tok, e) : NULL;
+    nb_tok_free(tok);
+    return bytes;
+}
+
 int nb_export_check_tokenizer(const nb_export *x, nb_err *e)
 {
     int bpe = x->m.meta.tokenizer_kind == NB_TOKENIZER_BPE;
-    const char *dir = x->o->tokenizer_dir;
-    if (!dir && !bpe)
+    const char *given = x->o->tokenizer_dir;
+    if (!given && !bpe)
         return 0;
-    if (!dir)
+    if (!given)
         return nb_fail(e, "the model's tokenizer is a BPE blob, from which the original "
                           "tokenizer.json cannot be rebuilt: give --tokenizer DIR, the folder it "
-                          "was converted from");
-    char *path = nb_hf_path(dir, bpe ? "tokenizer.json" : "tokenizer.model");
+                          "was converted from (or the GGUF file)");
     size_t size = 0;
-    nb_tokenizer *tok = NULL;
-    void *bytes = path ? nb_tokenizer_file(path, &size, &tok, e) : NULL;
+    char *path = NULL;
+    void *bytes = given_tokenizer(given, bpe, &size, &path, e);
     int rc = bytes ? 0 : -1;
     if (bytes && (size != x->m.vocab_size || memcmp(bytes, x->m.vocab, size)))
         rc = nb_fail(e, "'%s' is not the tokenizer this model was converted with", path);
-    nb_tok_free(tok);
     free(bytes), free(path);
     return rc;
 }
@@ -244,11 +281,23 @@ static json_t *tokenizer_config(const nb_export *x)
     return j;
 }
 
+/* A GGUF file's tokenizer.json (nb_export_check_tokenizer has checked it). */
+static int write_gguf_json(const char *path, nb_err *e)
+{
+    char *text = gguf_json(path, e);
+    int rc = text ? write_bytes("tokenizer.json", text, strlen(text), e) : -1;
+    free(text);
+    return rc;
+}
+
 int nb_export_tokenizer(const nb_export *x, nb_err *e)
 {
     int has_config = 0;
-    if (x->o->tokenizer_dir ? copy_files(x->o->tokenizer_dir, &has_config, e)
-                            : write_bytes("tokenizer.model", x->m.vocab, x->m.vocab_size, e))
+    const char *given = x->o->tokenizer_dir;
+    int rc = !given                ? write_bytes("tokenizer.model", x->m.vocab, x->m.vocab_size, e)
+             : nb_gguf_is(given) ? write_gguf_json(given, e)
+                                 : copy_files(given, &has_config, e);
+    if (rc)
         return -1;
     return has_config ? 0 : dump("tokenizer_config.json", tokenizer_config(x), e);
 }

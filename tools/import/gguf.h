@@ -160,4 +160,9 @@ struct nb_tokenizer;
 int nb_gguf_tokenizer(const nb_gguf *g, struct nb_meta *meta, int quiet, void **bytes,
                       size_t *size, struct nb_tokenizer **tok, nb_err *e);
 
+/* A byte-level ("gpt2") GGUF vocabulary as the tokenizer.json text that
+ * conversion builds its BPE blob from (malloc'd), for nibble export; NULL
+ * with a message for a SentencePiece one or a broken one. */
+char *nb_gguf_tokenizer_json(const nb_gguf *g, nb_err *e);
+
 #endif

@@ -259,12 +259,13 @@ static int bos_eos_added(const tk *x, int add_bos, int32_t *bos, int32_t *eos, n
     return 0;
 }
 
-static int gpt2_tokenizer(tk *x, const vocab *v, nb_err *e)
+/* The tokenizer.json text of a "gpt2" vocabulary (malloc'd), or NULL. */
+static char *gpt2_json(tk *x, const vocab *v, nb_err *e)
 {
     const char *s = "default";
     size_t n = 7;
     if (nb_gguf_get_str(x->g, "tokenizer.ggml.pre", &s, &n, e) < 0)
-        return -1;
+        return NULL;
     const struct pre *pre = find_pre(s, n);
     if (!pre) {
         char buf[48], safe[160];
@@ -272,27 +273,54 @@ static int gpt2_tokenizer(tk *x, const vocab *v, nb_err *e)
         return nb_fail(e, "tokenizer.ggml.pre '%s' is a pre-tokenizer nibble does not know "
                           "(supported: default, gpt-2, smollm, starcoder, refact, llama-bpe, "
                           "qwen2)",
-                       nb_utf8_escape(safe, sizeof safe, buf));
+                       nb_utf8_escape(safe, sizeof safe, buf)),
+               NULL;
     }
     const nb_gguf_kv *merges = need_array(x, "tokenizer.ggml.merges", 1, 1, e);
     int32_t bos, eos;
     if (!merges || token_id(x, v, "tokenizer.ggml.bos_token_id", &bos, e) ||
         token_id(x, v, "tokenizer.ggml.eos_token_id", &eos, e) ||
         bos_eos_added(x, pre->add_bos, &bos, &eos, e))
-        return -1;
+        return NULL;
     json_t *doc = bpe_document(x, v, pre, merges, bos, eos, e);
     if (!doc)
-        return -1;
+        return NULL;
     char *text = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
     if (!text)
-        return nb_fail(e, "out of memory");
+        nb_fail(e, "out of memory");
+    return text;
+}
+
+static int gpt2_tokenizer(tk *x, const vocab *v, nb_err *e)
+{
+    char *text = gpt2_json(x, v, e);
+    if (!text)
+        return -1;
     nb_err why;
     x->vocab = nb_bpe_from_json_text(text, strlen(text), &x->vocab_size, &why);
     free(text);
     if (!x->vocab)
         return nb_fail(e, "the tokenizer: %s", why.msg);
     return 0;
+}
+
+char *nb_gguf_tokenizer_json(const nb_gguf *g, nb_err *e)
+{
+    struct nb_meta meta = {.vocab_size = UINT32_MAX};
+    tk xx = {g, &meta, NULL, 0, NULL, 1};
+    const char *s;
+    size_t n;
+    int rc = nb_gguf_get_str(g, "tokenizer.ggml.model", &s, &n, e);
+    if (rc <= 0)
+        return rc < 0 ? NULL : (nb_fail(e, "no tokenizer (tokenizer.ggml.model is missing)"), NULL);
+    if (n != 4 || memcmp(s, "gpt2", 4))
+        return nb_fail(e, "its tokenizer is not byte-level BPE (tokenizer.ggml.model 'gpt2')"),
+               NULL;
+    vocab v;
+    char *text = read_vocab(&xx, &v, e) ? NULL : gpt2_json(&xx, &v, e);
+    vocab_free(&v);
+    return text;
 }
 
 /* ---- SentencePiece: a ModelProto written from the stored pieces ---- */
