@@ -91,13 +91,6 @@ static void write_shard(const struct fixture *f, const char *path, int shard, in
     fclose(out);
 }
 
-static void write_text(const char *path, const char *text)
-{
-    FILE *out = fopen(path, "w");
-    fputs(text, out);
-    fclose(out);
-}
-
 /* ---- quantizing and packing as AutoAWQ does ---- */
 
 struct variant {
@@ -271,13 +264,6 @@ static void free_fixture(struct fixture *f)
         free(f->want[i]);
 }
 
-static const char *path_in(const char *dir, const char *name)
-{
-    static char buf[600];
-    snprintf(buf, sizeof buf, "%s/%s", dir, name);
-    return buf;
-}
-
 static void copy_file(const char *from, const char *to)
 {
     size_t n;
@@ -303,9 +289,9 @@ static void write_config(const char *dir, const struct variant *v)
              " \"eos_token_id\": 2, \"tie_word_embeddings\": false, \"torch_dtype\": \"float16\"%s%s}\n",
              cls, fam, HEAD_DIM, DIM, FFN, LAYERS, HEADS, KV_HEADS, VOCAB,
              v->old_config ? "" : ",\n \"quantization_config\": ", v->old_config ? "" : v->config);
-    write_text(path_in(dir, "config.json"), text);
+    tu_write_text(tu_path_in(dir, "config.json"), text);
     if (v->old_config)
-        write_text(path_in(dir, "quant_config.json"), v->config);
+        tu_write_text(tu_path_in(dir, "quant_config.json"), v->config);
 }
 
 static void write_index(const char *dir, const struct fixture *f)
@@ -316,7 +302,7 @@ static void write_index(const char *dir, const struct fixture *f)
         at += (size_t)snprintf(text + at, sizeof text - at, "%s\"%s\": \"model-0000%d-of-00002.safetensors\"",
                                i ? ", " : "", f->t[i].name, i % 2 + 1);
     snprintf(text + at, sizeof text - at, "}}\n");
-    write_text(path_in(dir, "model.safetensors.index.json"), text);
+    tu_write_text(tu_path_in(dir, "model.safetensors.index.json"), text);
 }
 
 /* Writes the checkpoint folder and returns its path. */
@@ -327,19 +313,19 @@ static const char *write_variant(const struct variant *v, struct fixture *f)
     mkdir(dir, 0755);
     build(f, v, 42);
     write_config(dir, v);
-    copy_file(tokenizer_path, path_in(dir, "tokenizer.model"));
+    copy_file(tokenizer_path, tu_path_in(dir, "tokenizer.model"));
     if (v->template) {
         char text[1024];
         snprintf(text, sizeof text, "{\"bos_token\": \"<s>\", \"chat_template\": \"%s\"}",
                  v->template);
-        write_text(path_in(dir, "tokenizer_config.json"), text);
+        tu_write_text(tu_path_in(dir, "tokenizer_config.json"), text);
     }
     if (v->shards == 2) {
-        write_shard(f, path_in(dir, "model-00001-of-00002.safetensors"), 0, 2);
-        write_shard(f, path_in(dir, "model-00002-of-00002.safetensors"), 1, 2);
+        write_shard(f, tu_path_in(dir, "model-00001-of-00002.safetensors"), 0, 2);
+        write_shard(f, tu_path_in(dir, "model-00002-of-00002.safetensors"), 1, 2);
         write_index(dir, f);
     } else {
-        write_shard(f, path_in(dir, "model.safetensors"), 0, 1);
+        write_shard(f, tu_path_in(dir, "model.safetensors"), 0, 1);
     }
     return dir;
 }
@@ -349,22 +335,8 @@ static const char *write_variant(const struct variant *v, struct fixture *f)
 /* cmd_convert in this process, stderr captured into err. */
 static int convert(const char *dir, const char *out, char *err, size_t cap)
 {
-    const char *err_path = tu_tmp("stderr.txt");
-    fflush(stderr);
-    int saved = dup(2), fd = open(err_path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
-    dup2(fd, 2);
-    close(fd);
     char *argv[] = {"convert", "-q", (char *)dir, "-o", (char *)out, NULL};
-    int rc = cmd_convert(5, argv);
-    fflush(stderr);
-    dup2(saved, 2);
-    close(saved);
-    FILE *in = fopen(err_path, "r");
-    size_t n = in ? fread(err, 1, cap - 1, in) : 0;
-    err[n] = 0;
-    if (in)
-        fclose(in);
-    return rc;
+    return tu_run_captured(cmd_convert, 5, argv, err, cap);
 }
 
 /* ---- checking the result ---- */

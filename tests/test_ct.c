@@ -248,20 +248,6 @@ static void free_fixture(struct fixture *f)
 
 /* ---- the folder ---- */
 
-static const char *path_in(const char *dir, const char *name)
-{
-    static char buf[600];
-    snprintf(buf, sizeof buf, "%s/%s", dir, name);
-    return buf;
-}
-
-static void write_text(const char *path, const char *text)
-{
-    FILE *out = fopen(path, "w");
-    fputs(text, out);
-    fclose(out);
-}
-
 #define CT(bits, fmt, sym, strategy, group, actorder)                                          \
     "{\"quant_method\": \"compressed-tensors\", \"format\": \"" fmt "\",\n"                 \
     " \"quantization_status\": \"compressed\", \"config_groups\": {\"group_0\": {\n"        \
@@ -294,7 +280,7 @@ static void write_config(const char *dir, const struct variant *v)
              " \"quantization_config\": %s}\n",
              cls, fam, HEAD_DIM, DIM, FFN, LAYERS, HEADS, KV_HEADS, VOCAB,
              v->config ? v->config : qc);
-    write_text(path_in(dir, "config.json"), text);
+    tu_write_text(tu_path_in(dir, "config.json"), text);
 }
 
 static void write_variant(const char *dir, const struct variant *v, struct fixture *f)
@@ -304,33 +290,19 @@ static void write_variant(const char *dir, const struct variant *v, struct fixtu
     write_config(dir, v);
     size_t n;
     void *tok = tu_read(tokenizer_path, &n);
-    FILE *out = fopen(path_in(dir, "tokenizer.model"), "wb");
+    FILE *out = fopen(tu_path_in(dir, "tokenizer.model"), "wb");
     fwrite(tok, 1, n, out);
     fclose(out);
     free(tok);
-    write_st(f->t, f->n, path_in(dir, "model.safetensors"), v->truncate ? 4 : 0);
-    write_st(f->ref, f->n_ref, path_in(dir, "reference.safetensors"), 0);
+    write_st(f->t, f->n, tu_path_in(dir, "model.safetensors"), v->truncate ? 4 : 0);
+    write_st(f->ref, f->n_ref, tu_path_in(dir, "reference.safetensors"), 0);
 }
 
 /* cmd_convert in this process, stderr captured into err. */
 static int convert(const char *dir, const char *out, char *err, size_t cap)
 {
-    const char *err_path = tu_tmp("stderr.txt");
-    fflush(stderr);
-    int saved = dup(2), fd = open(err_path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
-    dup2(fd, 2);
-    close(fd);
     char *argv[] = {"convert", "-q", (char *)dir, "-o", (char *)out, NULL};
-    int rc = cmd_convert(5, argv);
-    fflush(stderr);
-    dup2(saved, 2);
-    close(saved);
-    FILE *in = fopen(err_path, "r");
-    size_t n = in ? fread(err, 1, cap - 1, in) : 0;
-    err[n] = 0;
-    if (in)
-        fclose(in);
-    return rc;
+    return tu_run_captured(cmd_convert, 5, argv, err, cap);
 }
 
 /* ---- reading nibble's layout back (docs/format.md, Packed tensors) ---- */

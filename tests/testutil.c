@@ -1,6 +1,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "testutil.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -241,4 +242,36 @@ int tu_write_family(const char *path, const struct nb_meta *m, const nb_rope *ro
     if (nb_writer_commit(w, &e))
         return fprintf(stderr, "tu_write_family: %s\n", e.msg), -1;
     return 0;
+}
+
+const char *tu_path_in(const char *dir, const char *name)
+{
+    static char buf[600];
+    snprintf(buf, sizeof buf, "%s/%s", dir, name);
+    return buf;
+}
+
+void tu_write_text(const char *path, const char *text)
+{
+    FILE *out = fopen(path, "w");
+    CHECK(out && fputs(text, out) >= 0 && !fclose(out), "cannot write %s", path);
+}
+
+int tu_run_captured(int (*cmd)(int, char **), int argc, char **argv, char *err, size_t cap)
+{
+    const char *err_path = tu_tmp("stderr.txt");
+    fflush(stderr);
+    int saved = dup(2), fd = open(err_path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+    dup2(fd, 2);
+    close(fd);
+    int rc = cmd(argc, argv);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    FILE *in = fopen(err_path, "r");
+    size_t n = in ? fread(err, 1, cap - 1, in) : 0;
+    err[n] = 0;
+    if (in)
+        fclose(in);
+    return rc;
 }

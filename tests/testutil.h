@@ -32,6 +32,17 @@ void tu_cleanup(void);
 
 void *tu_read(const char *path, size_t *size);
 
+/* dir/name, in a static buffer (the next call overwrites it). */
+const char *tu_path_in(const char *dir, const char *name);
+/* Writes text to path (a failed write is a check failure). */
+void tu_write_text(const char *path, const char *text);
+
+/* Runs a subcommand in this process, cmd(argc, argv) as nibble.c calls
+ * it (tools/cli.h), with its stderr captured into err (cap bytes,
+ * NUL-terminated); returns its exit code. The caller links the command:
+ * this file stays free of the CLI. */
+int tu_run_captured(int (*cmd)(int, char **), int argc, char **argv, char *err, size_t cap);
+
 /* Writes a random LLaMA model of the given shape (f32 unless dtype says
  * otherwise) with vocab bytes taken from vocab_path (may be NULL). */
 int tu_write_model(const char *path, const struct nb_meta *meta, uint32_t dtype,
