@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../neon/act.h"
 #include "../neon/attn.h"
 #include "../neon/gemv.h"
 #include "../neon/gemv_neon.h"
@@ -513,8 +514,7 @@ static void ffn_chunk(void *ctx, size_t chunk)
     lin_rows(f, &p->L->gate, &f->in, p->ntok, f->hid.x, n, r0, r1);
     lin_rows(f, &p->L->up, &f->in, p->ntok, f->up, n, r0, r1);
     for (size_t t = 0; t < (size_t)p->ntok; t++)
-        for (size_t r = r0; r < r1; r++)
-            f->hid.x[t * n + r] = nb_silu_mul(f->hid.x[t * n + r], f->up[t * n + r]);
+        nb_silu_mul_row(f->hid.x + t * n + r0, f->up + t * n + r0, r1 - r0);
 }
 
 static void logits_chunk(void *ctx, size_t chunk)
