@@ -78,7 +78,7 @@ void nb_attend_group_f16_ref(float *out, size_t ldo, const float *q, size_t ldq,
                   g - j < NB_ATTEND_GROUP ? g - j : NB_ATTEND_GROUP, k, v, stride, n, hd, scale);
 }
 
-/* ---- f16h: the scores in fp16 arithmetic ---- */
+/* ---- f16h: the scores and the value sums in fp16 arithmetic ---- */
 
 /* a * b + c to fp16 with one rounding. The product is exact in double (11
  * by 11 bits) but the sum may not be (it spans up to 81 bits, products
@@ -122,42 +122,51 @@ static float score_f16h_ref(const uint16_t *qh, const uint16_t *k, size_t hd)
     return s;
 }
 
-/* One head of the f16h variant in its NEON order: blocks of 8 positions,
- * the maximum raised once per block, the weights' sum in 4 lanes (lanes
- * L and L+4 of a block into lane L), values fused in row order per
- * column. */
+/* One head of the f16h variant in its NEON order (attn.h): superblocks of
+ * 64 positions, the maximum raised once per superblock, the weights' sum
+ * in 4 lanes (lanes L and L+4 of each 8 positions into lane L), the
+ * values summed per column in fp16 over each 8 rows (weights scaled by
+ * NB_ATTEND_F16H_VSCALE), then added to the fp32 output. */
 void nb_attend_f16h_ref(float *out, const float *q, const uint16_t *k, const uint16_t *v,
                         size_t stride, size_t n, size_t hd, float scale)
 {
+    enum { SUPER = NB_ATTEND_F16H_SUPER };
     if (hd > NB_ATTEND_F16H_MAX_HD) {
         for (size_t i = 0; i < hd; i++)
             out[i] = NAN;
         return;
     }
-    uint16_t qh[NB_ATTEND_F16H_MAX_HD];
+    uint16_t qh[NB_ATTEND_F16H_MAX_HD], w[SUPER];
     for (size_t i = 0; i < hd; i++)
         qh[i] = nb_f32_to_f16(q[i] * scale);
     online o = {-INFINITY, 0.0f};
-    float sum[4] = {0.0f, 0.0f, 0.0f, 0.0f}, s[8];
+    float sum[4] = {0.0f, 0.0f, 0.0f, 0.0f}, s[SUPER];
     for (size_t i = 0; i < hd; i++)
         out[i] = 0.0f;
-    for (size_t t = 0; t < n; t += 8) {
-        size_t m = n - t < 8 ? n - t : 8;
+    for (size_t t = 0; t < n; t += SUPER) {
+        size_t m = n - t < SUPER ? n - t : SUPER;
         float top = -INFINITY;
-        for (size_t r = 0; r < 8; r++) {
+        for (size_t r = 0; r < SUPER; r++) {
             s[r] = r < m ? score_f16h_ref(qh, k + (t + r) * stride, hd) : -INFINITY;
             top = s[r] > top ? s[r] : top;
         }
         float c = raise_max(&o, top, out, hd);
         for (int l = 0; l < 4; l++)
             sum[l] *= c;
-        for (size_t r = 0; r < 8; r++)
+        for (size_t r = 0; r < SUPER; r++)
             s[r] = nb_exp_ref(s[r] - o.max);
-        for (int l = 0; l < 4; l++)
-            sum[l] += s[l] + s[l + 4];
+        for (size_t b = 0; b < SUPER; b += 8)
+            for (int l = 0; l < 4; l++)
+                sum[l] += s[b + l] + s[b + l + 4];
+        for (size_t r = 0; r < m; r++)
+            w[r] = nb_f32_to_f16(s[r] * NB_ATTEND_F16H_VSCALE);
         for (size_t i = 0; i < hd; i++)
-            for (size_t r = 0; r < m; r++)
-                out[i] = fmaf(s[r], nb_f16_to_f32(v[(t + r) * stride + i]), out[i]);
+            for (size_t r0 = 0; r0 < m; r0 += 8) { /* chunks of 8 rows */
+                uint16_t acc = 0x8000; /* -0: the first product as it is */
+                for (size_t r = r0; r < m && r < r0 + 8; r++)
+                    acc = nb_f16_fma_ref(w[r], v[(t + r) * stride + i], acc);
+                out[i] = fmaf(nb_f16_to_f32(acc), 1.0f / NB_ATTEND_F16H_VSCALE, out[i]);
+            }
     }
     o.sum = (sum[0] + sum[1]) + (sum[2] + sum[3]);
     finish(&o, out, hd);
@@ -530,12 +539,10 @@ static void accumulate_heads(float *out, size_t ldo, size_t g, const float *w, c
 /* nb_attend_f16_neon for up to NB_ATTEND_GROUP heads: per block, the
  * scores of all heads (keys shared), each head's softmax step exactly as
  * there, the values of all heads (shared). The last block, shorter than
- * 8 positions, goes head by head through the single-head functions.
- * With qh (the f16h variant), the scores are nb_attn_f16h_block's of the
- * heads' q' (qh + j * hd, scaled already). */
+ * 8 positions, goes head by head through the single-head functions. */
 static void group_neon(float *out, size_t ldo, const float *q, size_t ldq, size_t g,
                        const uint16_t *k, const uint16_t *v, size_t stride, size_t n, size_t hd,
-                       float scale, const uint16_t *qh)
+                       float scale)
 {
     online o[NB_ATTEND_GROUP];
     float32x4_t sum[NB_ATTEND_GROUP];
@@ -548,18 +555,15 @@ static void group_neon(float *out, size_t ldo, const float *q, size_t ldq, size_
     }
     for (size_t t = 0; t < n; t += BLOCK) {
         size_t m = n - t < BLOCK ? n - t : BLOCK;
-        if (qh)
-            nb_attn_f16h_block(w, qh, hd, g, k + t * stride, stride, m, hd);
-        else if (m == BLOCK)
+        if (m == BLOCK)
             score_block_heads(w, q, ldq, g, k + t * stride, stride, hd);
         else
             for (size_t j = 0; j < g; j++)
                 score_block(w + j * BLOCK, q + j * ldq, k + t * stride, stride, m, hd);
         for (size_t j = 0; j < g; j++) {
             float *wj = w + j * BLOCK;
-            float32x4_t s0 = vld1q_f32(wj), s1 = vld1q_f32(wj + 4);
-            if (!qh)
-                s0 = vmulq_n_f32(s0, scale), s1 = vmulq_n_f32(s1, scale);
+            float32x4_t s0 = vmulq_n_f32(vld1q_f32(wj), scale);
+            float32x4_t s1 = vmulq_n_f32(vld1q_f32(wj + 4), scale);
             sum[j] = vmulq_n_f32(sum[j], raise_max(&o[j], vmaxvq_f32(vmaxq_f32(s0, s1)),
                                                    out + j * ldo, hd));
             float32x4_t top = vdupq_n_f32(o[j].max);
@@ -591,48 +595,7 @@ void nb_attend_group_f16_neon(float *out, size_t ldo, const float *q, size_t ldq
     for (size_t j = 0; j < g; j += NB_ATTEND_GROUP)
         group_neon(out + j * ldo, ldo, q + j * ldq, ldq,
                    g - j < NB_ATTEND_GROUP ? g - j : NB_ATTEND_GROUP, k, v, stride, n, hd,
-                   scale, NULL);
-}
-
-/* q' of the f16h variant: q * scale in fp32, rounded to fp16. */
-static void scale_to_f16(uint16_t *qh, const float *q, size_t hd, float scale)
-{
-    size_t i = 0;
-    float32x4_t sc = vdupq_n_f32(scale);
-    for (; i + 4 <= hd; i += 4)
-        vst1_u16(qh + i, vreinterpret_u16_f16(vcvt_f16_f32(vmulq_f32(vld1q_f32(q + i), sc))));
-    for (; i < hd; i++)
-        qh[i] = nb_f32_to_f16(q[i] * scale);
-}
-
-/* The heads' q' for the f16h scores; 16 heads of 1024 columns at once,
- * fewer when the heads are wider (a head's bits do not depend on it). */
-enum { QH_SIZE = NB_ATTEND_GROUP * 1024 };
-
-void nb_attend_group_f16h_neon(float *out, size_t ldo, const float *q, size_t ldq, size_t g,
-                               const uint16_t *k, const uint16_t *v, size_t stride, size_t n,
-                               size_t hd, float scale)
-{
-    uint16_t qh[QH_SIZE];
-    if (hd > NB_ATTEND_F16H_MAX_HD) {
-        for (size_t j = 0; j < g; j++)
-            for (size_t i = 0; i < hd; i++)
-                out[j * ldo + i] = NAN;
-        return;
-    }
-    size_t at_once = QH_SIZE / hd < NB_ATTEND_GROUP ? QH_SIZE / hd : NB_ATTEND_GROUP;
-    for (size_t j = 0; j < g; j += at_once) {
-        size_t m = g - j < at_once ? g - j : at_once;
-        for (size_t h = 0; h < m; h++)
-            scale_to_f16(qh + h * hd, q + (j + h) * ldq, hd, scale);
-        group_neon(out + j * ldo, ldo, q + j * ldq, ldq, m, k, v, stride, n, hd, scale, qh);
-    }
-}
-
-void nb_attend_f16h_neon(float *out, const float *q, const uint16_t *k, const uint16_t *v,
-                         size_t stride, size_t n, size_t hd, float scale)
-{
-    nb_attend_group_f16h_neon(out, hd, q, hd, 1, k, v, stride, n, hd, scale);
+                   scale);
 }
 
 #endif

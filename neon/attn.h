@@ -62,22 +62,38 @@ nb_attend_fn *nb_attend_f16(void);
 /* The grouped form of the same variant. */
 nb_attend_group_fn *nb_attend_group_f16(void);
 
-/* "f16h": the scores in fp16 arithmetic, for the int8-activation path of
- * CPUs with FEAT_FP16 (asimdhp: Cortex-A76 on, not the A72). Each head's
- * q is scaled and rounded to fp16 once (q' = fp16(q * scale)); a score is
- * 8 lanes of fused fp16 multiply-adds over the columns (lane L sums
- * columns L, L+8, ...: 16 products for head_dim 128), widened to fp32 and
- * added (lanes L and L+4, then pairwise), the last head_dim % 8 columns
- * added in fp32. The softmax and the values are those of the NEON
- * variant (blocks of 8 positions, 4 lanes of sums, fused value sums in
- * row order). The reference does the same operations in the same order
- * in portable C (the fused fp16 multiply-add exactly, nb_f16_fma_ref), so
- * the two agree bit for bit, and a head's result does not depend on how
- * heads are grouped. It differs from the fp32 variants by the fp16
- * rounding of q' and of the partial sums (tests/test_attn.c measures it).
- * head_dim up to NB_ATTEND_F16H_MAX_HD (the format allows 1024): past it,
- * the outputs are NaN. */
+/* "f16h": the scores and the value sums in fp16 arithmetic, for the
+ * int8-activation path of CPUs with FEAT_FP16 (asimdhp: Cortex-A76 on,
+ * not the A72).
+ * - Scores: each head's q is scaled and rounded to fp16 once (q' =
+ *   fp16(q * scale)); a score is 8 lanes of fused fp16 multiply-adds over
+ *   the columns (lane L sums columns L, L+8, ...: 16 products for
+ *   head_dim 128), widened to fp32 and added (lanes L and L+4, then
+ *   pairwise), the last head_dim % 8 columns added in fp32.
+ * - Softmax, a superblock of NB_ATTEND_F16H_SUPER (64) positions at a
+ *   time: the maximum raised once per superblock, the weights by
+ *   neon/vexp.h's exp in fp32, their sum in 4 fp32 lanes (lanes L and L+4
+ *   of each 8 positions into lane L, 8 positions at a time in order).
+ * - Values: each weight is stored as fp16(w * NB_ATTEND_F16H_VSCALE)
+ *   (2^-4). Per output column, each 8 rows of the superblock are summed
+ *   in fp16 (the first row's product, then fused multiply-adds in row
+ *   order), and 2^4 times that sum is fused into the fp32 output: 8
+ *   lanes per instruction where fp32 takes 4 and a conversion of the
+ *   row, with fp16 sums too short to lose much. The scale keeps 8 rows of
+ *   the largest fp16 values (65504) at half the fp16 range: the sums
+ *   cannot overflow; weights under 2^-10 of the largest lose relative
+ *   precision to fp16's subnormals, each then off by at most 2^-21 of the
+ *   largest weight.
+ * The reference does the same operations in the same order in portable
+ * C (the fused fp16 multiply-add exactly, nb_f16_fma_ref), so the two
+ * agree bit for bit, and a head's result does not depend on how heads
+ * are grouped. It differs from the fp32 variants by the fp16 rounding of
+ * q', of the scores' lane sums, of the weights and of the value partials
+ * (tests/test_attn.c measures it). head_dim up to NB_ATTEND_F16H_MAX_HD
+ * (the format allows 1024): past it, the outputs are NaN. */
 #define NB_ATTEND_F16H_MAX_HD 16384
+#define NB_ATTEND_F16H_SUPER 64
+#define NB_ATTEND_F16H_VSCALE 0x1p-4f /* 1 / (2 * 8): see above */
 
 nb_attend_fn nb_attend_f16h_ref;
 nb_attend_group_fn nb_attend_group_f16h_ref;
@@ -99,12 +115,6 @@ uint16_t nb_f16_fma_ref(uint16_t a, uint16_t b, uint16_t c);
  * test holds the two together). */
 void nb_f16h_fma_neon(uint16_t *d, const uint16_t *a, const uint16_t *b, const uint16_t *c,
                       size_t n);
-/* The f16h scores of the m <= 8 positions of a block (rows of k) for g
- * heads (q' at qh + j * ldq), head j's into s[j * 8 ..], -inf past m
- * (attn_f16h.c). */
-void nb_attn_f16h_block(float *s, const uint16_t *qh, size_t ldq, size_t g, const uint16_t *k,
-                        size_t stride, size_t m, size_t hd);
-
 /* out[i] = x[i] rounded to fp16, to nearest even. */
 void nb_f32_to_f16_row(uint16_t *out, const float *x, size_t n);
 

@@ -177,7 +177,7 @@ static void check_group(size_t hd, size_t n, size_t g, size_t kv, float qscale)
 static void check_groups(void)
 {
     size_t hds[] = {64, 128, 80, 16, 32, 12, 6, 2};
-    size_t ns[] = {1, 3, 8, 13, 16, 67};
+    size_t ns[] = {1, 3, 8, 13, 16, 33, 63, 64, 65, 130};
     size_t gs[] = {1, 2, 3, 4, 5, 6, 7, 8, 12, 14, 16, 17};
     for (size_t a = 0; a < sizeof hds / sizeof *hds; a++)
         for (size_t b = 0; b < sizeof ns / sizeof *ns; b++)
@@ -202,7 +202,7 @@ static long f16h_calls, f16h_neon;
 /* g heads through the f16h reference and, where the CPU has FEAT_FP16,
  * the NEON variant: bit for bit, grouped or not, nothing written between
  * output rows; the reference against the fp32 one (worst kept). */
-static void check_f16h(size_t hd, size_t n, size_t g, size_t kv, float qscale)
+static void check_f16h_v(size_t hd, size_t n, size_t g, size_t kv, float qscale, float vscale)
 {
     const float guard = 1234.5f;
     size_t stride = kv * hd, ldq = hd + 3, ldo = hd + 5;
@@ -217,7 +217,7 @@ static void check_f16h(size_t hd, size_t n, size_t g, size_t kv, float qscale)
     nb_f32_to_f16_row(k, kf, n * stride);
     float vmax = 0.0f;
     for (size_t i = 0; i < n * stride; i++)
-        kf[i] = tu_randf(&rng), vmax = fmaxf(vmax, fabsf(kf[i]));
+        kf[i] = vscale * tu_randf(&rng), vmax = fmaxf(vmax, fabsf(kf[i]));
     nb_f32_to_f16_row(v, kf, n * stride);
     const uint16_t *kh = k + (kv - 1) * hd, *vh = v + (kv - 1) * hd;
     float scale = 1.0f / sqrtf((float)hd);
@@ -250,6 +250,11 @@ static void check_f16h(size_t hd, size_t n, size_t g, size_t kv, float qscale)
     }
     f16h_calls++;
     free(q), free(kf), free(grp), free(one), free(ref), free(f32), free(k), free(v);
+}
+
+static void check_f16h(size_t hd, size_t n, size_t g, size_t kv, float qscale)
+{
+    check_f16h_v(hd, n, g, kv, qscale, 1.0f);
 }
 
 /* The fused fp16 multiply-add of the reference against FMLA .8h: random
@@ -302,7 +307,7 @@ static void check_f16h_all(void)
 {
     check_f16_fma();
     size_t hds[] = {128, 64, 80, 16, 32, 12, 6, 2};
-    size_t ns[] = {1, 3, 8, 13, 16, 67};
+    size_t ns[] = {1, 3, 8, 13, 16, 33, 63, 64, 65, 130};
     size_t gs[] = {1, 2, 3, 4, 5, 6, 7, 12, 17};
     for (size_t a = 0; a < sizeof hds / sizeof *hds; a++)
         for (size_t b = 0; b < sizeof ns / sizeof *ns; b++)
@@ -316,6 +321,10 @@ static void check_f16h_all(void)
     }
     check_f16h(128, 2048, 6, 2, 1.0f); /* the qwen2.5-1.5b group at 2048 positions */
     check_f16h(64, 2048, 4, 8, 1.0f);  /* llama3.2-1b's */
+    /* values near the fp16 maximum (65504): 64 rows of them, weights near
+     * 1 (q of 0), must not overflow the fp16 value partials */
+    check_f16h_v(64, 100, 6, 2, 0.0f, 65000.0f);
+    check_f16h_v(16, 67, 3, 1, 1.0f, 65000.0f);
     CHECK(f16h_worst <= F16H_BOUND, "f16h against the fp32 reference: %g", f16h_worst);
     printf("f16h: %ld calls (%ld through NEON, bit for bit the reference); against the fp32 "
            "reference: max |diff| / (1 + max |v|) = %.3g\n",

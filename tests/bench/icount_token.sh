@@ -15,7 +15,8 @@
 # Environment: NB_ICOUNT_CPUS, NB_ICOUNT_TOKENS (N, default 4),
 # NB_ICOUNT_SHAPE, NB_ICOUNT_LAYERS, NB_ICOUNT_MODEL (a .nib to count
 # instead of a random model of a shape: all its layers), NB_ICOUNT_MODE (tg or pp),
-# NB_ICOUNT_FLAGS (more bench flags, e.g. --exact).
+# NB_ICOUNT_FLAGS (more bench flags, e.g. --exact), NB_ICOUNT_TOP (how many
+# of the largest functions outside the GEMVs to list, default 8).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-$root/build-arm64}
@@ -26,6 +27,7 @@ model=${NB_ICOUNT_MODEL:-}
 layers=${NB_ICOUNT_LAYERS:-2}
 mode=${NB_ICOUNT_MODE:-tg}
 flags=${NB_ICOUNT_FLAGS:-}
+top=${NB_ICOUNT_TOP:-8}
 
 if [ ! -f "$build/build.ninja" ]; then
   printf "[constants]\nroot = '%s'\n" "$root" > "$root/build-paths.ini"
@@ -70,13 +72,13 @@ for cpu in $cpus; do
     "$tmp/a.table")
   # per function: (b - a) / per, then the split; the largest functions of
   # each side go to $tmp/top
-  awk -v per="$per" 'NR == FNR { a[$1] = $2; next } { d[$1] = ($2 - a[$1]) / per }
+  awk -v per="$per" -v top="$top" 'NR == FNR { a[$1] = $2; next } { d[$1] = ($2 - a[$1]) / per }
     END {
       for (f in d) if (f != "TOTAL" && f ~ /^(nb_qgemv|nb_qgemm|nb_gemv)/) g += d[f]
       printf "%.0f %.0f %.0f\n", d["TOTAL"], g, d["TOTAL"] - g
       for (f in d) if (f != "TOTAL" && d[f] > 0)
         printf "%-6s %-34s %10.0f\n", f ~ /^(nb_qgemv|nb_qgemm|nb_gemv)/ ? "gemv" : "other",
-          f, d[f] | "sort -k1,1 -k3,3nr | awk \"\\$1 == \\\"gemv\\\" || ++k <= 8\" >&2"
+          f, d[f] | "sort -k1,1 -k3,3nr | awk -v n=" top " \"\\$1 == \\\"gemv\\\" || ++k <= n\" >&2"
     }' "$tmp/a" "$tmp/b" >"$tmp/sum" 2>"$tmp/top"
   read -r total gemv outside <"$tmp/sum"
   awk -v c="$cpu" -v k="$kernels" -v t="$total" -v g="$gemv" -v o="$outside" \
@@ -85,4 +87,4 @@ for cpu in $cpus; do
 done
 echo "(outside = everything but nb_qgemv*/nb_qgemm*/nb_gemv*, shared libraries included:"
 echo " libm's expf, libc's memcpy show as '?'; below each CPU, the GEMV functions and the"
-echo " 8 largest others)"
+echo " $top largest others)"
