@@ -402,7 +402,7 @@ void nb_attend_f16_neon(float *out, const float *q, const uint16_t *k, const uin
  * once (lo_, hi_) for the heads. */
 #define K_ZERO(J, z) float32x4_t a##J##0 = z, a##J##1 = z, a##J##2 = z, a##J##3 = z
 #define K_Q(J, i)                                                                              \
-    float32x4_t x##J = vld1q_f32(q + J * ldq + (i)), y##J = vld1q_f32(q + J * ldq + (i) + 4)
+    float32x4_t x##J = vld1q_f32(qi + (i) * gq + J * 8), y##J = vld1q_f32(qi + (i) * gq + J * 8 + 4)
 #define K_FMA(J, r) a##J##r = vfmaq_f32(vfmaq_f32(a##J##r, lo_, x##J), hi_, y##J)
 #define K_ROW(M, r, p)                                                                         \
     do {                                                                                       \
@@ -414,15 +414,17 @@ void nb_attend_f16_neon(float *out, const float *q, const uint16_t *k, const uin
     vst1q_f32(s + J * BLOCK, sum4(a##J##0, a##J##1, a##J##2, a##J##3));                        \
     add_tails(q + J * ldq, k, stride, i, hd, s + J * BLOCK, 4)
 
-/* dots_M(s, q, ldq, k, stride, hd): the unscaled scores of 4 positions
- * (rows of k) for M heads (q + j * ldq), head j's into s[j * BLOCK ..]:
- * each score fma8's chain, sum4's pairwise sum, add_tails' columns, as in
- * dot4_f16 and dot8_f16: the same bits. Each key row is loaded once for
- * the M heads, each 8 columns of q once for the 4 rows. 4 M accumulators,
- * 2 M vectors of q and a row's 3: 27 of the 32 registers for M = 4. */
+/* dots_M(s, q, ldq, qi, gq, k, stride, hd): the unscaled scores of 4
+ * positions (rows of k) for M heads (q + j * ldq, and interleaved at qi:
+ * see interleave()), head j's into s[j * BLOCK ..]: each score fma8's
+ * chain, sum4's pairwise sum, add_tails' columns, as in dot4_f16 and
+ * dot8_f16: the same bits. Each key row is loaded once for the M heads,
+ * each 8 columns of q once for the 4 rows, a head's two vectors by one
+ * paired load. 4 M accumulators, 2 M vectors of q and a row's 3: 27 of
+ * the 32 registers for M = 4. */
 #define DOTS(M)                                                                                \
-    GROUP_KERNEL static void dots_##M(float *s, const float *q, size_t ldq, const uint16_t *k, \
-                                      size_t stride, size_t hd)                                \
+    GROUP_KERNEL static void dots_##M(float *s, const float *q, size_t ldq, const float *qi,   \
+                                      size_t gq, const uint16_t *k, size_t stride, size_t hd)  \
     {                                                                                          \
         float32x4_t z_ = vdupq_n_f32(0.0f);                                                    \
         EACH##M(K_ZERO, z_);                                                                   \
@@ -442,21 +444,39 @@ DOTS(4)
 
 /* The scores of a whole block for g heads: 4 heads at a time, then the 1
  * to 3 left, each call over 4 of the 8 rows. */
-static void score_block_heads(float *s, const float *q, size_t ldq, size_t g, const uint16_t *k,
-                              size_t stride, size_t hd)
+static void score_block_heads(float *s, const float *q, size_t ldq, const float *qi, size_t g,
+                              const uint16_t *k, size_t stride, size_t hd)
 {
     const uint16_t *k4 = k + 4 * stride;
     size_t j = 0;
     for (; j + 4 <= g; j += 4) {
-        dots_4(s + j * BLOCK, q + j * ldq, ldq, k, stride, hd);
-        dots_4(s + j * BLOCK + 4, q + j * ldq, ldq, k4, stride, hd);
+        dots_4(s + j * BLOCK, q + j * ldq, ldq, qi + j * 8, g, k, stride, hd);
+        dots_4(s + j * BLOCK + 4, q + j * ldq, ldq, qi + j * 8, g, k4, stride, hd);
     }
+    const float *x = qi + j * 8;
     s += j * BLOCK, q += j * ldq;
     switch (g - j) {
-    case 3: dots_3(s, q, ldq, k, stride, hd), dots_3(s + 4, q, ldq, k4, stride, hd); break;
-    case 2: dots_2(s, q, ldq, k, stride, hd), dots_2(s + 4, q, ldq, k4, stride, hd); break;
+    case 3:
+        dots_3(s, q, ldq, x, g, k, stride, hd), dots_3(s + 4, q, ldq, x, g, k4, stride, hd);
+        break;
+    case 2:
+        dots_2(s, q, ldq, x, g, k, stride, hd), dots_2(s + 4, q, ldq, x, g, k4, stride, hd);
+        break;
     case 1: dot8_f16(q, k, stride, hd, s); break;
     }
+}
+
+/* The g heads' q (q + j * ldq) interleaved into qi, 8 columns at a time:
+ * columns i .. i+7 of head j at qi + i * g + j * 8 (i a multiple of 8,
+ * below hd / 8 * 8), so that consecutive heads' vectors are consecutive
+ * in memory. */
+static void interleave(float *qi, const float *q, size_t ldq, size_t g, size_t hd)
+{
+    for (size_t j = 0; j < g; j++)
+        for (size_t i = 0; i + 8 <= hd; i += 8) {
+            vst1q_f32(qi + i * g + j * 8, vld1q_f32(q + j * ldq + i));
+            vst1q_f32(qi + i * g + j * 8 + 4, vld1q_f32(q + j * ldq + i + 4));
+        }
 }
 
 /* An empty asm: the weights may have changed, as far as the compiler
@@ -539,11 +559,13 @@ static void accumulate_heads(float *out, size_t ldo, size_t g, const float *w, c
 /* nb_attend_f16_neon for up to NB_ATTEND_GROUP heads: per block, the
  * scores of all heads (keys shared), each head's softmax step exactly as
  * there, the values of all heads (shared). The last block, shorter than
- * 8 positions, goes head by head through the single-head functions. */
+ * 8 positions, goes head by head through the single-head functions. qi:
+ * room for the heads' interleaved q (g * hd floats). */
 static void group_neon(float *out, size_t ldo, const float *q, size_t ldq, size_t g,
                        const uint16_t *k, const uint16_t *v, size_t stride, size_t n, size_t hd,
-                       float scale)
+                       float scale, float *qi)
 {
+    interleave(qi, q, ldq, g, hd);
     online o[NB_ATTEND_GROUP];
     float32x4_t sum[NB_ATTEND_GROUP];
     float w[NB_ATTEND_GROUP * BLOCK];
@@ -556,7 +578,7 @@ static void group_neon(float *out, size_t ldo, const float *q, size_t ldq, size_
     for (size_t t = 0; t < n; t += BLOCK) {
         size_t m = n - t < BLOCK ? n - t : BLOCK;
         if (m == BLOCK)
-            score_block_heads(w, q, ldq, g, k + t * stride, stride, hd);
+            score_block_heads(w, q, ldq, qi, g, k + t * stride, stride, hd);
         else
             for (size_t j = 0; j < g; j++)
                 score_block(w + j * BLOCK, q + j * ldq, k + t * stride, stride, m, hd);
@@ -584,18 +606,24 @@ static void group_neon(float *out, size_t ldo, const float *q, size_t ldq, size_
     }
 }
 
+/* Room for the heads' interleaved q: 16 heads of 1024 columns (the
+ * format's largest head), fewer heads at once when they are wider. */
+enum { QI_SIZE = NB_ATTEND_GROUP * 1024 };
+
 void nb_attend_group_f16_neon(float *out, size_t ldo, const float *q, size_t ldq, size_t g,
                               const uint16_t *k, const uint16_t *v, size_t stride, size_t n,
                               size_t hd, float scale)
 {
-    if (g == 1) { /* nothing to share: the single-head kernel, without the group's bookkeeping */
-        nb_attend_f16_neon(out, q, k, v, stride, n, hd, scale);
+    size_t at_once = QI_SIZE / hd < NB_ATTEND_GROUP ? QI_SIZE / hd : NB_ATTEND_GROUP;
+    if (g == 1 || at_once < 2) { /* nothing to share: the single-head kernel, the same bits */
+        for (size_t j = 0; j < g; j++)
+            nb_attend_f16_neon(out + j * ldo, q + j * ldq, k, v, stride, n, hd, scale);
         return;
     }
-    for (size_t j = 0; j < g; j += NB_ATTEND_GROUP)
-        group_neon(out + j * ldo, ldo, q + j * ldq, ldq,
-                   g - j < NB_ATTEND_GROUP ? g - j : NB_ATTEND_GROUP, k, v, stride, n, hd,
-                   scale);
+    float qi[QI_SIZE];
+    for (size_t j = 0; j < g; j += at_once)
+        group_neon(out + j * ldo, ldo, q + j * ldq, ldq, g - j < at_once ? g - j : at_once, k,
+                   v, stride, n, hd, scale, qi);
 }
 
 #endif

@@ -189,6 +189,10 @@ static void check_groups(void)
         size_t n = 1 + tu_rand(&rng) % 400, g = 1 + tu_rand(&rng) % (i % 10 ? 16 : 40);
         check_group(hd, n, g, 1 + tu_rand(&rng) % 3, i % 3 == 0 ? 16.0f : 1.0f);
     }
+    /* heads wider than the NEON variant's room for 16 interleaved ones:
+     * 7 heads at a time, then one at a time */
+    check_group(2050, 20, 9, 1, 1.0f);
+    check_group(8194, 9, 3, 2, 1.0f);
     printf("grouped: %ld calls over %ld heads, each bit for bit its variant's single-head "
            "result\n",
            group_calls, group_heads);
