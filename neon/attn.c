@@ -41,11 +41,7 @@ static void group_ref(float *out, size_t ldo, const float *q, size_t ldq, size_t
 {
     online o[NB_ATTEND_GROUP];
     float s[NB_ATTEND_GROUP];
-    for (size_t j = 0; j < g; j++) {
-        o[j] = (online){-INFINITY, 0.0f};
-        for (size_t i = 0; i < hd; i++)
-            out[j * ldo + i] = 0.0f;
-    }
+    start_heads(o, out, ldo, g, hd);
     for (size_t t = 0; t < n; t++) {
         const uint16_t *kt = k + t * stride, *vt = v + t * stride;
         for (size_t j = 0; j < g; j++)
@@ -569,12 +565,9 @@ static void group_neon(float *out, size_t ldo, const float *q, size_t ldq, size_
     online o[NB_ATTEND_GROUP];
     float32x4_t sum[NB_ATTEND_GROUP];
     float w[NB_ATTEND_GROUP * BLOCK];
-    for (size_t j = 0; j < g; j++) {
-        o[j] = (online){-INFINITY, 0.0f};
+    start_heads(o, out, ldo, g, hd);
+    for (size_t j = 0; j < g; j++)
         sum[j] = vdupq_n_f32(0.0f);
-        for (size_t i = 0; i < hd; i++)
-            out[j * ldo + i] = 0.0f;
-    }
     for (size_t t = 0; t < n; t += BLOCK) {
         size_t m = n - t < BLOCK ? n - t : BLOCK;
         if (m == BLOCK)

@@ -316,12 +316,9 @@ static void group_f16h(float *out, size_t ldo, const uint16_t *qh, const uint16_
     float32x4_t sum[NB_ATTEND_GROUP];
     float s[NB_ATTEND_GROUP * SUPER];
     uint16_t w[NB_ATTEND_GROUP * SUPER];
-    for (size_t j = 0; j < g; j++) {
-        o[j] = (online){-INFINITY, 0.0f};
+    start_heads(o, out, ldo, g, hd);
+    for (size_t j = 0; j < g; j++)
         sum[j] = vdupq_n_f32(0.0f);
-        for (size_t i = 0; i < hd; i++)
-            out[j * ldo + i] = 0.0f;
-    }
     for (size_t t = 0; t < n; t += SUPER) {
         size_t m = n - t < SUPER ? n - t : SUPER, b = 0;
         for (; b < m; b += BLOCK)

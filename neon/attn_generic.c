@@ -105,11 +105,7 @@ static void group(float *out, size_t ldo, const float *q, size_t ldq, size_t g,
 {
     online o[NB_ATTEND_GROUP];
     float s[NB_ATTEND_GROUP], w[NB_ATTEND_GROUP];
-    for (size_t j = 0; j < g; j++) {
-        o[j] = (online){-INFINITY, 0.0f};
-        for (size_t i = 0; i < hd; i++)
-            out[j * ldo + i] = 0.0f;
-    }
+    start_heads(o, out, ldo, g, hd);
     for (size_t t = 0; t < n; t++) {
         const uint16_t *kt = k + t * stride;
         size_t j = 0;

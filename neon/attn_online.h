@@ -4,6 +4,7 @@
 #ifndef NIBBLE_ATTN_ONLINE_H
 #define NIBBLE_ATTN_ONLINE_H
 
+#include <math.h>
 #include <stddef.h>
 
 #include "vexp.h"
@@ -34,6 +35,17 @@ static inline float weigh(online *o, float s)
     float w = nb_exp_ref(s - o->max);
     o->sum += w;
     return w;
+}
+
+/* g heads' states before their first position, their outputs (rows of
+ * hd at out + j * ldo) zeroed. */
+static inline void start_heads(online *o, float *out, size_t ldo, size_t g, size_t hd)
+{
+    for (size_t j = 0; j < g; j++) {
+        o[j] = (online){-INFINITY, 0.0f};
+        for (size_t i = 0; i < hd; i++)
+            out[j * ldo + i] = 0.0f;
+    }
 }
 
 static inline void finish(const online *o, float *out, size_t hd)
