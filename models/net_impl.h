@@ -49,12 +49,6 @@ static inline void nb_head_norm(const nb_net *m, float *v, size_t r0, size_t r1,
         nb_rmsnorm_ref(v + h, v + h, w->data, (int)w->entry->dtype, hd, m->cfg.norm_eps);
 }
 
-/* SwiGLU's gate: silu(g) * u. */
-static inline float nb_silu_mul(float g, float u)
-{
-    return g / (1.0f + expf(-g)) * u;
-}
-
 /* The reference pass (ref.c). */
 int nb_ref_init(nb_net *m, nb_err *e);
 float *nb_ref_forward(nb_net *m, int token, int pos);

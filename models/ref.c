@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../neon/act.h"
 #include "../runtime/qtensor.h"
 #include "net_impl.h"
 
@@ -178,7 +179,7 @@ static void mlp(nb_net *m, int l)
     linear(r->hb, &L->gate, r->xb);
     linear(r->hb2, &L->up, r->xb);
     for (uint32_t i = 0; i < c->ffn_dim; i++)
-        r->hb[i] = nb_silu_mul(r->hb[i], r->hb2[i]);
+        r->hb[i] = nb_silu_mul_libm(r->hb[i], r->hb2[i]);
     linear(r->xb2, &L->down, r->hb);
     for (uint32_t i = 0; i < c->dim; i++)
         r->x[i] += r->xb2[i];

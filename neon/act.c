@@ -63,6 +63,6 @@ void nb_silu_mul_row(float *g, const float *u, size_t n)
     /* Elsewhere libm's expf: the reference's nine fmaf calls are library
      * calls on an x86-64 build without -mfma, 8 times slower per value. */
     for (size_t i = 0; i < n; i++)
-        g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+        g[i] = nb_silu_mul_libm(g[i], u[i]);
 #endif
 }

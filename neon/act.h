@@ -1,7 +1,7 @@
 /* SwiGLU's gate over a row, in place: g[i] <- silu(g[i]) * u[i], where
  * silu(g) = g * sigmoid(g) = g / (1 + e^-g). The fast pass's FFN
  * (models/fast.c) runs it on each token's rows; the reference pass keeps
- * libm's expf (models/net_impl.h, nb_silu_mul).
+ * libm's expf (nb_silu_mul_libm below).
  *
  * With e = exp(-|g|) from neon/vexp.h (its domain x <= 0, so e is in
  * [0, 1] and 1 + e in [1, 2]):
@@ -46,7 +46,15 @@
 #ifndef NIBBLE_ACT_H
 #define NIBBLE_ACT_H
 
+#include <math.h>
 #include <stddef.h>
+
+/* silu(g) * u with libm's expf: the reference pass's (models/ref.c), and
+ * nb_silu_mul_row's on hosts without NEON. */
+static inline float nb_silu_mul_libm(float g, float u)
+{
+    return g / (1.0f + expf(-g)) * u;
+}
 
 /* g[i] <- silu(g[i]) * u[i] for i < n, in plain C. */
 void nb_silu_mul_ref(float *g, const float *u, size_t n);

@@ -141,7 +141,7 @@ static void section_bits(void)
         row_vec &= nb_f32_to_bits(a[i]) == nb_f32_to_bits(b[i]);
         row_ref &= nb_f32_to_bits(a[i]) == nb_f32_to_bits(c[i]);
 #else /* libm's formula there (act.h) */
-        float x = g0[i] / (1.0f + expf(-g0[i])) * u[i];
+        float x = nb_silu_mul_libm(g0[i], u[i]);
         row_vec &= nb_f32_to_bits(a[i]) == nb_f32_to_bits(x) || (a[i] != a[i] && x != x);
 #endif
     }
