@@ -30,6 +30,7 @@
 
 #include "../neon/act.h"
 #include "../neon/attn.h"
+#include "../neon/f16.h"
 #include "../neon/gemv.h"
 #include "../neon/gemv_neon.h"
 #include "../neon/qkern.h"
@@ -75,13 +76,15 @@ struct nb_fast {
     nb_gemv_fn *gemv; /* plain weights */
     nb_gemm_fn *gemm; /* plain weights, prefill */
     nb_attend_group_fn *attend; /* query heads sharing a kv head at once */
+    int key_block;              /* its keys' layout: 0 rows, else blocks (attn.h) */
     int exact, threads, tile, n_seq;
     size_t min_chunk;
     nb_pool *pool;
     flayer *layers;
     lin output;
     split cut_qkv[3], cut_dim, cut_ffn, cut_vocab; /* how each job cuts its rows */
-    uint16_t *cache[2];     /* keys, values: fp16 [seq][layer][ctx][kv_dim] */
+    uint16_t *cache[2];     /* keys, values: fp16 [seq][layer][ctx8][kv_dim] */
+    size_t ctx8;            /* the context rounded up to whole key blocks */
     float *x;               /* [tile][dim] the residual stream */
     act in, att, hid;       /* norm output, attention output, ffn hidden */
     float *qkv[3];          /* [tile][rows]: q, and k and v before the cache */
@@ -237,7 +240,8 @@ static int alloc_fast(struct nb_fast *f, const nb_net *m, nb_err *e)
     const struct nb_meta *c = &m->cfg;
     size_t T = (size_t)f->tile, kv = (size_t)c->n_kv_heads * c->head_dim;
     size_t q = (size_t)c->n_heads * c->head_dim;
-    size_t cache = (size_t)f->n_seq * c->n_layers * m->ctx * kv;
+    f->ctx8 = ((size_t)m->ctx + NB_ATTEND_KBLOCK - 1) / NB_ATTEND_KBLOCK * NB_ATTEND_KBLOCK;
+    size_t cache = (size_t)f->n_seq * c->n_layers * f->ctx8 * kv;
     int failed = 0;
     for (int i = 0; i < 2; i++) { /* calloc: untouched positions cost no memory */
         f->cache[i] = calloc(cache ? cache : 1, sizeof(uint16_t));
@@ -332,7 +336,9 @@ static int setup(nb_net *m, const nb_run_opts *o, nb_err *e)
     if (o->n_seq < 0 || o->n_seq > 256)
         return nb_fail(e, "%d sequences: expected 1 to 256", o->n_seq);
     /* fp16 scores where the CPU has fp16 arithmetic, on the int8 path only */
-    f->attend = f->exact ? nb_attend_group_f16() : nb_attend_group_f16_fast();
+    const nb_attend_set *att = f->exact ? nb_attend_exact() : nb_attend_fast();
+    f->attend = att->group;
+    f->key_block = att->key_block;
     f->gemv = nb_gemv_plain();
     f->gemm = nb_gemm_plain();
     if (!(f->k = pick_kernels(o->kernels ? o->kernels : "auto", e)) ||
@@ -407,11 +413,26 @@ static void norm_quant(const nb_net *m, act *a, const float *x, int ntok, const 
     quantize(m->fast, a, ntok, for_packed);
 }
 
-static uint16_t *cache_row(const nb_net *m, int which, int seq, int l, int pos)
+/* Layer l of sequence seq in the keys' (which 0) or values' (1) cache. */
+static uint16_t *cache_layer(const nb_net *m, int which, int seq, int l)
 {
     size_t kv = (size_t)m->cfg.n_kv_heads * m->cfg.head_dim, layers = m->cfg.n_layers;
-    return m->fast->cache[which] +
-           (((size_t)seq * layers + (size_t)l) * m->ctx + (size_t)pos) * kv;
+    return m->fast->cache[which] + ((size_t)seq * layers + (size_t)l) * m->fast->ctx8 * kv;
+}
+
+/* Columns [r0, r1) of position pos's key (which 0) or value (1) into the
+ * cache, in the attention's layout: keys in rows or in blocks. */
+static void store_kv(const nb_net *m, int which, int seq, int l, int pos, const float *y,
+                     size_t r0, size_t r1)
+{
+    size_t kv = (size_t)m->cfg.n_kv_heads * m->cfg.head_dim;
+    uint16_t *c = cache_layer(m, which, seq, l);
+    if (which == 1 || !m->fast->key_block) {
+        nb_f32_to_f16_row(c + (size_t)pos * kv + r0, y + r0, r1 - r0);
+        return;
+    }
+    for (size_t i = r0; i < r1; i++)
+        c[nb_attend_key_at((size_t)pos, i, kv)] = nb_f32_to_f16(y[i]);
 }
 
 /* q, k and v rows; the epilogue adds the biases, normalizes and rotates
@@ -436,8 +457,7 @@ static void qkv_chunk(void *ctx, size_t chunk)
         if (which < 2)
             nb_rope_heads(p->m, y, r0, r1, f->rope + (size_t)t * p->m->cfg.head_dim);
         if (which > 0)
-            nb_f32_to_f16_row(cache_row(p->m, which - 1, f->seq[t], p->l, f->pos[t]) + r0,
-                              y + r0, r1 - r0);
+            store_kv(p->m, which - 1, f->seq[t], p->l, f->pos[t], y, r0, r1);
     }
 }
 
@@ -457,10 +477,10 @@ static void attend_unit(const pass *p, size_t u)
         return;
     size_t at = t * nh * hd + h0 * hd;
     int seq = f->seq[t];
+    size_t key_at = f->key_block ? nb_attend_key_at(0, kh * hd, nkv * hd) : kh * hd;
     f->attend(f->att.x + at, hd, f->qkv[0] + at, hd, h1 - h0,
-              cache_row(p->m, 0, seq, p->l, 0) + kh * hd,
-              cache_row(p->m, 1, seq, p->l, 0) + kh * hd, nkv * hd, (size_t)f->pos[t] + 1, hd,
-              1.0f / sqrtf((float)hd));
+              cache_layer(p->m, 0, seq, p->l) + key_at, cache_layer(p->m, 1, seq, p->l) + kh * hd,
+              nkv * hd, (size_t)f->pos[t] + 1, hd, 1.0f / sqrtf((float)hd));
 }
 
 static void attn_chunk(void *ctx, size_t chunk)

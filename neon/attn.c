@@ -99,21 +99,19 @@ uint16_t nb_f16_fma_ref(uint16_t a, uint16_t b, uint16_t c)
     return nb_f32_to_f16(f);
 }
 
-/* The f16h score of one position: 8 fp16 lanes over the columns, widened
- * and added, the tail columns in fp32 (attn_f16h.c's row_score). */
-static float score_f16h_ref(const uint16_t *qh, const uint16_t *k, size_t hd)
+/* The f16h score of position t (keys in blocks: attn.h): chains of
+ * columns summed in fp16, each added to the score in fp32 (attn_f16h.c's
+ * dots). */
+static float score_f16h_ref(const uint16_t *qh, const uint16_t *k, size_t stride, size_t t,
+                            size_t hd)
 {
-    uint16_t acc[8] = {0};
-    size_t h8 = hd / 8 * 8;
-    for (size_t i = 0; i < h8; i++)
-        acc[i % 8] = nb_f16_fma_ref(qh[i], k[i], acc[i % 8]);
-    float l[4];
-    for (int i = 0; i < 4; i++)
-        l[i] = nb_f16_to_f32(acc[i]) + nb_f16_to_f32(acc[i + 4]);
-    float s = (l[0] + l[1]) + (l[2] + l[3]);
-    for (size_t i = h8; i < hd; i++) {
-        float x = nb_f16_to_f32(qh[i]) * nb_f16_to_f32(k[i]); /* exact */
-        s += x;
+    float s = 0.0f;
+    size_t chain = nb_attend_f16h_chain(hd);
+    for (size_t c0 = 0; c0 < hd; c0 += chain) {
+        uint16_t acc = 0x8000; /* -0: the first product as it is */
+        for (size_t c = c0; c < hd && c < c0 + chain; c++)
+            acc = nb_f16_fma_ref(qh[c], k[nb_attend_key_at(t, c, stride)], acc);
+        s += nb_f16_to_f32(acc);
     }
     return s;
 }
@@ -143,14 +141,14 @@ void nb_attend_f16h_ref(float *out, const float *q, const uint16_t *k, const uin
         size_t m = n - t < SUPER ? n - t : SUPER;
         float top = -INFINITY;
         for (size_t r = 0; r < SUPER; r++) {
-            s[r] = r < m ? score_f16h_ref(qh, k + (t + r) * stride, hd) : -INFINITY;
+            s[r] = r < m ? score_f16h_ref(qh, k, stride, t + r, hd) : -INFINITY;
             top = s[r] > top ? s[r] : top;
         }
         float c = raise_max(&o, top, out, hd);
         for (int l = 0; l < 4; l++)
             sum[l] *= c;
         for (size_t r = 0; r < SUPER; r++)
-            s[r] = nb_exp_ref(s[r] - o.max);
+            s[r] = nb_exp_w_ref(s[r] - o.max);
         for (size_t b = 0; b < SUPER; b += 8)
             for (int l = 0; l < 4; l++)
                 sum[l] += s[b + l] + s[b + l + 4];
@@ -623,12 +621,12 @@ void nb_attend_group_f16_neon(float *out, size_t ldo, const float *q, size_t ldq
 
 /* Slowest first; on x86-64 avx2 is last, dropped when the CPU lacks it. */
 static const nb_attend_set attend_sets[] = {
-    {"generic", nb_attend_f16_generic, nb_attend_group_f16_generic},
+    {"generic", nb_attend_f16_generic, nb_attend_group_f16_generic, 0},
 #if defined(__x86_64__)
-    {"avx2", nb_attend_f16_avx2, nb_attend_group_f16_avx2},
+    {"avx2", nb_attend_f16_avx2, nb_attend_group_f16_avx2, 0},
 #endif
 #if defined(__aarch64__)
-    {"neon", nb_attend_f16_neon, nb_attend_group_f16_neon},
+    {"neon", nb_attend_f16_neon, nb_attend_group_f16_neon, 0},
 #endif
 };
 
@@ -639,7 +637,8 @@ const nb_attend_set *nb_attend_sets(size_t *count)
 }
 
 #if defined(__aarch64__)
-static const nb_attend_set f16h_set = {"f16h", nb_attend_f16h_neon, nb_attend_group_f16h_neon};
+static const nb_attend_set f16h_set = {"f16h", nb_attend_f16h_neon, nb_attend_group_f16h_neon,
+                                       NB_ATTEND_KBLOCK};
 #endif
 
 const nb_attend_set *nb_attend_f16h(void)
@@ -651,22 +650,26 @@ const nb_attend_set *nb_attend_f16h(void)
     return NULL;
 }
 
-nb_attend_group_fn *nb_attend_group_f16_fast(void)
+const nb_attend_set *nb_attend_exact(void)
+{
+    size_t n;
+    return &nb_attend_sets(&n)[n - 1];
+}
+
+const nb_attend_set *nb_attend_fast(void)
 {
     const nb_attend_set *h = nb_attend_f16h();
-    return h ? h->group : nb_attend_group_f16();
+    return h ? h : nb_attend_exact();
 }
 
 nb_attend_fn *nb_attend_f16(void)
 {
-    size_t n;
-    return nb_attend_sets(&n)[n - 1].attend;
+    return nb_attend_exact()->attend;
 }
 
 nb_attend_group_fn *nb_attend_group_f16(void)
 {
-    size_t n;
-    return nb_attend_sets(&n)[n - 1].group;
+    return nb_attend_exact()->group;
 }
 
 void nb_f32_to_f16_row(uint16_t *out, const float *x, size_t n)

@@ -46,12 +46,28 @@ nb_attend_group_fn nb_attend_group_f16_ref;
 nb_attend_group_fn nb_attend_group_f16_neon; /* aarch64 only */
 nb_attend_group_fn nb_attend_group_f16_generic, nb_attend_group_f16_avx2;
 
-/* A variant: its single-head and grouped forms (the same bits per head). */
+/* A variant: its single-head and grouped forms (the same bits per head),
+ * and how it reads the keys: in rows like the values (key_block 0), or in
+ * blocks of positions (NB_ATTEND_KBLOCK: nb_attend_key_at). */
 typedef struct nb_attend_set {
     const char *name;
     nb_attend_fn *attend;
     nb_attend_group_fn *group;
+    int key_block;
 } nb_attend_set;
+
+/* Keys in blocks of 8 positions, each block column by column: column c of
+ * position t (c < stride, the cache row) at nb_attend_key_at(t, c,
+ * stride), so that the 8 positions of a block sit side by side in one
+ * vector of each column (the f16h scores multiply a whole block by one
+ * element of q). A kv head's keys start at its first column's offset; a
+ * cache of n positions takes n rounded up to 8 rows. */
+#define NB_ATTEND_KBLOCK 8
+static inline size_t nb_attend_key_at(size_t t, size_t c, size_t stride)
+{
+    return t / NB_ATTEND_KBLOCK * NB_ATTEND_KBLOCK * stride + c * NB_ATTEND_KBLOCK +
+           t % NB_ATTEND_KBLOCK;
+}
 
 /* The variants this build has and this CPU runs, slowest first. */
 const nb_attend_set *nb_attend_sets(size_t *count);
@@ -66,13 +82,19 @@ nb_attend_group_fn *nb_attend_group_f16(void);
  * int8-activation path of CPUs with FEAT_FP16 (asimdhp: Cortex-A76 on,
  * not the A72).
  * - Scores: each head's q is scaled and rounded to fp16 once (q' =
- *   fp16(q * scale)); a score is 8 lanes of fused fp16 multiply-adds over
- *   the columns (lane L sums columns L, L+8, ...: 16 products for
- *   head_dim 128), widened to fp32 and added (lanes L and L+4, then
- *   pairwise), the last head_dim % 8 columns added in fp32.
+ *   fp16(q * scale)). The keys are in blocks of 8 positions
+ *   (nb_attend_key_at), so one fp16 vector holds a column of 8 positions
+ *   and one fused multiply-add by an element of q' (FMLA .8h by element)
+ *   advances 8 scores, with no sum across lanes. Each score sums its
+ *   columns in chains (nb_attend_f16h_chain: 16 columns for head_dim
+ *   128) in fp16: the first product rounded, then each next one fused, in
+ *   column order; each chain is widened to fp32 and added to the score in
+ *   chain order (the last chain is shorter when the chain length does not
+ *   divide head_dim).
  * - Softmax, a superblock of NB_ATTEND_F16H_SUPER (64) positions at a
  *   time: the maximum raised once per superblock, the weights by
- *   neon/vexp.h's exp in fp32, their sum in 4 fp32 lanes (lanes L and L+4
+ *   neon/vexp.h's nb_exp_w in fp32 (to 2^-17: they are rounded to fp16
+ *   next), their sum in 4 fp32 lanes (lanes L and L+4
  *   of each 8 positions into lane L, 8 positions at a time in order).
  * - Values: each weight is stored as fp16(w * NB_ATTEND_F16H_VSCALE)
  *   (2^-4). Per output column, each 8 rows of the superblock are summed
@@ -88,12 +110,24 @@ nb_attend_group_fn *nb_attend_group_f16(void);
  * C (the fused fp16 multiply-add exactly, nb_f16_fma_ref), so the two
  * agree bit for bit, and a head's result does not depend on how heads
  * are grouped. It differs from the fp32 variants by the fp16 rounding of
- * q', of the scores' lane sums, of the weights and of the value partials
- * (tests/test_attn.c measures it). head_dim up to NB_ATTEND_F16H_MAX_HD
+ * q', of the scores' chains, of the weights and of the value partials
+ * (tests/test_attn.c measures it). Keys in blocks (key_block 8), values
+ * in rows. head_dim up to NB_ATTEND_F16H_MAX_HD
  * (the format allows 1024): past it, the outputs are NaN. */
 #define NB_ATTEND_F16H_MAX_HD 16384
 #define NB_ATTEND_F16H_SUPER 64
 #define NB_ATTEND_F16H_VSCALE 0x1p-4f /* 1 / (2 * 8): see above */
+
+/* The f16h scores' chains: the largest power of 2 up to head_dim / 8,
+ * 1 to 16 columns (16 for head_dim 128, 8 for 64), the fp16 sums as long
+ * as those of 8 lanes over the columns would be. */
+static inline size_t nb_attend_f16h_chain(size_t hd)
+{
+    size_t c = 1;
+    while (c < 16 && 2 * c * 8 <= hd)
+        c *= 2;
+    return c;
+}
 
 nb_attend_fn nb_attend_f16h_ref;
 nb_attend_group_fn nb_attend_group_f16h_ref;
@@ -104,9 +138,12 @@ nb_attend_group_fn nb_attend_group_f16h_neon; /* aarch64 with FEAT_FP16 only */
  * vector's HWCAP_ASIMDHP, as qkern.c reads dotprod), else NULL. */
 const nb_attend_set *nb_attend_f16h(void);
 
+/* The fastest variant with fp32 arithmetic, nb_attend_f16()'s (the
+ * --exact path's). */
+const nb_attend_set *nb_attend_exact(void);
 /* The attention of the int8-activation path: f16h where there is one,
- * else nb_attend_group_f16() (the --exact path keeps that one always). */
-nb_attend_group_fn *nb_attend_group_f16_fast(void);
+ * else nb_attend_exact(). */
+const nb_attend_set *nb_attend_fast(void);
 
 /* fp16 a * b + c rounded once (FMLA .8h), on fp16 bit patterns: the
  * reference's, exact for all finite inputs (NaN payloads aside). */

@@ -3,14 +3,13 @@
  * -march=armv8.2-a+fp16 and called only where the CPU reports it
  * (attn.c), as the dotprod and i8mm kernels are.
  *
- * Scores: q' . k with q' = q * scale rounded to fp16 once per call: each
- * 8 columns of a key row are one fused fp16 multiply-add (FMLA .8h) into
- * 8 fp16 lanes, without converting the key, where the fp32 kernels
- * convert it (2 instructions) and multiply-add twice. Lane L sums columns
- * L, L+8, ... (16 products for head_dim 128), then the lanes are widened
- * to fp32 and added as in attn.c (low half + high half, then pairwise);
- * the last head_dim % 8 columns are added in fp32 (the products of two
- * fp16 numbers are exact there).
+ * Scores: q' . k with q' = q * scale rounded to fp16 once per call. The
+ * keys come in blocks of 8 positions stored column by column (attn.h), so
+ * a column of a block is one vector, and one fused fp16 multiply-add by
+ * an element of q' (FMLA .8h by element) advances the 8 positions'
+ * scores: no conversion of the key, no sum across lanes, and each column
+ * loaded once for all the heads that share it. Chains of 16 columns are
+ * summed in fp16 and then added to fp32 scores.
  *
  * Values: a superblock's weights, scaled and rounded to fp16, multiply
  * each value row in place (FMLA .8h by element, 8 columns per
@@ -30,44 +29,14 @@ enum { SUPER = NB_ATTEND_F16H_SUPER }; /* positions per softmax step and value p
 #define V_SCALE NB_ATTEND_F16H_VSCALE
 #define V_UNSCALE (1.0f / NB_ATTEND_F16H_VSCALE)
 
-/* The 8 fp16 lanes as 4 fp32 sums: lane L + lane L+4. */
-static inline float32x4_t widen(float16x8_t a)
-{
-    return vaddq_f32(vcvt_f32_f16(vget_low_f16(a)), vcvt_high_f32_f16(a));
-}
-
 static inline float16x8_t load_h(const uint16_t *p)
 {
     return vreinterpretq_f16_u16(vld1q_u16(p));
 }
 
-/* Adds columns from .. hd-1 (fewer than 8) to the scores of rows
- * positions, in fp32: each product is exact, so whether a compiler fuses
- * it with the add does not change the sum. */
-static void add_tails(const uint16_t *qh, const uint16_t *k, size_t stride, size_t from,
-                      size_t hd, float *s, int rows)
+static inline float16x8_t load_h_dup(const uint16_t *p)
 {
-    for (int r = 0; r < rows; r++)
-        for (size_t c = from; c < hd; c++)
-            s[r] += nb_f16_to_f32(qh[c]) * nb_f16_to_f32(k[(size_t)r * stride + c]);
-}
-
-/* The sums of a, b, c, d's lanes, pairwise (as vaddvq_f32 adds each). */
-static inline float32x4_t sum4(float32x4_t a, float32x4_t b, float32x4_t c, float32x4_t d)
-{
-    return vpaddq_f32(vpaddq_f32(a, b), vpaddq_f32(c, d));
-}
-
-/* One score: the lanes of the kernels below for one row and one head. */
-static float row_score(const uint16_t *qh, const uint16_t *k, size_t hd)
-{
-    float16x8_t a = vreinterpretq_f16_u16(vdupq_n_u16(0));
-    size_t i = 0;
-    for (; i + 8 <= hd; i += 8)
-        a = vfmaq_f16(a, load_h(qh + i), load_h(k + i));
-    float s = vaddvq_f32(widen(a));
-    add_tails(qh, k, 0, i, hd, &s, 1);
-    return s;
+    return vreinterpretq_f16_u16(vld1q_dup_u16(p));
 }
 
 #define EACH1(X, ...) X(0, __VA_ARGS__)
@@ -84,89 +53,135 @@ static float row_score(const uint16_t *qh, const uint16_t *k, size_t hd)
 #define GROUP_KERNEL __attribute__((noinline))
 #endif
 
-/* Head J's accumulators for rows 0-3 are aJ0 .. aJ3, its 8 columns of q'
- * xJ; a key row's 8 columns (k_) serve the M heads unconverted. */
-#define H_ZERO(J, z) float16x8_t a##J##0 = z, a##J##1 = z, a##J##2 = z, a##J##3 = z
-#define H_Q(J, i) float16x8_t x##J = load_h(qi + (i) * gq + J * 8)
-#define H_FMA(J, r) a##J##r = vfmaq_f16(a##J##r, x##J, k_)
-#define H_ROW(M, r, p)                                                                         \
+/* a = x * lane L of w (FMUL) and a += x * lane L of w (FMLA), by element.
+ * Spelled in asm: GCC 12 turns vfmaq_laneq_f16 into a DUP and a vector
+ * FMLA, or, seeing the weights' load, into 8 scalar loads. The element
+ * form takes its vector from v0-v15 ("x"). */
+#define FMUL_LANE(a, x, w, L) __asm__("fmul %0.8h, %1.8h, %2.h[" #L "]" : "=w"(a) : "w"(x), "x"(w))
+#define FMLA_LANE(a, x, w, L) __asm__("fmla %0.8h, %1.8h, %2.h[" #L "]" : "+w"(a) : "w"(x), "x"(w))
+
+/* ---- the scores: a block of 8 positions per vector ---- */
+
+/* Head J's scores are lJ (positions 0-3) and hJ (4-7) in fp32, its chain
+ * aJ in fp16, its 8 columns of q' xJ; k_ is one column of the block. */
+#define S_SUMS(J, z)                                                                           \
+    float32x4_t l##J = z, h##J = z;                                                            \
+    float16x8_t a##J
+#define S_Q(J, i) float16x8_t x##J = load_h(qp + J * 8)
+#define S_MUL(J, L) FMUL_LANE(a##J, k_, x##J, L)
+#define S_FMA(J, L) FMLA_LANE(a##J, k_, x##J, L)
+/* Columns c and c + 1, their loads side by side (one LDP). */
+#define S_COL2(M, OP, c, L, L1)                                                                \
     do {                                                                                       \
-        float16x8_t k_ = load_h(p);                                                            \
-        EACH##M(H_FMA, r);                                                                     \
+        float16x8_t k_ = load_h(k + (c) * 8), k1_ = load_h(k + (c) * 8 + 8);                   \
+        EACH##M(OP, L);                                                                        \
+        k_ = k1_;                                                                              \
+        EACH##M(S_FMA, L1);                                                                    \
     } while (0)
-#define H_STORE(J, i)                                                                          \
-    vst1q_f32(s + J * lds,                                                                     \
-              sum4(widen(a##J##0), widen(a##J##1), widen(a##J##2), widen(a##J##3)));           \
-    if (i < hd) /* the call costs as much as the scores of a row when there is nothing */     \
-        add_tails(qh + J * hd, k, stride, i, hd, s + J * lds, 4)
+#define S_ADD(J, _)                                                                            \
+    l##J = vaddq_f32(l##J, vcvt_f32_f16(vget_low_f16(a##J))),                                  \
+    h##J = vaddq_f32(h##J, vcvt_high_f32_f16(a##J))
+#define S_STORE(J, _) vst1q_f32(s + J * lds, l##J), vst1q_f32(s + J * lds + 4, h##J)
 
-/* dotsh_M(s, lds, qh, qi, gq, k, stride, hd): the scores of 4 positions
- * (rows of k) for M heads (q' at qh + j * hd, and interleaved at qi: see
- * interleave()), head j's into s[j * lds ..], each as row_score's. 4 M
- * accumulators, M vectors of q' and a key row: 31 of the 32 registers for
- * M = 6; per 8 columns, the M vectors of q' side by side (paired loads),
- * 4 key rows and 4 M multiply-adds. */
-#define DOTSH(M)                                                                               \
-    GROUP_KERNEL static void dotsh_##M(float *s, size_t lds, const uint16_t *qh,               \
-                                       const uint16_t *qi, size_t gq, const uint16_t *k,       \
-                                       size_t stride, size_t hd)                               \
+/* Columns i .. i+7 of the block, the first through OP0 (S_MUL starts a
+ * chain, S_FMA goes on with one); q' from qp, its columns i .. i+7. */
+#define S_EIGHT(M, OP0, i)                                                                     \
+    do {                                                                                       \
+        const uint16_t *qp = qi + (i) * gq;                                                    \
+        EACH##M(S_Q, 0);                                                                       \
+        S_COL2(M, OP0, (i) + 0, 0, 1); S_COL2(M, S_FMA, (i) + 2, 2, 3);                        \
+        S_COL2(M, S_FMA, (i) + 4, 4, 5); S_COL2(M, S_FMA, (i) + 6, 6, 7);                      \
+    } while (0)
+/* 16 columns as one chain, or as two of 8. */
+#define S_CHAIN16(M)                                                                           \
+    S_EIGHT(M, S_MUL, 0); S_EIGHT(M, S_FMA, 8); EACH##M(S_ADD, 0)
+#define S_CHAIN8(M)                                                                            \
+    S_EIGHT(M, S_MUL, 0); EACH##M(S_ADD, 0); S_EIGHT(M, S_MUL, 8); EACH##M(S_ADD, 0)
+
+/* dots_M_C(s, lds, qi, gq, k, h16): the scores of the 8 positions of a
+ * key block over its columns [0, h16), a multiple of 16, in chains of C
+ * (16 or 8), for M heads (q' interleaved at qi: interleave()), head j's
+ * into s[j * lds ..]: one fp16 chain per head (FMUL by the first
+ * column's element of q', FMLA by each next one's), widened into the
+ * head's fp32 scores. 2 M fp32 scores, M chains, M vectors of q' and a
+ * column: 25 registers for M = 6; per 8 columns, M loads of q' (paired),
+ * 8 of keys (paired) and 8 M multiply-adds. */
+#define DOTS(M, C)                                                                             \
+    GROUP_KERNEL static void dots_##M##_##C(float *s, size_t lds, const uint16_t *qi,          \
+                                            size_t gq, const uint16_t *k, size_t h16)          \
     {                                                                                          \
-        float16x8_t z_ = vreinterpretq_f16_u16(vdupq_n_u16(0));                                \
-        EACH##M(H_ZERO, z_);                                                                   \
-        size_t i = 0;                                                                          \
-        for (; i + 8 <= hd; i += 8) {                                                          \
-            EACH##M(H_Q, i);                                                                   \
-            H_ROW(M, 0, k + i);                                                                \
-            H_ROW(M, 1, k + stride + i);                                                       \
-            H_ROW(M, 2, k + 2 * stride + i);                                                   \
-            H_ROW(M, 3, k + 3 * stride + i);                                                   \
+        float32x4_t z_ = vdupq_n_f32(0.0f);                                                    \
+        EACH##M(S_SUMS, z_);                                                                   \
+        for (; h16; h16 -= 16, qi += 16 * gq, k += 16 * 8) {                                   \
+            S_CHAIN##C(M);                                                                     \
         }                                                                                      \
-        EACH##M(H_STORE, i);                                                                   \
+        EACH##M(S_STORE, 0);                                                                   \
     }
-DOTSH(1)
-DOTSH(2)
-DOTSH(3)
-DOTSH(4)
-DOTSH(5)
-DOTSH(6)
+#define DOTS_C(M) DOTS(M, 16) DOTS(M, 8)
+DOTS_C(1)
+DOTS_C(2)
+DOTS_C(3)
+DOTS_C(4)
+DOTS_C(5)
+DOTS_C(6)
 
-/* Rows r0 .. r0+3 of a block for g heads: 6 at a time, then the rest. */
-static void rows4(float *s, size_t lds, const uint16_t *qh, const uint16_t *qi, size_t g,
-                  const uint16_t *k, size_t stride, size_t hd)
+/* Up to 6 heads through dots_M_C; chain is 16 or 8. */
+static void dots(float *s, size_t lds, const uint16_t *qi, size_t gq, size_t g,
+                 const uint16_t *k, size_t h16, size_t chain)
 {
-    size_t j = 0;
-    for (; j + 6 <= g; j += 6)
-        dotsh_6(s + j * lds, lds, qh + j * hd, qi + j * 8, g, k, stride, hd);
-    const uint16_t *h = qh + j * hd, *x = qi + j * 8;
-    s += j * lds;
-    switch (g - j) {
-    case 5: dotsh_5(s, lds, h, x, g, k, stride, hd); break;
-    case 4: dotsh_4(s, lds, h, x, g, k, stride, hd); break;
-    case 3: dotsh_3(s, lds, h, x, g, k, stride, hd); break;
-    case 2: dotsh_2(s, lds, h, x, g, k, stride, hd); break;
-    case 1: dotsh_1(s, lds, h, x, g, k, stride, hd); break;
+#define DOTS_CASE(M)                                                                           \
+    case M:                                                                                    \
+        (chain == 16 ? dots_##M##_16 : dots_##M##_8)(s, lds, qi, gq, k, h16);                  \
+        break
+    switch (g) {
+        DOTS_CASE(6);
+        DOTS_CASE(5);
+        DOTS_CASE(4);
+        DOTS_CASE(3);
+        DOTS_CASE(2);
+        DOTS_CASE(1);
+    }
+#undef DOTS_CASE
+}
+
+/* Columns [c0, hd) of the block, in chains of chain columns (the last
+ * shorter), for g heads (q' at qh + j * hd), added to their scores: one
+ * column at a time, its element of q' broadcast (the same operation as by
+ * element). For the columns dots leaves, and heads too narrow for it. */
+static void chains(float *s, size_t lds, const uint16_t *qh, size_t g, const uint16_t *k,
+                   size_t c0, size_t hd, size_t chain)
+{
+    for (size_t j = 0; j < g; j++) {
+        const uint16_t *q = qh + j * hd;
+        float32x4_t lo = vld1q_f32(s + j * lds), hi = vld1q_f32(s + j * lds + 4);
+        for (size_t c = c0; c < hd; c += chain) {
+            float16x8_t a = vmulq_f16(load_h(k + c * 8), load_h_dup(q + c));
+            for (size_t i = c + 1; i < hd && i < c + chain; i++)
+                a = vfmaq_f16(a, load_h(k + i * 8), load_h_dup(q + i));
+            lo = vaddq_f32(lo, vcvt_f32_f16(vget_low_f16(a)));
+            hi = vaddq_f32(hi, vcvt_high_f32_f16(a));
+        }
+        vst1q_f32(s + j * lds, lo), vst1q_f32(s + j * lds + 4, hi);
     }
 }
 
-/* The scores of the m <= 8 positions of a block (rows of k) for g heads,
- * head j's into s[j * lds ..], -inf past m. */
-static void score_block(float *s, size_t lds, const uint16_t *qh, const uint16_t *qi, size_t g,
+/* The scores of a superblock's m positions (key blocks from k) for g
+ * heads, head j's into s[j * SUPER ..], -inf past m (the last block's
+ * other lanes are whatever the cache holds there, and lanes do not mix). */
+static void score_super(float *s, const uint16_t *qh, const uint16_t *qi, size_t g,
                         const uint16_t *k, size_t stride, size_t m, size_t hd)
 {
-    if (m == BLOCK) { /* all but the last block */
-        rows4(s, lds, qh, qi, g, k, stride, hd);
-        rows4(s + 4, lds, qh, qi, g, k + 4 * stride, stride, hd);
-        return;
+    size_t chain = nb_attend_f16h_chain(hd), h16 = chain >= 8 ? hd / 16 * 16 : 0;
+    for (size_t b = 0; b < m; b += BLOCK) {
+        const uint16_t *kb = k + b * stride; /* block b / 8 of the superblock */
+        for (size_t j = 0; j < g; j += 6)
+            dots(s + j * SUPER + b, SUPER, qi + j * 8, g, g - j < 6 ? g - j : 6, kb, h16, chain);
+        if (h16 < hd) /* dots stored 0 for scores it had no columns for */
+            chains(s + b, SUPER, qh, g, kb, h16, hd, chain);
     }
-    size_t r = 0;
-    for (; r + 4 <= m; r += 4)
-        rows4(s + r, lds, qh, qi, g, k + r * stride, stride, hd);
-    for (size_t j = 0; j < g; j++) {
-        for (size_t i = r; i < m; i++)
-            s[j * lds + i] = row_score(qh + j * hd, k + i * stride, hd);
-        for (size_t i = m; i < BLOCK; i++)
-            s[j * lds + i] = -INFINITY;
-    }
+    for (size_t j = 0; m < SUPER && j < g; j++)
+        for (size_t r = m; r < SUPER; r++)
+            s[j * SUPER + r] = -INFINITY;
 }
 
 /* ---- the values: fp16 partial sums over a superblock ---- */
@@ -183,12 +198,6 @@ static void score_block(float *s, size_t lds, const uint16_t *qh, const uint16_t
 #define P_SUMS(J, _)                                                                           \
     float32x4_t c##J = vld1q_f32(out + J * ldo), d##J = vld1q_f32(out + J * ldo + 4);          \
     float16x8_t a##J
-/* a = x * lane L of w (FMUL) and a += x * lane L of w (FMLA), by element.
- * Spelled in asm: GCC 12 turns vfmaq_laneq_f16 into a DUP and a vector
- * FMLA, or, seeing the weights' load, into 8 scalar loads. The element
- * form takes its vector from v0-v15 ("x"). */
-#define FMUL_LANE(a, x, w, L) __asm__("fmul %0.8h, %1.8h, %2.h[" #L "]" : "=w"(a) : "w"(x), "x"(w))
-#define FMLA_LANE(a, x, w, L) __asm__("fmla %0.8h, %1.8h, %2.h[" #L "]" : "+w"(a) : "w"(x), "x"(w))
 #define P_W(J, r) float16x8_t w##J = load_h(w + J * SUPER + (r))
 #define P_MUL(J, L) FMUL_LANE(a##J, x_, w##J, L)
 #define P_FMA(J, L) FMLA_LANE(a##J, x_, w##J, L)
@@ -288,19 +297,20 @@ static void values(float *out, size_t ldo, size_t g, const uint16_t *w, const ui
 static void weigh_super(online *o, float32x4_t *sum, const float *s, uint16_t *w16, float *out,
                         size_t hd)
 {
-    float32x4_t x[SUPER / 4], top = vld1q_f32(s);
-    for (int b = 0; b < SUPER / 4; b++)
-        x[b] = vld1q_f32(s + 4 * b), top = vmaxq_f32(top, x[b]);
-    *sum = vmulq_n_f32(*sum, raise_max(o, vmaxvq_f32(top), out, hd));
+    float32x4_t top = vld1q_f32(s); /* the scores read twice, not kept (they would spill) */
+    for (int r = 4; r < SUPER; r += 4)
+        top = vmaxq_f32(top, vld1q_f32(s + r));
+    float32x4_t sum4 = vmulq_n_f32(*sum, raise_max(o, vmaxvq_f32(top), out, hd));
     top = vdupq_n_f32(o->max);
-    for (int b = 0; b < SUPER / 4; b += 2) {
-        float32x4_t w0 = nb_exp_neon(vsubq_f32(x[b], top));
-        float32x4_t w1 = nb_exp_neon(vsubq_f32(x[b + 1], top));
-        *sum = vaddq_f32(*sum, vaddq_f32(w0, w1));
+    for (int r = 0; r < SUPER; r += 8) { /* sum4 local: *sum might alias w16's stores */
+        float32x4_t w0 = nb_exp_w_neon(vsubq_f32(vld1q_f32(s + r), top));
+        float32x4_t w1 = nb_exp_w_neon(vsubq_f32(vld1q_f32(s + r + 4), top));
+        sum4 = vaddq_f32(sum4, vaddq_f32(w0, w1));
         float16x8_t h = vcombine_f16(vcvt_f16_f32(vmulq_n_f32(w0, V_SCALE)),
                                      vcvt_f16_f32(vmulq_n_f32(w1, V_SCALE)));
-        vst1q_u16(w16 + 4 * b, vreinterpretq_u16_f16(h));
+        vst1q_u16(w16 + r, vreinterpretq_u16_f16(h));
     }
+    *sum = sum4;
 }
 
 /* ---- the whole attention ---- */
@@ -320,15 +330,10 @@ static void group_f16h(float *out, size_t ldo, const uint16_t *qh, const uint16_
     for (size_t j = 0; j < g; j++)
         sum[j] = vdupq_n_f32(0.0f);
     for (size_t t = 0; t < n; t += SUPER) {
-        size_t m = n - t < SUPER ? n - t : SUPER, b = 0;
-        for (; b < m; b += BLOCK)
-            score_block(s + b, SUPER, qh, qi, g, k + (t + b) * stride, stride,
-                        m - b < BLOCK ? m - b : BLOCK, hd);
-        for (size_t j = 0; j < g; j++) {
-            for (size_t r = b; r < SUPER; r++)
-                s[j * SUPER + r] = -INFINITY;
+        size_t m = n - t < SUPER ? n - t : SUPER;
+        score_super(s, qh, qi, g, k + t * stride, stride, m, hd); /* block t / 8 on */
+        for (size_t j = 0; j < g; j++)
             weigh_super(&o[j], &sum[j], s + j * SUPER, w + j * SUPER, out + j * ldo, hd);
-        }
         values(out, ldo, g, w, v + t * stride, stride, m, hd);
     }
     for (size_t j = 0; j < g; j++) {

@@ -146,7 +146,7 @@ static void check_group(size_t hd, size_t n, size_t g, size_t kv, float qscale)
     for (size_t si = 0; si <= n_sets; si++) {
         nb_attend_set set = si < n_sets ? sets[si]
                                         : (nb_attend_set){"ref", nb_attend_f16_ref,
-                                                          nb_attend_group_f16_ref};
+                                                          nb_attend_group_f16_ref, 0};
         for (size_t i = 0; i < g * ldo; i++)
             grp[i] = guard;
         set.group(grp, ldo, q, ldq, g, kh, vh, stride, n, hd, scale);
@@ -203,6 +203,20 @@ static void check_groups(void)
 static double f16h_worst; /* max |f16h - fp32 reference| / (1 + max |v|) */
 static long f16h_calls, f16h_neon;
 
+/* The n rows of keys k (row length stride) in the f16h variant's blocks
+ * (attn.h), the rows past n in the last block NaN, +inf and -inf: the
+ * lanes they fill must not reach the positions before them. */
+static uint16_t *blocked_keys(const uint16_t *k, size_t n, size_t stride)
+{
+    size_t rows = (n + NB_ATTEND_KBLOCK - 1) / NB_ATTEND_KBLOCK * NB_ATTEND_KBLOCK;
+    const uint16_t junk[3] = {0x7e00, 0x7c00, 0xfc00};
+    uint16_t *b = malloc(rows * stride * sizeof *b);
+    for (size_t t = 0; t < rows; t++)
+        for (size_t c = 0; c < stride; c++)
+            b[nb_attend_key_at(t, c, stride)] = t < n ? k[t * stride + c] : junk[(t + c) % 3];
+    return b;
+}
+
 /* g heads through the f16h reference and, where the CPU has FEAT_FP16,
  * the NEON variant: bit for bit, grouped or not, nothing written between
  * output rows; the reference against the fp32 one (worst kept). */
@@ -224,8 +238,10 @@ static void check_f16h_v(size_t hd, size_t n, size_t g, size_t kv, float qscale,
         kf[i] = vscale * tu_randf(&rng), vmax = fmaxf(vmax, fabsf(kf[i]));
     nb_f32_to_f16_row(v, kf, n * stride);
     const uint16_t *kh = k + (kv - 1) * hd, *vh = v + (kv - 1) * hd;
+    uint16_t *kb = blocked_keys(k, n, stride);
+    const uint16_t *kbh = kb + nb_attend_key_at(0, (kv - 1) * hd, stride);
     float scale = 1.0f / sqrtf((float)hd);
-    nb_attend_group_f16h_ref(ref, hd, q, ldq, g, kh, vh, stride, n, hd, scale);
+    nb_attend_group_f16h_ref(ref, hd, q, ldq, g, kbh, vh, stride, n, hd, scale);
     for (size_t j = 0; j < g; j++) {
         nb_attend_f16_ref(f32, q + j * ldq, kh, vh, stride, n, hd, scale);
         for (size_t i = 0; i < hd; i++) {
@@ -237,11 +253,11 @@ static void check_f16h_v(size_t hd, size_t n, size_t g, size_t kv, float qscale,
     if (set) {
         for (size_t i = 0; i < g * ldo; i++)
             grp[i] = guard;
-        set->group(grp, ldo, q, ldq, g, kh, vh, stride, n, hd, scale);
+        set->group(grp, ldo, q, ldq, g, kbh, vh, stride, n, hd, scale);
         size_t differ = 0, single = 0, guards = 0;
         for (size_t j = 0; j < g; j++) {
             differ += memcmp(ref + j * hd, grp + j * ldo, hd * sizeof *grp) != 0;
-            set->attend(one, q + j * ldq, kh, vh, stride, n, hd, scale);
+            set->attend(one, q + j * ldq, kbh, vh, stride, n, hd, scale);
             single += memcmp(one, grp + j * ldo, hd * sizeof *one) != 0;
             for (size_t i = hd; i < ldo; i++)
                 guards += grp[j * ldo + i] != guard;
@@ -253,7 +269,7 @@ static void check_f16h_v(size_t hd, size_t n, size_t g, size_t kv, float qscale,
         f16h_neon++;
     }
     f16h_calls++;
-    free(q), free(kf), free(grp), free(one), free(ref), free(f32), free(k), free(v);
+    free(q), free(kf), free(grp), free(one), free(ref), free(f32), free(k), free(v), free(kb);
 }
 
 static void check_f16h(size_t hd, size_t n, size_t g, size_t kv, float qscale)

@@ -4,7 +4,8 @@
  * leaves out the setup): head by head through nb_attend_f16 ("single",
  * the default), or each kv head's query heads together through
  * nb_attend_group_f16 ("group"), or as the int8-activation path does
- * (nb_attend_group_f16_fast, "fast": fp16 scores where the CPU has them).
+ * (nb_attend_fast, "fast": fp16 scores where the CPU has them, keys in
+ * blocks of 8 positions).
  *   attn_bench REPS POSITIONS HEAD_DIM HEADS KV_HEADS [single|group|fast] */
 #include <math.h>
 #include <stdio.h>
@@ -57,20 +58,23 @@ int main(int argc, char **argv)
     }
     size_t stride = (size_t)(kv * hd);
     float *q = random_floats((size_t)(heads * hd)), *out = random_floats((size_t)(heads * hd));
-    uint16_t *k = random_cache((size_t)n * stride), *v = random_cache((size_t)n * stride);
+    size_t rows = ((size_t)n + NB_ATTEND_KBLOCK - 1) / NB_ATTEND_KBLOCK * NB_ATTEND_KBLOCK;
+    uint16_t *k = random_cache(rows * stride), *v = random_cache((size_t)n * stride);
     if (!q || !out || !k || !v) {
         fputs("attn_bench: out of memory\n", stderr);
         return 1;
     }
     nb_attend_fn *attend = nb_attend_f16();
-    nb_attend_group_fn *group = fast ? nb_attend_group_f16_fast() : nb_attend_group_f16();
+    const nb_attend_set *set = fast ? nb_attend_fast() : nb_attend_exact();
+    nb_attend_group_fn *group = set->group;
+    size_t kblock = set->key_block ? (size_t)set->key_block : 1; /* a kv head's first key */
     float scale = 1.0f / sqrtf((float)hd);
     size_t g = (size_t)(heads / kv);
     for (long r = 0; r < reps; r++) {
         if (grouped) {
             for (long h = 0; h < kv; h++) {
                 size_t at = (size_t)(h * hd), qat = at * g;
-                group(out + qat, (size_t)hd, q + qat, (size_t)hd, g, k + at, v + at, stride,
+                group(out + qat, (size_t)hd, q + qat, (size_t)hd, g, k + at * kblock, v + at, stride,
                       (size_t)n, (size_t)hd, scale);
             }
             continue;
