@@ -9,6 +9,7 @@
 #endif
 
 #include "f16.h"
+#include "attn_neon.h"
 #include "attn_online.h"
 #include "qkern.h"
 #include "vexp.h"
@@ -482,7 +483,7 @@ static void interleave(float *qi, const float *q, size_t ldq, size_t g, size_t h
  * columns in cJ, dJ. A value row's 8 columns are loaded and converted
  * once (lo_, hi_) for the heads. */
 #define V_W(J, w_)                                                                             \
-    float32x4_t u##J = vld1q_f32(w_ + J * BLOCK), w##J = vld1q_f32(w_ + J * BLOCK + 4)
+    float32x4_t u##J = vld1q_f32(w_ + J * ldw), w##J = vld1q_f32(w_ + J * ldw + 4)
 #define V_OPAQUE(J, _) OPAQUE_VEC(u##J); OPAQUE_VEC(w##J)
 #define V_LOAD(J, i)                                                                           \
     float32x4_t c##J = vld1q_f32(out + J * ldo + (i)), d##J = vld1q_f32(out + J * ldo + (i) + 4)
@@ -496,14 +497,14 @@ static void interleave(float *qi, const float *q, size_t ldq, size_t g, size_t h
     } while (0)
 #define V_STORE(J, i) vst1q_f32(out + J * ldo + (i), c##J), vst1q_f32(out + J * ldo + (i) + 4, d##J)
 
-/* accumulate_M(out, ldo, w, v, stride, hd): accumulate() of a whole block
- * for M heads, head j's weights at w + j * BLOCK and its output at out +
+/* accumulate_M(out, ldo, w, ldw, v, stride, hd): accumulate() of a whole
+ * block for M heads, head j's weights at w + j * ldw and its output at out +
  * j * ldo: each value row loaded and converted once for the M heads, each
  * head's sums in accumulate()'s order (rows in order, fused), the last
  * columns (fewer than 8) as there. 4 M registers and a row's 3: 27 for M
  * = 6. */
 #define ACCUMULATE(M)                                                                          \
-    GROUP_KERNEL static void accumulate_##M(float *out, size_t ldo, const float *w,            \
+    GROUP_KERNEL static void accumulate_##M(float *out, size_t ldo, const float *w, size_t ldw, \
                                             const uint16_t *v, size_t stride, size_t hd)       \
     {                                                                                          \
         EACH##M(V_W, w);                                                                       \
@@ -524,7 +525,7 @@ static void interleave(float *qi, const float *q, size_t ldq, size_t g, size_t h
         for (size_t j = 0; j < M; j++)                                                         \
             for (size_t c = i; c < hd; c++)                                                    \
                 for (size_t r = 0; r < BLOCK; r++)                                             \
-                    out[j * ldo + c] = fmaf(w[j * BLOCK + r], nb_f16_to_f32(v[r * stride + c]), \
+                    out[j * ldo + c] = fmaf(w[j * ldw + r], nb_f16_to_f32(v[r * stride + c]),   \
                                             out[j * ldo + c]);                                 \
     }
 ACCUMULATE(2)
@@ -534,20 +535,30 @@ ACCUMULATE(5)
 ACCUMULATE(6)
 
 /* A whole block's values for g heads, 6 at a time, then what is left. */
-static void accumulate_heads(float *out, size_t ldo, size_t g, const float *w, const uint16_t *v,
-                             size_t stride, size_t hd)
+static void accumulate_heads(float *out, size_t ldo, size_t g, const float *w, size_t ldw,
+                             const uint16_t *v, size_t stride, size_t hd)
 {
     size_t j = 0;
     for (; j + 6 <= g; j += 6)
-        accumulate_6(out + j * ldo, ldo, w + j * BLOCK, v, stride, hd);
-    out += j * ldo, w += j * BLOCK;
+        accumulate_6(out + j * ldo, ldo, w + j * ldw, ldw, v, stride, hd);
+    out += j * ldo, w += j * ldw;
     switch (g - j) {
-    case 5: accumulate_5(out, ldo, w, v, stride, hd); break;
-    case 4: accumulate_4(out, ldo, w, v, stride, hd); break;
-    case 3: accumulate_3(out, ldo, w, v, stride, hd); break;
-    case 2: accumulate_2(out, ldo, w, v, stride, hd); break;
+    case 5: accumulate_5(out, ldo, w, ldw, v, stride, hd); break;
+    case 4: accumulate_4(out, ldo, w, ldw, v, stride, hd); break;
+    case 3: accumulate_3(out, ldo, w, ldw, v, stride, hd); break;
+    case 2: accumulate_2(out, ldo, w, ldw, v, stride, hd); break;
     case 1: accumulate(out, w, v, stride, BLOCK, hd); break;
     }
+}
+
+void nb_attn_values_f32_neon(float *out, size_t ldo, size_t g, const float *w, size_t ldw,
+                             const uint16_t *v, size_t stride, size_t m, size_t hd)
+{
+    if (m == BLOCK)
+        accumulate_heads(out, ldo, g, w, ldw, v, stride, hd);
+    else
+        for (size_t j = 0; j < g; j++)
+            accumulate(out + j * ldo, w + j * ldw, v, stride, m, hd);
 }
 
 /* nb_attend_f16_neon for up to NB_ATTEND_GROUP heads: per block, the
@@ -585,11 +596,7 @@ static void group_neon(float *out, size_t ldo, const float *q, size_t ldq, size_
             vst1q_f32(wj, w0);
             vst1q_f32(wj + 4, w1);
         }
-        if (m == BLOCK)
-            accumulate_heads(out, ldo, g, w, v + t * stride, stride, hd);
-        else
-            for (size_t j = 0; j < g; j++)
-                accumulate(out + j * ldo, w + j * BLOCK, v + t * stride, stride, m, hd);
+        nb_attn_values_f32_neon(out, ldo, g, w, BLOCK, v + t * stride, stride, m, hd);
     }
     for (size_t j = 0; j < g; j++) {
         o[j].sum = vaddvq_f32(sum[j]);
@@ -658,8 +665,8 @@ const nb_attend_set *nb_attend_exact(void)
 
 const nb_attend_set *nb_attend_fast(void)
 {
-    const nb_attend_set *h = nb_attend_f16h();
-    return h ? h : nb_attend_exact();
+    const nb_attend_set *h = nb_attend_f16h(), *b = nb_attend_f32b();
+    return h ? h : b ? b : nb_attend_exact();
 }
 
 nb_attend_fn *nb_attend_f16(void)

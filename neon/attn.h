@@ -138,11 +138,35 @@ nb_attend_group_fn nb_attend_group_f16h_neon; /* aarch64 with FEAT_FP16 only */
  * vector's HWCAP_ASIMDHP, as qkern.c reads dotprod), else NULL. */
 const nb_attend_set *nb_attend_f16h(void);
 
+/* "f32b": fp32 arithmetic with the keys in blocks (nb_attend_key_at), for
+ * the int8-activation path of CPUs without FEAT_FP16 (the A72).
+ * - Scores: a block's 8 positions in two vectors, each column of the
+ *   block converted once and multiplied by an element of q (FMLA .4s by
+ *   element) for every head that shares it: each score is one chain of
+ *   fused multiply-adds over the columns in order, then times scale. No
+ *   sum across lanes, and no conversion of a key per head.
+ * - Softmax, a superblock of NB_ATTEND_F16H_SUPER (64) positions at a
+ *   time, as f16h's: the maximum raised once per superblock, the weights
+ *   by nb_exp_w (vexp.h, to 2^-17), their sum in 4 fp32 lanes (lanes L
+ *   and L+4 of each 8 positions into lane L, in order).
+ * - Values: per output column, the rows in order, each weight times its
+ *   value fused into the fp32 sum.
+ * The reference does the same operations in the same order (the two
+ * agree bit for bit), and a head's result does not depend on how heads
+ * are grouped. Keys in blocks (key_block 8), values in rows. */
+nb_attend_fn nb_attend_f32b_ref;
+nb_attend_group_fn nb_attend_group_f32b_ref;
+nb_attend_fn nb_attend_f32b_neon;             /* aarch64 only */
+nb_attend_group_fn nb_attend_group_f32b_neon; /* aarch64 only */
+
+/* The f32b variant where this build has it (aarch64), else NULL. */
+const nb_attend_set *nb_attend_f32b(void);
+
 /* The fastest variant with fp32 arithmetic, nb_attend_f16()'s (the
  * --exact path's). */
 const nb_attend_set *nb_attend_exact(void);
 /* The attention of the int8-activation path: f16h where there is one,
- * else nb_attend_exact(). */
+ * else f32b where there is one, else nb_attend_exact(). */
 const nb_attend_set *nb_attend_fast(void);
 
 /* fp16 a * b + c rounded once (FMLA .8h), on fp16 bit patterns: the

@@ -38,8 +38,10 @@ static uint64_t rng = 99;
 /* The f16h variant's distance from the fp32 one, relative to the values'
  * size: the fp16 rounding of q * scale and of 16-product lane sums moves
  * a score by about 2^-11 of its terms' size, a weight by that much
- * relative. Measured: see check_f16h_all's line. */
+ * relative. Measured: see check_blocked_all's line. */
 #define F16H_BOUND 1e-2
+/* f32b's: fp32 sums in another order, and weights by nb_exp_w (2^-17). */
+#define F32B_BOUND 1e-5
 
 static void exact(double *out, const float *q, const uint16_t *k, const uint16_t *v,
                   size_t stride, size_t n, size_t hd, float scale)
@@ -198,14 +200,25 @@ static void check_groups(void)
            group_calls, group_heads);
 }
 
-/* ---- f16h: the scores in fp16 arithmetic ---- */
+/* ---- the variants with keys in blocks: f16h (fp16 arithmetic), f32b ---- */
 
-static double f16h_worst; /* max |f16h - fp32 reference| / (1 + max |v|) */
-static long f16h_calls, f16h_neon;
+/* A variant with keys in blocks: its reference, its set where this build
+ * and CPU run it, its bound against the fp32 reference (relative to 1 +
+ * max |v|), and what the checks saw. */
+typedef struct blocked {
+    const char *name;
+    nb_attend_group_fn *ref;
+    const nb_attend_set *(*set)(void);
+    double bound, worst;
+    long calls, vector;
+} blocked;
 
-/* The n rows of keys k (row length stride) in the f16h variant's blocks
- * (attn.h), the rows past n in the last block NaN, +inf and -inf: the
- * lanes they fill must not reach the positions before them. */
+static blocked f16h = {"f16h", nb_attend_group_f16h_ref, nb_attend_f16h, F16H_BOUND, 0, 0, 0};
+static blocked f32b = {"f32b", nb_attend_group_f32b_ref, nb_attend_f32b, F32B_BOUND, 0, 0, 0};
+
+/* The n rows of keys k (row length stride) in the blocked variants'
+ * layout (attn.h), the rows past n in the last block NaN, +inf and -inf:
+ * the lanes they fill must not reach the positions before them. */
 static uint16_t *blocked_keys(const uint16_t *k, size_t n, size_t stride)
 {
     size_t rows = (n + NB_ATTEND_KBLOCK - 1) / NB_ATTEND_KBLOCK * NB_ATTEND_KBLOCK;
@@ -217,10 +230,11 @@ static uint16_t *blocked_keys(const uint16_t *k, size_t n, size_t stride)
     return b;
 }
 
-/* g heads through the f16h reference and, where the CPU has FEAT_FP16,
- * the NEON variant: bit for bit, grouped or not, nothing written between
+/* g heads through variant x's reference and, where this CPU runs it, its
+ * vector form: bit for bit, grouped or not, nothing written between
  * output rows; the reference against the fp32 one (worst kept). */
-static void check_f16h_v(size_t hd, size_t n, size_t g, size_t kv, float qscale, float vscale)
+static void check_blocked_v(blocked *x, size_t hd, size_t n, size_t g, size_t kv, float qscale,
+                            float vscale)
 {
     const float guard = 1234.5f;
     size_t stride = kv * hd, ldq = hd + 3, ldo = hd + 5;
@@ -241,15 +255,15 @@ static void check_f16h_v(size_t hd, size_t n, size_t g, size_t kv, float qscale,
     uint16_t *kb = blocked_keys(k, n, stride);
     const uint16_t *kbh = kb + nb_attend_key_at(0, (kv - 1) * hd, stride);
     float scale = 1.0f / sqrtf((float)hd);
-    nb_attend_group_f16h_ref(ref, hd, q, ldq, g, kbh, vh, stride, n, hd, scale);
+    x->ref(ref, hd, q, ldq, g, kbh, vh, stride, n, hd, scale);
     for (size_t j = 0; j < g; j++) {
         nb_attend_f16_ref(f32, q + j * ldq, kh, vh, stride, n, hd, scale);
         for (size_t i = 0; i < hd; i++) {
             double d = fabs((double)ref[j * hd + i] - f32[i]) / (1.0 + vmax);
-            f16h_worst = d > f16h_worst || d != d ? d : f16h_worst;
+            x->worst = d > x->worst || d != d ? d : x->worst;
         }
     }
-    const nb_attend_set *set = nb_attend_f16h();
+    const nb_attend_set *set = x->set();
     if (set) {
         for (size_t i = 0; i < g * ldo; i++)
             grp[i] = guard;
@@ -263,18 +277,15 @@ static void check_f16h_v(size_t hd, size_t n, size_t g, size_t kv, float qscale,
                 guards += grp[j * ldo + i] != guard;
         }
         CHECK(differ == 0 && single == 0 && guards == 0,
-              "f16h: hd %zu, n %zu, g %zu, q scale %g: %zu heads differ from the reference, "
+              "%s: hd %zu, n %zu, g %zu, q scale %g: %zu heads differ from the reference, "
               "%zu from the single-head call, %zu values written between rows",
-              hd, n, g, qscale, differ, single, guards);
-        f16h_neon++;
+              x->name, hd, n, g, qscale, differ, single, guards);
+        CHECK(set->key_block == NB_ATTEND_KBLOCK, "%s: keys in blocks of %d", x->name,
+              set->key_block);
+        x->vector++;
     }
-    f16h_calls++;
+    x->calls++;
     free(q), free(kf), free(grp), free(one), free(ref), free(f32), free(k), free(v), free(kb);
-}
-
-static void check_f16h(size_t hd, size_t n, size_t g, size_t kv, float qscale)
-{
-    check_f16h_v(hd, n, g, kv, qscale, 1.0f);
 }
 
 /* The fused fp16 multiply-add of the reference against FMLA .8h: random
@@ -323,32 +334,35 @@ static void check_f16_fma(void)
            count ? "" : " (no FEAT_FP16 here: reference only)");
 }
 
-static void check_f16h_all(void)
+/* Variant x on head sizes with and without tails (chains of 16, 8, 4, 2
+ * and 1 columns in f16h; 4 and fewer in f32b), lengths with and without
+ * tails of blocks and superblocks, groups past the kernels' 6 or 8 heads
+ * and past the 16 kept at once, the shapes of the models run on boards,
+ * and values near the fp16 maximum (65504: weights near 1 from a q of 0
+ * must not overflow f16h's fp16 value partials). */
+static void check_blocked_all(blocked *x)
 {
-    check_f16_fma();
     size_t hds[] = {128, 64, 80, 16, 32, 12, 6, 2};
     size_t ns[] = {1, 3, 8, 13, 16, 33, 63, 64, 65, 130};
-    size_t gs[] = {1, 2, 3, 4, 5, 6, 7, 12, 17};
+    size_t gs[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 17};
     for (size_t a = 0; a < sizeof hds / sizeof *hds; a++)
         for (size_t b = 0; b < sizeof ns / sizeof *ns; b++)
             for (size_t c = 0; c < sizeof gs / sizeof *gs; c++)
-                check_f16h(hds[a], ns[b], gs[c], 1 + (a + b + c) % 3,
-                           c % 4 == 3 ? 16.0f : c % 4 == 1 ? 8.0f : 1.0f);
+                check_blocked_v(x, hds[a], ns[b], gs[c], 1 + (a + b + c) % 3,
+                                c % 4 == 3 ? 16.0f : c % 4 == 1 ? 8.0f : 1.0f, 1.0f);
     for (int i = 0; i < 30; i++) {
         size_t hd = i % 2 ? hds[tu_rand(&rng) % 5] : 2 + 2 * (tu_rand(&rng) % 80);
         size_t n = 1 + tu_rand(&rng) % 600, g = 1 + tu_rand(&rng) % (i % 10 ? 16 : 40);
-        check_f16h(hd, n, g, 1 + tu_rand(&rng) % 3, i % 3 == 0 ? 16.0f : 1.0f);
+        check_blocked_v(x, hd, n, g, 1 + tu_rand(&rng) % 3, i % 3 == 0 ? 16.0f : 1.0f, 1.0f);
     }
-    check_f16h(128, 2048, 6, 2, 1.0f); /* the qwen2.5-1.5b group at 2048 positions */
-    check_f16h(64, 2048, 4, 8, 1.0f);  /* llama3.2-1b's */
-    /* values near the fp16 maximum (65504): 64 rows of them, weights near
-     * 1 (q of 0), must not overflow the fp16 value partials */
-    check_f16h_v(64, 100, 6, 2, 0.0f, 65000.0f);
-    check_f16h_v(16, 67, 3, 1, 1.0f, 65000.0f);
-    CHECK(f16h_worst <= F16H_BOUND, "f16h against the fp32 reference: %g", f16h_worst);
-    printf("f16h: %ld calls (%ld through NEON, bit for bit the reference); against the fp32 "
-           "reference: max |diff| / (1 + max |v|) = %.3g\n",
-           f16h_calls, f16h_neon, f16h_worst);
+    check_blocked_v(x, 128, 2048, 6, 2, 1.0f, 1.0f); /* the qwen2.5-1.5b group, 2048 positions */
+    check_blocked_v(x, 64, 2048, 4, 8, 1.0f, 1.0f);  /* llama3.2-1b's */
+    check_blocked_v(x, 64, 100, 6, 2, 0.0f, 65000.0f);
+    check_blocked_v(x, 16, 67, 3, 1, 1.0f, 65000.0f);
+    CHECK(x->worst <= x->bound, "%s against the fp32 reference: %g", x->name, x->worst);
+    printf("%s: %ld calls (%ld through the vector form, bit for bit the reference); against "
+           "the fp32 reference: max |diff| / (1 + max |v|) = %.3g\n",
+           x->name, x->calls, x->vector, x->worst);
 }
 
 /* ---- exp ---- */
@@ -471,7 +485,9 @@ int main(void)
         }
     check_random_shapes();
     check_groups();
-    check_f16h_all();
+    check_f16_fma();
+    check_blocked_all(&f16h);
+    check_blocked_all(&f32b);
     uint16_t h[3];
     float x[3] = {1.0f, 65504.0f, 1e-8f};
     nb_f32_to_f16_row(h, x, 3);

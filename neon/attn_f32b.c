@@ -1,0 +1,299 @@
+/* The "f32b" attention (attn.h): fp32 arithmetic over an fp16 cache whose
+ * keys are in blocks of 8 positions stored column by column, for the
+ * int8-activation path of CPUs without fp16 arithmetic (the A72).
+ *
+ * Why blocks: with keys in rows, a score is a dot product across lanes,
+ * so each key row is converted (2 instructions per 8 columns) and then
+ * multiplied for each head, and each score's lanes are summed at the end.
+ * In blocks, a column of a block holds 8 positions: it is converted once,
+ * then one fused multiply-add by an element of q (FMLA .4s by element)
+ * per half advances 8 scores of a head, and nothing is summed across
+ * lanes. The values stay in rows and go through attn.c's kernels.
+ *
+ * The plain-C reference nb_attend_f32b_ref does the same operations in
+ * the same order, so the two agree bit for bit. */
+#include <math.h>
+
+#include "attn.h"
+#include "attn_online.h"
+#include "f16.h"
+#include "vexp.h"
+
+enum { BLOCK = NB_ATTEND_KBLOCK, SUPER = NB_ATTEND_F16H_SUPER };
+
+/* ---- the reference ---- */
+
+/* The unscaled score of position t: one chain of fused multiply-adds over
+ * the columns in order. */
+static float score_ref(const float *q, const uint16_t *k, size_t stride, size_t t, size_t hd)
+{
+    float s = 0.0f;
+    for (size_t c = 0; c < hd; c++)
+        s = fmaf(q[c], nb_f16_to_f32(k[nb_attend_key_at(t, c, stride)]), s);
+    return s;
+}
+
+/* One head, a superblock at a time: scores times scale, the maximum
+ * raised once, the weights' sum in 4 lanes (lanes L and L+4 of each 8
+ * positions into lane L), the values row by row, each product fused. */
+void nb_attend_f32b_ref(float *out, const float *q, const uint16_t *k, const uint16_t *v,
+                        size_t stride, size_t n, size_t hd, float scale)
+{
+    online o = {-INFINITY, 0.0f};
+    float sum[4] = {0.0f, 0.0f, 0.0f, 0.0f}, s[SUPER];
+    for (size_t i = 0; i < hd; i++)
+        out[i] = 0.0f;
+    for (size_t t = 0; t < n; t += SUPER) {
+        size_t m = n - t < SUPER ? n - t : SUPER;
+        float top = -INFINITY;
+        for (size_t r = 0; r < SUPER; r++) {
+            s[r] = r < m ? score_ref(q, k, stride, t + r, hd) * scale : -INFINITY;
+            top = s[r] > top ? s[r] : top;
+        }
+        float c = raise_max(&o, top, out, hd);
+        for (int l = 0; l < 4; l++)
+            sum[l] *= c;
+        for (size_t r = 0; r < SUPER; r++)
+            s[r] = nb_exp_w_ref(s[r] - o.max);
+        for (size_t b = 0; b < SUPER; b += 8)
+            for (int l = 0; l < 4; l++)
+                sum[l] += s[b + l] + s[b + l + 4];
+        for (size_t r = 0; r < m; r++)
+            for (size_t i = 0; i < hd; i++)
+                out[i] = fmaf(s[r], nb_f16_to_f32(v[(t + r) * stride + i]), out[i]);
+    }
+    o.sum = (sum[0] + sum[1]) + (sum[2] + sum[3]);
+    finish(&o, out, hd);
+}
+
+void nb_attend_group_f32b_ref(float *out, size_t ldo, const float *q, size_t ldq, size_t g,
+                              const uint16_t *k, const uint16_t *v, size_t stride, size_t n,
+                              size_t hd, float scale)
+{
+    for (size_t j = 0; j < g; j++)
+        nb_attend_f32b_ref(out + j * ldo, q + j * ldq, k, v, stride, n, hd, scale);
+}
+
+#if defined(__aarch64__)
+#include <arm_neon.h>
+
+#include "attn_neon.h"
+
+#define EACH1(X, ...) X(0, __VA_ARGS__)
+#define EACH2(X, ...) EACH1(X, __VA_ARGS__); X(1, __VA_ARGS__)
+#define EACH3(X, ...) EACH2(X, __VA_ARGS__); X(2, __VA_ARGS__)
+#define EACH4(X, ...) EACH3(X, __VA_ARGS__); X(3, __VA_ARGS__)
+#define EACH5(X, ...) EACH4(X, __VA_ARGS__); X(4, __VA_ARGS__)
+#define EACH6(X, ...) EACH5(X, __VA_ARGS__); X(5, __VA_ARGS__)
+#define EACH7(X, ...) EACH6(X, __VA_ARGS__); X(6, __VA_ARGS__)
+#define EACH8(X, ...) EACH7(X, __VA_ARGS__); X(7, __VA_ARGS__)
+
+/* As attn.c's grouped kernels (the same GCC passes cost copies there). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define GROUP_KERNEL __attribute__((noinline, optimize("no-schedule-insns", "no-tree-ter")))
+#else
+#define GROUP_KERNEL __attribute__((noinline))
+#endif
+
+/* a += x * lane L of w, by element. In asm: GCC may turn the intrinsic
+ * into a broadcast and a vector FMLA when it sees w's load. */
+#define FMLA_LANE(a, x, w, L) __asm__("fmla %0.4s, %1.4s, %2.s[" #L "]" : "+w"(a) : "w"(x), "w"(w))
+
+/* Head J's scores are lJ (positions 0-3) and hJ (4-7), its 4 columns of
+ * q xJ; lo_, hi_ are one column of the block, converted. */
+#define B_SUMS(J, z) float32x4_t l##J = z, h##J = z
+#define B_Q(J, _) float32x4_t x##J = vld1q_f32(qi + J * 4)
+#define B_FMA(J, L) FMLA_LANE(l##J, lo_, x##J, L); FMLA_LANE(h##J, hi_, x##J, L)
+#define B_COL(M, c, L)                                                                         \
+    do {                                                                                       \
+        float16x8_t k_ = vreinterpretq_f16_u16(vld1q_u16(k + (c) * 8));                        \
+        float32x4_t lo_ = vcvt_f32_f16(vget_low_f16(k_)), hi_ = vcvt_high_f32_f16(k_);         \
+        EACH##M(B_FMA, L);                                                                     \
+    } while (0)
+#define B_STORE(J, _) vst1q_f32(s + J * lds, l##J), vst1q_f32(s + J * lds + 4, h##J)
+
+/* dots_M(s, lds, qi, gq, k, c4): the unscaled scores of the 8 positions of
+ * a key block over its columns [0, c4), a multiple of 4, for M heads (q
+ * interleaved at qi: interleave()), head j's into s[j * lds ..]. 2 M
+ * sums, M vectors of q and a column's 3 registers: 27 for M = 8; per 4
+ * columns, 4 loads and 8 conversions of keys, M loads of q (paired) and
+ * 8 M multiply-adds. */
+#define DOTS(M)                                                                                \
+    GROUP_KERNEL static void dots_##M(float *s, size_t lds, const float *qi, size_t gq,        \
+                                      const uint16_t *k, size_t c4)                            \
+    {                                                                                          \
+        float32x4_t z_ = vdupq_n_f32(0.0f);                                                    \
+        EACH##M(B_SUMS, z_);                                                                   \
+        for (; c4; c4 -= 4, qi += 4 * gq, k += 4 * 8) {                                        \
+            EACH##M(B_Q, 0);                                                                   \
+            B_COL(M, 0, 0); B_COL(M, 1, 1); B_COL(M, 2, 2); B_COL(M, 3, 3);                    \
+        }                                                                                      \
+        EACH##M(B_STORE, 0);                                                                   \
+    }
+DOTS(1)
+DOTS(2)
+DOTS(3)
+DOTS(4)
+DOTS(5)
+DOTS(6)
+DOTS(7)
+DOTS(8)
+
+/* Up to 8 heads through dots_M. */
+static void dots(float *s, size_t lds, const float *qi, size_t gq, size_t g, const uint16_t *k,
+                 size_t h4)
+{
+    switch (g) {
+    case 8: dots_8(s, lds, qi, gq, k, h4); break;
+    case 7: dots_7(s, lds, qi, gq, k, h4); break;
+    case 6: dots_6(s, lds, qi, gq, k, h4); break;
+    case 5: dots_5(s, lds, qi, gq, k, h4); break;
+    case 4: dots_4(s, lds, qi, gq, k, h4); break;
+    case 3: dots_3(s, lds, qi, gq, k, h4); break;
+    case 2: dots_2(s, lds, qi, gq, k, h4); break;
+    case 1: dots_1(s, lds, qi, gq, k, h4); break;
+    }
+}
+
+/* Columns [c0, hd) (fewer than 4) of a block, for g heads (q + j * ldq),
+ * fused into their unscaled scores: the same chain, one column at a time,
+ * its element of q broadcast (the same operation as by element). */
+static void tail_columns(float *s, size_t lds, const float *q, size_t ldq, size_t g,
+                         const uint16_t *k, size_t c0, size_t hd)
+{
+    for (size_t j = 0; j < g; j++) {
+        float32x4_t lo = vld1q_f32(s + j * lds), hi = vld1q_f32(s + j * lds + 4);
+        for (size_t c = c0; c < hd; c++) {
+            float16x8_t k_ = vreinterpretq_f16_u16(vld1q_u16(k + c * 8));
+            float32x4_t x = vdupq_n_f32(q[j * ldq + c]);
+            lo = vfmaq_f32(lo, vcvt_f32_f16(vget_low_f16(k_)), x);
+            hi = vfmaq_f32(hi, vcvt_high_f32_f16(k_), x);
+        }
+        vst1q_f32(s + j * lds, lo), vst1q_f32(s + j * lds + 4, hi);
+    }
+}
+
+/* The unscaled scores of a superblock's m positions (key blocks from k)
+ * for g heads, head j's into s[j * SUPER ..]; -inf past m (the last
+ * block's other lanes are whatever the cache holds there, and lanes do
+ * not mix). */
+static void score_super(float *s, const float *q, size_t ldq, const float *qi, size_t g,
+                        const uint16_t *k, size_t stride, size_t m, size_t hd)
+{
+    size_t h4 = hd / 4 * 4;
+    for (size_t b = 0; b < m; b += BLOCK) {
+        const uint16_t *kb = k + b * stride; /* block b / 8 of the superblock */
+        for (size_t j = 0; j < g; j += 8)
+            dots(s + j * SUPER + b, SUPER, qi + j * 4, g, g - j < 8 ? g - j : 8, kb, h4);
+        if (h4 < hd)
+            tail_columns(s + b, SUPER, q, ldq, g, kb, h4, hd);
+    }
+    for (size_t j = 0; m < SUPER && j < g; j++)
+        for (size_t r = m; r < SUPER; r++)
+            s[j * SUPER + r] = -INFINITY;
+}
+
+/* Head o's weights in place of its superblock's unscaled scores s: times
+ * scale, the maximum raised once (out and the 4 lanes of sums rescaled),
+ * exp in 4 lanes, summed 8 positions at a time (lanes L and L+4 into
+ * lane L). */
+static void weigh_super(online *o, float32x4_t *sum, float *s, float scale, float *out,
+                        size_t hd)
+{
+    float32x4_t top = vdupq_n_f32(-INFINITY);
+    for (int r = 0; r < SUPER; r += 4) {
+        float32x4_t x = vmulq_n_f32(vld1q_f32(s + r), scale);
+        vst1q_f32(s + r, x);
+        top = vmaxq_f32(top, x);
+    }
+    float32x4_t sum4 = vmulq_n_f32(*sum, raise_max(o, vmaxvq_f32(top), out, hd));
+    top = vdupq_n_f32(o->max);
+    for (int r = 0; r < SUPER; r += 8) { /* sum4 local: *sum might alias s's stores */
+        float32x4_t w0 = nb_exp_w_neon(vsubq_f32(vld1q_f32(s + r), top));
+        float32x4_t w1 = nb_exp_w_neon(vsubq_f32(vld1q_f32(s + r + 4), top));
+        sum4 = vaddq_f32(sum4, vaddq_f32(w0, w1));
+        vst1q_f32(s + r, w0), vst1q_f32(s + r + 4, w1);
+    }
+    *sum = sum4;
+}
+
+/* g <= NB_ATTEND_GROUP heads (q + j * ldq, interleaved at qi) over n
+ * positions, a superblock at a time: the scores of all heads (key columns
+ * shared), each head's softmax step, the values of all heads (value rows
+ * shared), a block of 8 rows at a time. */
+static void group_f32b(float *out, size_t ldo, const float *q, size_t ldq, const float *qi,
+                       size_t g, const uint16_t *k, const uint16_t *v, size_t stride, size_t n,
+                       size_t hd, float scale)
+{
+    online o[NB_ATTEND_GROUP];
+    float32x4_t sum[NB_ATTEND_GROUP];
+    float s[NB_ATTEND_GROUP * SUPER];
+    start_heads(o, out, ldo, g, hd);
+    for (size_t j = 0; j < g; j++)
+        sum[j] = vdupq_n_f32(0.0f);
+    for (size_t t = 0; t < n; t += SUPER) {
+        size_t m = n - t < SUPER ? n - t : SUPER;
+        score_super(s, q, ldq, qi, g, k + t * stride, stride, m, hd); /* block t / 8 on */
+        for (size_t j = 0; j < g; j++)
+            weigh_super(&o[j], &sum[j], s + j * SUPER, scale, out + j * ldo, hd);
+        for (size_t b = 0; b < m; b += BLOCK)
+            nb_attn_values_f32_neon(out, ldo, g, s + b, SUPER, v + (t + b) * stride, stride,
+                                    m - b < BLOCK ? m - b : BLOCK, hd);
+    }
+    for (size_t j = 0; j < g; j++) {
+        o[j].sum = vaddvq_f32(sum[j]);
+        finish(&o[j], out + j * ldo, hd);
+    }
+}
+
+/* The g heads' q (q + j * ldq) interleaved into qi, 4 columns at a time:
+ * columns i .. i+3 of head j at qi + i * g + j * 4 (i a multiple of 4,
+ * below hd / 4 * 4), so that consecutive heads' vectors are consecutive
+ * in memory. */
+static void interleave(float *qi, const float *q, size_t ldq, size_t g, size_t hd)
+{
+    for (size_t j = 0; j < g; j++)
+        for (size_t i = 0; i + 4 <= hd; i += 4)
+            vst1q_f32(qi + i * g + j * 4, vld1q_f32(q + j * ldq + i));
+}
+
+/* Room for the heads' interleaved q: 16 heads of 1024 columns (the
+ * format's largest head), fewer heads at once when they are wider. */
+enum { QI_SIZE = NB_ATTEND_GROUP * 1024 };
+
+void nb_attend_group_f32b_neon(float *out, size_t ldo, const float *q, size_t ldq, size_t g,
+                               const uint16_t *k, const uint16_t *v, size_t stride, size_t n,
+                               size_t hd, float scale)
+{
+    float qi[QI_SIZE];
+    size_t at_once = QI_SIZE / hd < NB_ATTEND_GROUP ? QI_SIZE / hd : NB_ATTEND_GROUP;
+    if (!at_once) { /* wider than the format allows: nothing to share */
+        for (size_t j = 0; j < g; j++)
+            nb_attend_f32b_ref(out + j * ldo, q + j * ldq, k, v, stride, n, hd, scale);
+        return;
+    }
+    for (size_t j = 0; j < g; j += at_once) {
+        size_t m = g - j < at_once ? g - j : at_once;
+        interleave(qi, q + j * ldq, ldq, m, hd);
+        group_f32b(out + j * ldo, ldo, q + j * ldq, ldq, qi, m, k, v, stride, n, hd, scale);
+    }
+}
+
+void nb_attend_f32b_neon(float *out, const float *q, const uint16_t *k, const uint16_t *v,
+                         size_t stride, size_t n, size_t hd, float scale)
+{
+    nb_attend_group_f32b_neon(out, hd, q, hd, 1, k, v, stride, n, hd, scale);
+}
+
+static const nb_attend_set f32b_set = {"f32b", nb_attend_f32b_neon, nb_attend_group_f32b_neon,
+                                       NB_ATTEND_KBLOCK};
+#endif
+
+const nb_attend_set *nb_attend_f32b(void)
+{
+#if defined(__aarch64__)
+    return &f32b_set;
+#else
+    return NULL;
+#endif
+}
