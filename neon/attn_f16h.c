@@ -247,10 +247,81 @@ VALS(4)
 VALS(5)
 VALS(6)
 
-/* Columns [0, h8) of up to 6 heads, h8 a multiple of 8. */
+/* vals16_M: vals_M over 16 columns at a time (h16 a multiple of 16), for
+ * M <= 4 heads: each weight load and each row's paired load serve twice
+ * the multiply-adds. The same operations per column, so the same bits:
+ * 4 M fp32 sums, 2 M fp16 sums, M weight vectors and a row's two halves,
+ * 30 registers for M = 4. */
+#define Q_SUMS(J, _)                                                                           \
+    float32x4_t c##J = vld1q_f32(out + J * ldo), d##J = vld1q_f32(out + J * ldo + 4);          \
+    float32x4_t e##J = vld1q_f32(out + J * ldo + 8), f##J = vld1q_f32(out + J * ldo + 12);     \
+    float16x8_t a##J, b##J
+#define Q_MUL(J, L) FMUL_LANE(a##J, x_, w##J, L); FMUL_LANE(b##J, y_, w##J, L)
+#define Q_FMA(J, L) FMLA_LANE(a##J, x_, w##J, L); FMLA_LANE(b##J, y_, w##J, L)
+#define Q_ROW(M, OP, r, L)                                                                     \
+    do {                                                                                       \
+        const uint16_t *p_ = v + ((r) + L) * stride;                                           \
+        float16x8_t x_ = load_h(p_), y_ = load_h(p_ + 8);                                      \
+        EACH##M(OP, L);                                                                        \
+    } while (0)
+#define Q_ONE(J, r) a##J = vfmaq_f16(a##J, x_, P_W1(J, r)), b##J = vfmaq_f16(b##J, y_, P_W1(J, r))
+#define Q_FIRST(J, r) a##J = vmulq_f16(x_, P_W1(J, r)), b##J = vmulq_f16(y_, P_W1(J, r))
+#define Q_WIDEN(J, _)                                                                          \
+    c##J = vfmaq_n_f32(c##J, vcvt_f32_f16(vget_low_f16(a##J)), V_UNSCALE);                     \
+    d##J = vfmaq_n_f32(d##J, vcvt_high_f32_f16(a##J), V_UNSCALE);                              \
+    e##J = vfmaq_n_f32(e##J, vcvt_f32_f16(vget_low_f16(b##J)), V_UNSCALE);                     \
+    f##J = vfmaq_n_f32(f##J, vcvt_high_f32_f16(b##J), V_UNSCALE)
+#define Q_STORE(J, _)                                                                          \
+    vst1q_f32(out + J * ldo, c##J), vst1q_f32(out + J * ldo + 4, d##J),                        \
+        vst1q_f32(out + J * ldo + 8, e##J), vst1q_f32(out + J * ldo + 12, f##J)
+#define VALS16(M)                                                                              \
+    GROUP_KERNEL static void vals16_##M(float *out, size_t ldo, const uint16_t *w,             \
+                                        const uint16_t *v, size_t stride, size_t m,            \
+                                        size_t h16)                                            \
+    {                                                                                          \
+        for (size_t i = 0; i < h16; i += 16, out += 16, v += 16) {                             \
+            EACH##M(Q_SUMS, 0);                                                                \
+            size_t r = 0;                                                                      \
+            for (; r + 8 <= m; r += 8) {                                                       \
+                EACH##M(P_W, r);                                                               \
+                Q_ROW(M, Q_MUL, r, 0); Q_ROW(M, Q_FMA, r, 1);                                  \
+                Q_ROW(M, Q_FMA, r, 2); Q_ROW(M, Q_FMA, r, 3);                                  \
+                Q_ROW(M, Q_FMA, r, 4); Q_ROW(M, Q_FMA, r, 5);                                  \
+                Q_ROW(M, Q_FMA, r, 6); Q_ROW(M, Q_FMA, r, 7);                                  \
+                EACH##M(Q_WIDEN, 0);                                                           \
+            }                                                                                  \
+            if (r < m) {                                                                       \
+                float16x8_t x_ = load_h(v + r * stride), y_ = load_h(v + r * stride + 8);      \
+                EACH##M(Q_FIRST, r);                                                           \
+                for (r++; r < m; r++) {                                                        \
+                    x_ = load_h(v + r * stride), y_ = load_h(v + r * stride + 8);              \
+                    EACH##M(Q_ONE, r);                                                         \
+                }                                                                              \
+                EACH##M(Q_WIDEN, 0);                                                           \
+            }                                                                                  \
+            EACH##M(Q_STORE, 0);                                                               \
+        }                                                                                      \
+    }
+VALS16(1)
+VALS16(2)
+VALS16(3)
+VALS16(4)
+
+/* Columns [0, h8) of up to 6 heads, h8 a multiple of 8: up to 4 heads 16
+ * columns at a time, then the last 8. */
 static void vals_heads(float *out, size_t ldo, size_t g, const uint16_t *w, const uint16_t *v,
                        size_t stride, size_t m, size_t h8)
 {
+    size_t h16 = g <= 4 ? h8 / 16 * 16 : 0;
+    switch (h16 ? g : 0) {
+    case 4: vals16_4(out, ldo, w, v, stride, m, h16); break;
+    case 3: vals16_3(out, ldo, w, v, stride, m, h16); break;
+    case 2: vals16_2(out, ldo, w, v, stride, m, h16); break;
+    case 1: vals16_1(out, ldo, w, v, stride, m, h16); break;
+    }
+    out += h16, v += h16, h8 -= h16;
+    if (!h8)
+        return;
     switch (g) {
     case 6: vals_6(out, ldo, w, v, stride, m, h8); break;
     case 5: vals_5(out, ldo, w, v, stride, m, h8); break;
