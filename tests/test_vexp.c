@@ -213,29 +213,10 @@ static void section_edges(void)
     printf("edges: checked\n");
 }
 
-static const struct {
-    const char *name;
-    void (*run)(void);
-} sections[] = {{"bits", section_bits}, {"accuracy", section_accuracy}, {"edges", section_edges}};
+static const tu_section sections[] = {
+    {"bits", section_bits}, {"accuracy", section_accuracy}, {"edges", section_edges}};
 
 int main(int argc, char **argv)
 {
-    size_t ns = sizeof sections / sizeof *sections;
-    for (int i = 1; i < argc; i++) {
-        size_t k = 0;
-        while (k < ns && strcmp(argv[i], sections[k].name) != 0)
-            k++;
-        if (k == ns) {
-            fprintf(stderr, "FAIL: no section '%s' in test_vexp\n", argv[i]);
-            return 1;
-        }
-    }
-    for (size_t k = 0; k < ns; k++) {
-        int run = argc == 1;
-        for (int i = 1; i < argc; i++)
-            run |= strcmp(argv[i], sections[k].name) == 0;
-        if (run)
-            sections[k].run();
-    }
-    return tu_finish("test_vexp");
+    return tu_run_sections(sections, sizeof sections / sizeof *sections, argc, argv, "test_vexp");
 }

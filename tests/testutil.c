@@ -24,6 +24,28 @@ int tu_finish(const char *name)
     return 0;
 }
 
+int tu_run_sections(const tu_section *sections, size_t n, int argc, char **argv,
+                    const char *name)
+{
+    for (int i = 1; i < argc; i++) {
+        size_t k = 0;
+        while (k < n && strcmp(argv[i], sections[k].name) != 0)
+            k++;
+        if (k == n) {
+            fprintf(stderr, "FAIL: no section '%s' in %s\n", argv[i], name);
+            return 1;
+        }
+    }
+    for (size_t k = 0; k < n; k++) {
+        int run = argc == 1;
+        for (int i = 1; i < argc; i++)
+            run |= strcmp(argv[i], sections[k].name) == 0;
+        if (run)
+            sections[k].run();
+    }
+    return tu_finish(name);
+}
+
 uint64_t tu_rand(uint64_t *s)
 {
     uint64_t z = (*s += 0x9e3779b97f4a7c15ull);

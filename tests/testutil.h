@@ -3,6 +3,7 @@
 #ifndef NIBBLE_TESTUTIL_H
 #define NIBBLE_TESTUTIL_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -22,6 +23,18 @@ extern int tu_failures;
 
 /* Prints the verdict and returns the exit code. */
 int tu_finish(const char *name);
+
+/* A test's named sections. */
+typedef struct tu_section {
+    const char *name;
+    void (*run)(void);
+} tu_section;
+
+/* Runs the sections named on the command line (all of them with none),
+ * in their own order, then tu_finish(name). A name that is not a section
+ * fails at once: a misspelt section never passes. */
+int tu_run_sections(const tu_section *sections, size_t n, int argc, char **argv,
+                    const char *name);
 
 uint64_t tu_rand(uint64_t *state);
 float tu_randf(uint64_t *state); /* uniform in [-1, 1) */
