@@ -140,19 +140,9 @@ void nb_attend_f16h_ref(float *out, const float *q, const uint16_t *k, const uin
         out[i] = 0.0f;
     for (size_t t = 0; t < n; t += SUPER) {
         size_t m = n - t < SUPER ? n - t : SUPER;
-        float top = -INFINITY;
-        for (size_t r = 0; r < SUPER; r++) {
-            s[r] = r < m ? score_f16h_ref(qh, k, stride, t + r, hd) : -INFINITY;
-            top = s[r] > top ? s[r] : top;
-        }
-        float c = raise_max(&o, top, out, hd);
-        for (int l = 0; l < 4; l++)
-            sum[l] *= c;
         for (size_t r = 0; r < SUPER; r++)
-            s[r] = nb_exp_w_ref(s[r] - o.max);
-        for (size_t b = 0; b < SUPER; b += 8)
-            for (int l = 0; l < 4; l++)
-                sum[l] += s[b + l] + s[b + l + 4];
+            s[r] = r < m ? score_f16h_ref(qh, k, stride, t + r, hd) : -INFINITY;
+        weigh_super_ref(&o, sum, s, SUPER, out, hd);
         for (size_t r = 0; r < m; r++)
             w[r] = nb_f32_to_f16(s[r] * NB_ATTEND_F16H_VSCALE);
         for (size_t i = 0; i < hd; i++)

@@ -45,19 +45,9 @@ void nb_attend_f32b_ref(float *out, const float *q, const uint16_t *k, const uin
         out[i] = 0.0f;
     for (size_t t = 0; t < n; t += SUPER) {
         size_t m = n - t < SUPER ? n - t : SUPER;
-        float top = -INFINITY;
-        for (size_t r = 0; r < SUPER; r++) {
-            s[r] = r < m ? score_ref(q, k, stride, t + r, hd) * scale : -INFINITY;
-            top = s[r] > top ? s[r] : top;
-        }
-        float c = raise_max(&o, top, out, hd);
-        for (int l = 0; l < 4; l++)
-            sum[l] *= c;
         for (size_t r = 0; r < SUPER; r++)
-            s[r] = nb_exp_w_ref(s[r] - o.max);
-        for (size_t b = 0; b < SUPER; b += 8)
-            for (int l = 0; l < 4; l++)
-                sum[l] += s[b + l] + s[b + l + 4];
+            s[r] = r < m ? score_ref(q, k, stride, t + r, hd) * scale : -INFINITY;
+        weigh_super_ref(&o, sum, s, SUPER, out, hd);
         for (size_t r = 0; r < m; r++)
             for (size_t i = 0; i < hd; i++)
                 out[i] = fmaf(s[r], nb_f16_to_f32(v[(t + r) * stride + i]), out[i]);
