@@ -33,6 +33,7 @@
 #include "../neon/f16.h"
 #include "../neon/gemv.h"
 #include "../neon/gemv_neon.h"
+#include "../neon/norm.h"
 #include "../neon/qkern.h"
 #include "../runtime/affinity.h"
 #include "../runtime/pool.h"
@@ -402,13 +403,15 @@ static void quantize(const struct nb_fast *f, act *a, int ntok, int for_packed)
                          ntok == 1 ? f->k->gemv_form : f->k->gemm_form);
 }
 
-/* a = norm(x) for ntok tokens, quantized once for every linear it feeds. */
+/* a = norm(x) for ntok tokens, quantized once for every linear it feeds.
+ * The norm of neon/norm.h (NEON on aarch64): its float64 sum of squares
+ * differs from the reference pass's fp32 one by rounding only. */
 static void norm_quant(const nb_net *m, act *a, const float *x, int ntok, const nb_tensor *g,
                        int for_packed)
 {
     size_t dim = m->cfg.dim;
     for (int t = 0; t < ntok; t++)
-        nb_rmsnorm_ref(a->x + (size_t)t * dim, x + (size_t)t * dim, g->data,
+        nb_rmsnorm_row(a->x + (size_t)t * dim, x + (size_t)t * dim, g->data,
                        (int)g->entry->dtype, dim, m->cfg.norm_eps);
     quantize(m->fast, a, ntok, for_packed);
 }

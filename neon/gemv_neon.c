@@ -5,28 +5,9 @@
 #include "qkern.h"
 
 #if defined(__aarch64__)
-#include <arm_neon.h>
+#include "plain_neon.h"
 
 #define INLINE static inline __attribute__((always_inline))
-
-/* Weights i .. i+7 of w as two fp32 vectors. */
-INLINE void load8(const void *w, const int wtype, size_t i, float32x4_t *lo, float32x4_t *hi)
-{
-    if (wtype == NB_W_F32) {
-        *lo = vld1q_f32((const float *)w + i);
-        *hi = vld1q_f32((const float *)w + i + 4);
-        return;
-    }
-    uint16x8_t h = vld1q_u16((const uint16_t *)w + i);
-    if (wtype == NB_W_F16) {
-        float16x8_t f = vreinterpretq_f16_u16(h);
-        *lo = vcvt_f32_f16(vget_low_f16(f));
-        *hi = vcvt_high_f32_f16(f);
-    } else { /* bf16: the upper half of an fp32 */
-        *lo = vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(h), 16));
-        *hi = vreinterpretq_f32_u32(vshll_high_n_u16(h, 16));
-    }
-}
 
 /* The GEMM's tile, rows x tokens: per 8 columns it loads 2 weight and
  * 2 x vectors per row and token, for 2 * GEMM_ROWS * GEMM_TOKS
@@ -73,7 +54,7 @@ INLINE void tile(float *y, size_t ldy, const void *w, const int wtype, const flo
         }
         for (int k = 0; k < nr; k++) {
             float32x4_t lo, hi;
-            load8(w, wtype, (r + (size_t)k) * cols + c, &lo, &hi);
+            nb_plain_load8(w, wtype, (r + (size_t)k) * cols + c, &lo, &hi);
             for (int j = 0; j < nt; j++) {
                 acc[k][j][0] = vfmaq_f32(acc[k][j][0], lo, xv[j][0]);
                 acc[k][j][1] = vfmaq_f32(acc[k][j][1], hi, xv[j][1]);
