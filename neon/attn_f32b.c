@@ -94,30 +94,45 @@ void nb_attend_group_f32b_ref(float *out, size_t ldo, const float *q, size_t ldq
 #define B_SUMS(J, z) float32x4_t l##J = z, h##J = z
 #define B_Q(J, _) float32x4_t x##J = vld1q_f32(qi + J * 4)
 #define B_FMA(J, L) FMLA_LANE(l##J, lo_, x##J, L); FMLA_LANE(h##J, hi_, x##J, L)
-#define B_COL(M, c, L)                                                                         \
+/* Columns c and c + 1 of the block, loaded side by side (one LDP). */
+#define B_COL2(M, c, L, L1)                                                                    \
     do {                                                                                       \
-        float16x8_t k_ = vreinterpretq_f16_u16(vld1q_u16(k + (c) * 8));                        \
-        float32x4_t lo_ = vcvt_f32_f16(vget_low_f16(k_)), hi_ = vcvt_high_f32_f16(k_);         \
+        uint16x8_t k0_ = vld1q_u16(k + (c) * 8), k1_ = vld1q_u16(k + (c) * 8 + 8);             \
+        float16x8_t h_ = vreinterpretq_f16_u16(k0_);                                           \
+        float32x4_t lo_ = vcvt_f32_f16(vget_low_f16(h_)), hi_ = vcvt_high_f32_f16(h_);         \
         EACH##M(B_FMA, L);                                                                     \
+        h_ = vreinterpretq_f16_u16(k1_);                                                       \
+        lo_ = vcvt_f32_f16(vget_low_f16(h_)), hi_ = vcvt_high_f32_f16(h_);                     \
+        EACH##M(B_FMA, L1);                                                                    \
+    } while (0)
+/* 4 columns, then q and k move past them. */
+#define B_FOUR(M)                                                                              \
+    do {                                                                                       \
+        EACH##M(B_Q, 0);                                                                       \
+        B_COL2(M, 0, 0, 1); B_COL2(M, 2, 2, 3);                                                \
+        qi += 4 * gq, k += 4 * 8;                                                              \
     } while (0)
 #define B_STORE(J, _) vst1q_f32(s + J * lds, l##J), vst1q_f32(s + J * lds + 4, h##J)
 
 /* dots_M(s, lds, qi, gq, k, c4): the unscaled scores of the 8 positions of
  * a key block over its columns [0, c4), a multiple of 4, for M heads (q
  * interleaved at qi: interleave()), head j's into s[j * lds ..]. 2 M
- * sums, M vectors of q and a column's 3 registers: 27 for M = 8; per 4
- * columns, 4 loads and 8 conversions of keys, M loads of q (paired) and
- * 8 M multiply-adds. */
+ * sums, M vectors of q and a column's 4 registers: 28 for M = 8; per 4
+ * columns, 2 paired loads and 8 conversions of keys, M loads of q
+ * (paired) and 8 M multiply-adds; 8 columns a pass, so that the loop's
+ * own instructions stay few where M is. */
 #define DOTS(M)                                                                                \
     GROUP_KERNEL static void dots_##M(float *s, size_t lds, const float *qi, size_t gq,        \
                                       const uint16_t *k, size_t c4)                            \
     {                                                                                          \
         float32x4_t z_ = vdupq_n_f32(0.0f);                                                    \
         EACH##M(B_SUMS, z_);                                                                   \
-        for (; c4; c4 -= 4, qi += 4 * gq, k += 4 * 8) {                                        \
-            EACH##M(B_Q, 0);                                                                   \
-            B_COL(M, 0, 0); B_COL(M, 1, 1); B_COL(M, 2, 2); B_COL(M, 3, 3);                    \
+        for (; c4 >= 8; c4 -= 8) {                                                             \
+            B_FOUR(M);                                                                         \
+            B_FOUR(M);                                                                         \
         }                                                                                      \
+        if (c4)                                                                                \
+            B_FOUR(M);                                                                         \
         EACH##M(B_STORE, 0);                                                                   \
     }
 DOTS(1)
