@@ -47,24 +47,11 @@ static void vec(float *g, const float *u, size_t n)
 #endif
 }
 
-static int same(float a, float b)
-{
-    return nb_f32_to_bits(a) == nb_f32_to_bits(b) || (isnan(a) && isnan(b));
-}
-
-/* sign * 10^e, e uniform in [lo, hi). */
-static float magnitude(double lo, double hi)
-{
-    double e = lo + (hi - lo) * (0.5 * (tu_randf(&rng) + 1.0));
-    float v = (float)pow(10.0, e);
-    return tu_rand(&rng) & 1 ? -v : v;
-}
-
 static float any_value(void)
 {
     switch (tu_rand(&rng) % 4) {
-    case 0: return magnitude(-3, 2.1); /* where silu bends */
-    case 1: return magnitude(-45, 38);
+    case 0: return tu_magnitude(&rng, -3, 2.1); /* where silu bends */
+    case 1: return tu_magnitude(&rng, -45, 38);
     case 2: return nb_bits_to_f32((uint32_t)tu_rand(&rng)); /* anything */
     default: return 25.0f * tu_randf(&rng);
     }
@@ -89,7 +76,7 @@ static void bits_row(const float *g, const float *u, size_t n, size_t off)
     vec(a + off, uu + off, n);
     nb_silu_mul_ref(b + off, uu + off, n);
     for (size_t i = 0; i < n; i++, bit_values++)
-        if (!same(a[off + i], b[off + i]) && bit_mismatches++ < 5)
+        if (!tu_same_float(a[off + i], b[off + i]) && bit_mismatches++ < 5)
             fprintf(stderr, "silu(%a) * %a: vector %a, reference %a (n %zu, i %zu)\n", g[i],
                     u[i], a[off + i], b[off + i], n, i);
     for (size_t i = 0; i < sizeof a / sizeof *a; i++)
@@ -104,7 +91,7 @@ static void section_bits(void)
     for (int rep = 0; rep < 300; rep++)
         for (size_t n = 0; n <= 67; n++) {
             for (size_t i = 0; i < n; i++)
-                g[i] = any_value(), u[i] = rep % 3 ? magnitude(-6, 6) : any_value();
+                g[i] = any_value(), u[i] = rep % 3 ? tu_magnitude(&rng, -6, 6) : any_value();
             bits_row(g, u, n, (size_t)rep % 4);
         }
     float edges[] = {0.0f,    -0.0f,    1e-40f,   -1e-40f,  20.0f,    -20.0f,   50.0f,
@@ -131,7 +118,7 @@ static void section_bits(void)
     /* the row in use */
     float a[67], b[67], c[67], g0[67];
     for (size_t i = 0; i < 67; i++)
-        a[i] = b[i] = c[i] = g0[i] = any_value(), u[i] = magnitude(-3, 3);
+        a[i] = b[i] = c[i] = g0[i] = any_value(), u[i] = tu_magnitude(&rng, -3, 3);
     nb_silu_mul_row(a, u, 67);
     vec(b, u, 67);
     nb_silu_mul_ref(c, u, 67);
@@ -232,8 +219,8 @@ static void section_accuracy(void)
         acc_check(&a, -nb_bits_to_f32(b), 1.0f);
     }
     for (int i = 0; i < 200000; i++) {
-        float g = i % 2 ? magnitude(-3, 2.1) : magnitude(-40, 30);
-        acc_check(&a, g, magnitude(-6, 6));
+        float g = i % 2 ? tu_magnitude(&rng, -3, 2.1) : tu_magnitude(&rng, -40, 30);
+        acc_check(&a, g, tu_magnitude(&rng, -6, 6));
     }
     CHECK(a.worst_rel > 0.5 * ACT_REL, "max relative error %g: the bound %g is loose",
           a.worst_rel, ACT_REL);
@@ -264,14 +251,14 @@ static float silu1(float g, float u)
     vec(&r, &u, 1);
     float s = g;
     nb_silu_mul_ref(&s, &u, 1);
-    CHECK(same(r, s), "silu(%a) * %a: vector %a, reference %a", g, u, r, s);
+    CHECK(tu_same_float(r, s), "silu(%a) * %a: vector %a, reference %a", g, u, r, s);
     return r;
 }
 
 static void expect_bits(float g, float u, float want)
 {
     float r = silu1(g, u);
-    CHECK(same(r, want), "silu(%a) * %a = %a, want %a", g, u, r, want);
+    CHECK(tu_same_float(r, want), "silu(%a) * %a = %a, want %a", g, u, r, want);
 }
 
 static void section_edges(void)

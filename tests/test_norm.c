@@ -66,25 +66,12 @@ static double vec_mean(const float *x, size_t n)
 #endif
 }
 
-static int same(float a, float b)
-{
-    return nb_f32_to_bits(a) == nb_f32_to_bits(b) || (isnan(a) && isnan(b));
-}
-
-/* sign * 10^e, e uniform in [lo, hi). */
-static float magnitude(double lo, double hi)
-{
-    double e = lo + (hi - lo) * (0.5 * (tu_randf(&rng) + 1.0));
-    float v = (float)pow(10.0, e);
-    return tu_rand(&rng) & 1 ? -v : v;
-}
-
 /* A row's values of kind k: 0 uniform, 1 12 decades, 2 outliers, 3 any bits. */
 static float value_of(int kind)
 {
     switch (kind) {
     case 0: return tu_randf(&rng);
-    case 1: return magnitude(-6, 6);
+    case 1: return tu_magnitude(&rng, -6, 6);
     case 2: return tu_rand(&rng) % 64 ? tu_randf(&rng) : 300.0f * tu_randf(&rng);
     default: return nb_bits_to_f32((uint32_t)tu_rand(&rng));
     }
@@ -123,7 +110,7 @@ static void bits_row(const float *x, const void *g, int gtype, size_t n, float e
     nb_rmsnorm_lanes_ref(b + off, x, g, gtype, n, eps);
     vec(c + off, c + off, g, gtype, n, eps);
     for (size_t i = 0; i < n; i++, bit_values++)
-        if ((!same(a[off + i], b[off + i]) || !same(a[off + i], c[off + i])) &&
+        if ((!tu_same_float(a[off + i], b[off + i]) || !tu_same_float(a[off + i], c[off + i])) &&
             bit_mismatches++ < 5)
             fprintf(stderr, "n %zu, %s, eps %g, x[%zu] = %a: vector %a, in place %a, "
                     "reference %a\n", n, gnames[gtype], eps, i, x[i], a[off + i], c[off + i],
@@ -310,8 +297,8 @@ static void both(float *r, const float *x, float eps)
     vec(r, x, edge_g, NB_W_F32, EN, eps);
     nb_rmsnorm_lanes_ref(s, x, edge_g, NB_W_F32, EN, eps);
     for (size_t i = 0; i < EN; i++)
-        CHECK(same(r[i], s[i]), "eps %g, x[%zu] = %a: vector %a, reference %a", eps, i, x[i],
-              r[i], s[i]);
+        CHECK(tu_same_float(r[i], s[i]), "eps %g, x[%zu] = %a: vector %a, reference %a", eps, i,
+              x[i], r[i], s[i]);
 }
 
 static void expect_row(const char *what, const float *x, float eps, const float *want)
@@ -319,7 +306,7 @@ static void expect_row(const char *what, const float *x, float eps, const float 
     float r[EN];
     both(r, x, eps);
     for (size_t i = 0; i < EN; i++)
-        CHECK(same(r[i], want[i]), "%s: out[%zu] = %a, want %a", what, i, r[i], want[i]);
+        CHECK(tu_same_float(r[i], want[i]), "%s: out[%zu] = %a, want %a", what, i, r[i], want[i]);
 }
 
 static void expect_near(const char *what, const float *x, float eps)

@@ -39,11 +39,6 @@
 
 static uint64_t rng = 2025;
 
-static int same(float a, float b)
-{
-    return nb_f32_to_bits(a) == nb_f32_to_bits(b) || (isnan(a) && isnan(b));
-}
-
 /* The variant under test on 4 values: NEON on aarch64, else the
  * reference (then the bit-exact comparison is the reference against
  * itself). */
@@ -69,7 +64,7 @@ static void bits_flush(void)
     vec4(y, lanes);
     for (int i = 0; i < nlanes; i++, bit_values++) {
         float r = nb_exp_w_ref(lanes[i]);
-        if (!same(y[i], r) && bit_mismatches++ < 5)
+        if (!tu_same_float(y[i], r) && bit_mismatches++ < 5)
             fprintf(stderr, "exp_w(%a): vector %a, reference %a (lane %d)\n", lanes[i], y[i], r,
                     i);
     }
@@ -192,9 +187,9 @@ static void expect_bits(float x, float want)
     float xs[4] = {x, x, x, x}, y[4];
     vec4(y, xs);
     float r = nb_exp_w_ref(x);
-    CHECK(same(r, want), "exp_w(%a) = %a, want %a", x, r, want);
+    CHECK(tu_same_float(r, want), "exp_w(%a) = %a, want %a", x, r, want);
     for (int i = 0; i < 4; i++)
-        CHECK(same(y[i], want), "lane %d: exp_w(%a) = %a, want %a", i, x, y[i], want);
+        CHECK(tu_same_float(y[i], want), "lane %d: exp_w(%a) = %a, want %a", i, x, y[i], want);
 }
 
 static void section_edges(void)

@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include <fcntl.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -44,6 +45,20 @@ int tu_run_sections(const tu_section *sections, size_t n, int argc, char **argv,
             sections[k].run();
     }
     return tu_finish(name);
+}
+
+float tu_magnitude(uint64_t *state, double lo, double hi)
+{
+    double e = lo + (hi - lo) * (0.5 * (tu_randf(state) + 1.0));
+    float v = (float)pow(10.0, e);
+    return tu_rand(state) & 1 ? -v : v;
+}
+
+int tu_same_float(float a, float b)
+{
+    uint32_t x, y;
+    memcpy(&x, &a, sizeof x), memcpy(&y, &b, sizeof y);
+    return x == y || (a != a && b != b);
 }
 
 uint64_t tu_rand(uint64_t *s)

@@ -38,6 +38,10 @@ int tu_run_sections(const tu_section *sections, size_t n, int argc, char **argv,
 
 uint64_t tu_rand(uint64_t *state);
 float tu_randf(uint64_t *state); /* uniform in [-1, 1) */
+/* sign * 10^e, the sign and e uniform in [lo, hi) drawn from state. */
+float tu_magnitude(uint64_t *state, double lo, double hi);
+/* The same bits, or both NaN (whatever their payloads). */
+int tu_same_float(float a, float b);
 
 /* A path in a fresh temporary directory, removed by tu_cleanup. */
 const char *tu_tmp(const char *name);

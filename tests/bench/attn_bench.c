@@ -74,8 +74,8 @@ int main(int argc, char **argv)
         if (grouped) {
             for (long h = 0; h < kv; h++) {
                 size_t at = (size_t)(h * hd), qat = at * g;
-                group(out + qat, (size_t)hd, q + qat, (size_t)hd, g, k + at * kblock, v + at, stride,
-                      (size_t)n, (size_t)hd, scale);
+                group(out + qat, (size_t)hd, q + qat, (size_t)hd, g, k + at * kblock, v + at,
+                      stride, (size_t)n, (size_t)hd, scale);
             }
             continue;
         }
