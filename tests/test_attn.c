@@ -22,7 +22,15 @@
  * kept at once), head size (64, 128, 80, 16, 32 and tails of 8 and 4
  * columns) and length (tails of the 8-position blocks); within the
  * tolerance above of the reference; nothing written between the heads'
- * output rows (ldo > hd) and q read at its own row stride. */
+ * output rows (ldo > hd) and q read at its own row stride.
+ *
+ * The variants of the int8 path that read the keys in blocks of 8
+ * positions (attn.h: f16h in fp16 arithmetic, f32b in fp32): each vector
+ * form bit for bit its plain-C reference, grouped or not, on the same
+ * kind of grid (head sizes 2 to 160, lengths with tails of blocks and of
+ * 64-position superblocks, 1 to 40 heads, values near 65504), with NaN
+ * and infinities in the unused lanes of the last block; each reference
+ * within its bound of the fp32 one (F16H_BOUND, F32B_BOUND). */
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -36,9 +44,9 @@
 static uint64_t rng = 99;
 
 /* The f16h variant's distance from the fp32 one, relative to the values'
- * size: the fp16 rounding of q * scale and of 16-product lane sums moves
- * a score by about 2^-11 of its terms' size, a weight by that much
- * relative. Measured: see check_blocked_all's line. */
+ * size: the fp16 rounding of q * scale and of the scores' chains (up to
+ * 16 products) moves a score by about 2^-11 of its terms' size, a weight
+ * by that much relative. Measured: see check_blocked_all's line. */
 #define F16H_BOUND 1e-2
 /* f32b's: fp32 sums in another order, and weights by nb_exp_w (2^-17). */
 #define F32B_BOUND 1e-5
