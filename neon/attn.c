@@ -9,7 +9,6 @@
 #endif
 
 #include "f16.h"
-#include "attn_neon.h"
 #include "attn_online.h"
 #include "qkern.h"
 #include "vexp.h"
@@ -541,8 +540,12 @@ static void accumulate_heads(float *out, size_t ldo, size_t g, const float *w, s
     }
 }
 
-void nb_attn_values_f32_neon(float *out, size_t ldo, size_t g, const float *w, size_t ldw,
-                             const uint16_t *v, size_t stride, size_t m, size_t hd)
+/* out + j * ldo += sum_r w[j * ldw + r] * v_r over the m <= 8 value rows of
+ * a block (v + r * stride), for g heads: per output column, the rows in
+ * order, each product fused into the sum (fmaf). Each value row is loaded
+ * and converted once for up to 6 heads. */
+static void values_f32(float *out, size_t ldo, size_t g, const float *w, size_t ldw,
+                       const uint16_t *v, size_t stride, size_t m, size_t hd)
 {
     if (m == BLOCK)
         accumulate_heads(out, ldo, g, w, ldw, v, stride, hd);
@@ -586,7 +589,7 @@ static void group_neon(float *out, size_t ldo, const float *q, size_t ldq, size_
             vst1q_f32(wj, w0);
             vst1q_f32(wj + 4, w1);
         }
-        nb_attn_values_f32_neon(out, ldo, g, w, BLOCK, v + t * stride, stride, m, hd);
+        values_f32(out, ldo, g, w, BLOCK, v + t * stride, stride, m, hd);
     }
     for (size_t j = 0; j < g; j++) {
         o[j].sum = vaddvq_f32(sum[j]);

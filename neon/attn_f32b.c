@@ -8,7 +8,8 @@
  * In blocks, a column of a block holds 8 positions: it is converted once,
  * then one fused multiply-add by an element of q (FMLA .4s by element)
  * per half advances 8 scores of a head, and nothing is summed across
- * lanes. The values stay in rows and go through attn.c's kernels.
+ * lanes. The values stay in rows: each row is converted once for the heads,
+ * and the sums stay in registers over a superblock.
  *
  * The plain-C reference nb_attend_f32b_ref does the same operations in
  * the same order, so the two agree bit for bit. */
@@ -66,8 +67,6 @@ void nb_attend_group_f32b_ref(float *out, size_t ldo, const float *q, size_t ldq
 
 #if defined(__aarch64__)
 #include <arm_neon.h>
-
-#include "attn_neon.h"
 
 #define EACH1(X, ...) X(0, __VA_ARGS__)
 #define EACH2(X, ...) EACH1(X, __VA_ARGS__); X(1, __VA_ARGS__)
@@ -222,10 +221,120 @@ static void weigh_super(online *o, float32x4_t *sum, float *s, float scale, floa
     *sum = sum4;
 }
 
+/* ---- the values: a superblock's rows, the sums in registers ---- */
+
+/* vals_M_C(out, ldo, w, v, stride, m, hc): for M heads, output columns
+ * [0, hc) (head j's at out + j * ldo; hc a multiple of C, 8 or 16) += the
+ * m <= SUPER value rows v + r * stride weighted by w[j * SUPER + r]: per
+ * column, the rows in order, each product fused, as the reference adds
+ * them, so that the sums stay in registers over the superblock instead of
+ * going through memory every 8 rows. Per 8 rows, M paired loads of
+ * weights; per row, C / 8 loads and C / 4 conversions of values and M C
+ * / 4 multiply-adds by element. Registers: M C / 4 sums, 2 M weights and
+ * a row's: 27 for M = 6, C = 8 and 30 for M = 4, C = 16. */
+#define V_SUMS(J, C)                                                                           \
+    float32x4_t c##J[C / 4];                                                                   \
+    for (int i_ = 0; i_ < C / 4; i_++)                                                         \
+        c##J[i_] = vld1q_f32(out + J * ldo + 4 * i_)
+#define V_W(J, r)                                                                              \
+    float32x4_t a##J = vld1q_f32(w + J * SUPER + (r)), b##J = vld1q_f32(w + J * SUPER + (r) + 4)
+#define V_FMA(J, C, W, L)                                                                      \
+    for (int i_ = 0; i_ < C / 4; i_++)                                                         \
+        FMLA_LANE(c##J[i_], x_[i_], W##J, L)
+#define V_ONE(J, C, r)                                                                         \
+    for (int i_ = 0; i_ < C / 4; i_++)                                                         \
+        c##J[i_] = vfmaq_f32(c##J[i_], x_[i_], vdupq_n_f32(w[J * SUPER + (r)]))
+#define V_STORE(J, C)                                                                          \
+    for (int i_ = 0; i_ < C / 4; i_++)                                                         \
+        vst1q_f32(out + J * ldo + 4 * i_, c##J[i_])
+/* Row r's C values, converted, into x_[0 .. C / 4). */
+#define V_ROW(C, r)                                                                            \
+    float32x4_t x_[C / 4];                                                                     \
+    for (int i_ = 0; i_ < C / 8; i_++) {                                                       \
+        float16x8_t h_ = vreinterpretq_f16_u16(vld1q_u16(v + (r) * stride + 8 * i_));          \
+        x_[2 * i_] = vcvt_f32_f16(vget_low_f16(h_)), x_[2 * i_ + 1] = vcvt_high_f32_f16(h_);   \
+    }
+#define V_ROWL(M, C, W, r, L)                                                                  \
+    do {                                                                                       \
+        V_ROW(C, r);                                                                           \
+        EACH##M(V_FMA, C, W, L);                                                               \
+    } while (0)
+#define VALS(M, C)                                                                             \
+    GROUP_KERNEL static void vals_##M##_##C(float *out, size_t ldo, const float *w,            \
+                                            const uint16_t *v, size_t stride, size_t m,        \
+                                            size_t hc)                                         \
+    {                                                                                          \
+        for (size_t i = 0; i < hc; i += C, out += C, v += C) {                                 \
+            EACH##M(V_SUMS, C);                                                                \
+            size_t r = 0;                                                                      \
+            for (; r + 8 <= m; r += 8) {                                                       \
+                EACH##M(V_W, r);                                                               \
+                V_ROWL(M, C, a, r, 0); V_ROWL(M, C, a, r + 1, 1);                              \
+                V_ROWL(M, C, a, r + 2, 2); V_ROWL(M, C, a, r + 3, 3);                          \
+                V_ROWL(M, C, b, r + 4, 0); V_ROWL(M, C, b, r + 5, 1);                          \
+                V_ROWL(M, C, b, r + 6, 2); V_ROWL(M, C, b, r + 7, 3);                          \
+            }                                                                                  \
+            for (; r < m; r++) {                                                               \
+                V_ROW(C, r);                                                                   \
+                EACH##M(V_ONE, C, r);                                                          \
+            }                                                                                  \
+            EACH##M(V_STORE, C);                                                               \
+        }                                                                                      \
+    }
+VALS(1, 8)
+VALS(2, 8)
+VALS(3, 8)
+VALS(4, 8)
+VALS(5, 8)
+VALS(6, 8)
+VALS(1, 16)
+VALS(2, 16)
+VALS(3, 16)
+VALS(4, 16)
+
+/* Columns [0, h8) of up to 6 heads (h8 a multiple of 8): up to 4 heads 16
+ * columns at a time, then 8. */
+static void vals_heads(float *out, size_t ldo, size_t g, const float *w, const uint16_t *v,
+                       size_t stride, size_t m, size_t h8)
+{
+    size_t h16 = g <= 4 ? h8 / 16 * 16 : 0;
+    switch (h16 ? g : 0) {
+    case 4: vals_4_16(out, ldo, w, v, stride, m, h16); break;
+    case 3: vals_3_16(out, ldo, w, v, stride, m, h16); break;
+    case 2: vals_2_16(out, ldo, w, v, stride, m, h16); break;
+    case 1: vals_1_16(out, ldo, w, v, stride, m, h16); break;
+    }
+    out += h16, v += h16, h8 -= h16;
+    switch (h8 ? g : 0) {
+    case 6: vals_6_8(out, ldo, w, v, stride, m, h8); break;
+    case 5: vals_5_8(out, ldo, w, v, stride, m, h8); break;
+    case 4: vals_4_8(out, ldo, w, v, stride, m, h8); break;
+    case 3: vals_3_8(out, ldo, w, v, stride, m, h8); break;
+    case 2: vals_2_8(out, ldo, w, v, stride, m, h8); break;
+    case 1: vals_1_8(out, ldo, w, v, stride, m, h8); break;
+    }
+}
+
+/* out += the superblock's m weighted value rows for g heads (weights of
+ * head j at w + j * SUPER), 6 heads at a time; the last hd % 8 columns
+ * one at a time, the rows in order (the same operations). */
+static void values(float *out, size_t ldo, size_t g, const float *w, const uint16_t *v,
+                   size_t stride, size_t m, size_t hd)
+{
+    size_t h8 = hd / 8 * 8;
+    for (size_t j = 0; j < g; j += 6)
+        vals_heads(out + j * ldo, ldo, g - j < 6 ? g - j : 6, w + j * SUPER, v, stride, m, h8);
+    for (size_t j = 0; j < g; j++)
+        for (size_t c = h8; c < hd; c++)
+            for (size_t r = 0; r < m; r++)
+                out[j * ldo + c] = fmaf(w[j * SUPER + r], nb_f16_to_f32(v[r * stride + c]),
+                                        out[j * ldo + c]);
+}
+
 /* g <= NB_ATTEND_GROUP heads (q + j * ldq, interleaved at qi) over n
  * positions, a superblock at a time: the scores of all heads (key columns
  * shared), each head's softmax step, the values of all heads (value rows
- * shared), a block of 8 rows at a time. */
+ * shared). */
 static void group_f32b(float *out, size_t ldo, const float *q, size_t ldq, const float *qi,
                        size_t g, const uint16_t *k, const uint16_t *v, size_t stride, size_t n,
                        size_t hd, float scale)
@@ -241,9 +350,7 @@ static void group_f32b(float *out, size_t ldo, const float *q, size_t ldq, const
         score_super(s, q, ldq, qi, g, k + t * stride, stride, m, hd); /* block t / 8 on */
         for (size_t j = 0; j < g; j++)
             weigh_super(&o[j], &sum[j], s + j * SUPER, scale, out + j * ldo, hd);
-        for (size_t b = 0; b < m; b += BLOCK)
-            nb_attn_values_f32_neon(out, ldo, g, s + b, SUPER, v + (t + b) * stride, stride,
-                                    m - b < BLOCK ? m - b : BLOCK, hd);
+        values(out, ldo, g, s, v + t * stride, stride, m, hd);
     }
     for (size_t j = 0; j < g; j++) {
         o[j].sum = vaddvq_f32(sum[j]);
