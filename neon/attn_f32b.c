@@ -24,17 +24,19 @@ enum { BLOCK = NB_ATTEND_KBLOCK, SUPER = NB_ATTEND_F16H_SUPER };
 
 /* ---- the reference ---- */
 
-/* The unscaled score of position t: one chain of fused multiply-adds over
- * the columns in order. */
-static float score_ref(const float *q, const uint16_t *k, size_t stride, size_t t, size_t hd)
+/* The score of position t: one chain of fused multiply-adds over the
+ * columns in order, of q' = q * scale (each product rounded to fp32, as
+ * the kernels scale q once per call) and the key. */
+static float score_ref(const float *q, float scale, const uint16_t *k, size_t stride, size_t t,
+                       size_t hd)
 {
     float s = 0.0f;
     for (size_t c = 0; c < hd; c++)
-        s = fmaf(q[c], nb_f16_to_f32(k[nb_attend_key_at(t, c, stride)]), s);
+        s = fmaf(q[c] * scale, nb_f16_to_f32(k[nb_attend_key_at(t, c, stride)]), s);
     return s;
 }
 
-/* One head, a superblock at a time: scores times scale, the maximum
+/* One head, a superblock at a time: the scores, the maximum
  * raised once, the weights' sum in 4 lanes (lanes L and L+4 of each 8
  * positions into lane L), the values row by row, each product fused. */
 void nb_attend_f32b_ref(float *out, const float *q, const uint16_t *k, const uint16_t *v,
@@ -47,7 +49,7 @@ void nb_attend_f32b_ref(float *out, const float *q, const uint16_t *k, const uin
     for (size_t t = 0; t < n; t += SUPER) {
         size_t m = n - t < SUPER ? n - t : SUPER;
         for (size_t r = 0; r < SUPER; r++)
-            s[r] = r < m ? score_ref(q, k, stride, t + r, hd) * scale : -INFINITY;
+            s[r] = r < m ? score_ref(q, scale, k, stride, t + r, hd) : -INFINITY;
         weigh_super_ref(&o, sum, s, SUPER, out, hd);
         for (size_t r = 0; r < m; r++)
             for (size_t i = 0; i < hd; i++)
@@ -113,26 +115,33 @@ void nb_attend_group_f32b_ref(float *out, size_t ldo, const float *q, size_t ldq
     } while (0)
 #define B_STORE(J, _) vst1q_f32(s + J * lds, l##J), vst1q_f32(s + J * lds + 4, h##J)
 
-/* dots_M(s, lds, qi, gq, k, c4): the unscaled scores of the 8 positions of
- * a key block over its columns [0, c4), a multiple of 4, for M heads (q
- * interleaved at qi: interleave()), head j's into s[j * lds ..]. 2 M
+/* dots_M(s, lds, qi, gq, k, c4, kb, nb): the scores of nb key blocks
+ * (k + b * kb: 8 positions each) over their columns [0, c4), a multiple
+ * of 4, for M heads (q' interleaved at qi: scale_interleave()), head j's
+ * into s[j * lds + 8 * b ..]; the blocks in one call, as a call per block
+ * cost 30 instructions. 2 M
  * sums, M vectors of q and a column's 4 registers: 28 for M = 8; per 4
  * columns, 2 paired loads and 8 conversions of keys, M loads of q
  * (paired) and 8 M multiply-adds; 8 columns a pass, so that the loop's
  * own instructions stay few where M is. */
 #define DOTS(M)                                                                                \
-    GROUP_KERNEL static void dots_##M(float *s, size_t lds, const float *qi, size_t gq,        \
-                                      const uint16_t *k, size_t c4)                            \
+    GROUP_KERNEL static void dots_##M(float *s, size_t lds, const float *q0, size_t gq,        \
+                                      const uint16_t *k0, size_t c0, size_t kb, size_t nb)     \
     {                                                                                          \
-        float32x4_t z_ = vdupq_n_f32(0.0f);                                                    \
-        EACH##M(B_SUMS, z_);                                                                   \
-        for (; c4 >= 8; c4 -= 8) {                                                             \
-            B_FOUR(M);                                                                         \
-            B_FOUR(M);                                                                         \
+        for (; nb; nb--, s += 8, k0 += kb) {                                                   \
+            const float *qi = q0;                                                              \
+            const uint16_t *k = k0;                                                            \
+            float32x4_t z_ = vdupq_n_f32(0.0f);                                                \
+            EACH##M(B_SUMS, z_);                                                               \
+            size_t c4 = c0;                                                                    \
+            for (; c4 >= 8; c4 -= 8) {                                                         \
+                B_FOUR(M);                                                                     \
+                B_FOUR(M);                                                                     \
+            }                                                                                  \
+            if (c4)                                                                            \
+                B_FOUR(M);                                                                     \
+            EACH##M(B_STORE, 0);                                                               \
         }                                                                                      \
-        if (c4)                                                                                \
-            B_FOUR(M);                                                                         \
-        EACH##M(B_STORE, 0);                                                                   \
     }
 DOTS(1)
 DOTS(2)
@@ -145,22 +154,22 @@ DOTS(8)
 
 /* Up to 8 heads through dots_M. */
 static void dots(float *s, size_t lds, const float *qi, size_t gq, size_t g, const uint16_t *k,
-                 size_t h4)
+                 size_t h4, size_t kb, size_t nb)
 {
     switch (g) {
-    case 8: dots_8(s, lds, qi, gq, k, h4); break;
-    case 7: dots_7(s, lds, qi, gq, k, h4); break;
-    case 6: dots_6(s, lds, qi, gq, k, h4); break;
-    case 5: dots_5(s, lds, qi, gq, k, h4); break;
-    case 4: dots_4(s, lds, qi, gq, k, h4); break;
-    case 3: dots_3(s, lds, qi, gq, k, h4); break;
-    case 2: dots_2(s, lds, qi, gq, k, h4); break;
-    case 1: dots_1(s, lds, qi, gq, k, h4); break;
+    case 8: dots_8(s, lds, qi, gq, k, h4, kb, nb); break;
+    case 7: dots_7(s, lds, qi, gq, k, h4, kb, nb); break;
+    case 6: dots_6(s, lds, qi, gq, k, h4, kb, nb); break;
+    case 5: dots_5(s, lds, qi, gq, k, h4, kb, nb); break;
+    case 4: dots_4(s, lds, qi, gq, k, h4, kb, nb); break;
+    case 3: dots_3(s, lds, qi, gq, k, h4, kb, nb); break;
+    case 2: dots_2(s, lds, qi, gq, k, h4, kb, nb); break;
+    case 1: dots_1(s, lds, qi, gq, k, h4, kb, nb); break;
     }
 }
 
-/* Columns [c0, hd) (fewer than 4) of a block, for g heads (q + j * ldq),
- * fused into their unscaled scores: the same chain, one column at a time,
+/* Columns [c0, hd) (fewer than 4) of a block, for g heads (q' + j * ldq),
+ * fused into their scores: the same chain, one column at a time,
  * its element of q broadcast (the same operation as by element). */
 static void tail_columns(float *s, size_t lds, const float *q, size_t ldq, size_t g,
                          const uint16_t *k, size_t c0, size_t hd)
@@ -177,41 +186,35 @@ static void tail_columns(float *s, size_t lds, const float *q, size_t ldq, size_
     }
 }
 
-/* The unscaled scores of a superblock's m positions (key blocks from k)
+/* The scores of a superblock's m positions (key blocks from k)
  * for g heads, head j's into s[j * SUPER ..]; -inf past m (the last
  * block's other lanes are whatever the cache holds there, and lanes do
  * not mix). */
 static void score_super(float *s, const float *q, size_t ldq, const float *qi, size_t g,
                         const uint16_t *k, size_t stride, size_t m, size_t hd)
 {
-    size_t h4 = hd / 4 * 4;
-    for (size_t b = 0; b < m; b += BLOCK) {
-        const uint16_t *kb = k + b * stride; /* block b / 8 of the superblock */
-        for (size_t j = 0; j < g; j += 8)
-            dots(s + j * SUPER + b, SUPER, qi + j * 4, g, g - j < 8 ? g - j : 8, kb, h4);
-        if (h4 < hd)
-            tail_columns(s + b, SUPER, q, ldq, g, kb, h4, hd);
-    }
+    size_t h4 = hd / 4 * 4, nb = (m + BLOCK - 1) / BLOCK;
+    for (size_t j = 0; j < g; j += 8) /* block b of the superblock at k + b * 8 * stride */
+        dots(s + j * SUPER, SUPER, qi + j * 4, g, g - j < 8 ? g - j : 8, k, h4, BLOCK * stride, nb);
+    for (size_t b = 0; h4 < hd && b < m; b += BLOCK)
+        tail_columns(s + b, SUPER, q, ldq, g, k + b * stride, h4, hd);
     for (size_t j = 0; m < SUPER && j < g; j++)
         for (size_t r = m; r < SUPER; r++)
             s[j * SUPER + r] = -INFINITY;
 }
 
-/* Head o's weights in place of its superblock's unscaled scores s: times
- * scale, the maximum raised once (out and the 4 lanes of sums rescaled),
- * exp in 4 lanes, summed 8 positions at a time (lanes L and L+4 into
- * lane L). */
-static void weigh_super(online *o, float32x4_t *sum, float *s, float scale, float *out,
-                        size_t hd)
+/* Head o's weights in place of its superblock's scores s: the maximum
+ * raised once (out and the 4 lanes of sums rescaled), exp in 4 lanes,
+ * summed 8 positions at a time (lanes L and L+4 into lane L). */
+static void weigh_super(online *o, float32x4_t *sum, float *s, float *out, size_t hd)
 {
-    float32x4_t top = vdupq_n_f32(-INFINITY);
-    for (int r = 0; r < SUPER; r += 4) {
-        float32x4_t x = vmulq_n_f32(vld1q_f32(s + r), scale);
-        vst1q_f32(s + r, x);
-        top = vmaxq_f32(top, x);
-    }
+    float32x4_t top = vld1q_f32(s);
+    for (int r = 4; r < SUPER; r += 4)
+        top = vmaxq_f32(top, vld1q_f32(s + r));
     float32x4_t sum4 = vmulq_n_f32(*sum, raise_max(o, vmaxvq_f32(top), out, hd));
     top = vdupq_n_f32(o->max);
+    /* Rolled: unrolled, GCC keeps all 64 scores and spills the exp's constants. */
+#pragma GCC unroll 1
     for (int r = 0; r < SUPER; r += 8) { /* sum4 local: *sum might alias s's stores */
         float32x4_t w0 = nb_exp_w_neon(vsubq_f32(vld1q_f32(s + r), top));
         float32x4_t w1 = nb_exp_w_neon(vsubq_f32(vld1q_f32(s + r + 4), top));
@@ -331,13 +334,13 @@ static void values(float *out, size_t ldo, size_t g, const float *w, const uint1
                                         out[j * ldo + c]);
 }
 
-/* g <= NB_ATTEND_GROUP heads (q + j * ldq, interleaved at qi) over n
+/* g <= NB_ATTEND_GROUP heads (q' + j * ldq, interleaved at qi) over n
  * positions, a superblock at a time: the scores of all heads (key columns
  * shared), each head's softmax step, the values of all heads (value rows
  * shared). */
 static void group_f32b(float *out, size_t ldo, const float *q, size_t ldq, const float *qi,
                        size_t g, const uint16_t *k, const uint16_t *v, size_t stride, size_t n,
-                       size_t hd, float scale)
+                       size_t hd)
 {
     online o[NB_ATTEND_GROUP];
     float32x4_t sum[NB_ATTEND_GROUP];
@@ -349,7 +352,7 @@ static void group_f32b(float *out, size_t ldo, const float *q, size_t ldq, const
         size_t m = n - t < SUPER ? n - t : SUPER;
         score_super(s, q, ldq, qi, g, k + t * stride, stride, m, hd); /* block t / 8 on */
         for (size_t j = 0; j < g; j++)
-            weigh_super(&o[j], &sum[j], s + j * SUPER, scale, out + j * ldo, hd);
+            weigh_super(&o[j], &sum[j], s + j * SUPER, out + j * ldo, hd);
         values(out, ldo, g, s, v + t * stride, stride, m, hd);
     }
     for (size_t j = 0; j < g; j++) {
@@ -358,26 +361,31 @@ static void group_f32b(float *out, size_t ldo, const float *q, size_t ldq, const
     }
 }
 
-/* The g heads' q (q + j * ldq) interleaved into qi, 4 columns at a time:
- * columns i .. i+3 of head j at qi + i * g + j * 4 (i a multiple of 4,
- * below hd / 4 * 4), so that consecutive heads' vectors are consecutive
- * in memory. */
-static void interleave(float *qi, const float *q, size_t ldq, size_t g, size_t hd)
+/* q' = q * scale of the g heads (q + j * ldq) into qs (rows of hd), and
+ * interleaved into qi, 4 columns at a time: columns i .. i+3 of head j at
+ * qi + i * g + j * 4 (i a multiple of 4, below hd / 4 * 4), so that
+ * consecutive heads' vectors are consecutive in memory. Scaling q once
+ * spares a multiply per score. */
+static void scale_interleave(float *qs, float *qi, const float *q, size_t ldq, size_t g,
+                             size_t hd, float scale)
 {
     for (size_t j = 0; j < g; j++)
+        for (size_t i = 0; i < hd; i++)
+            qs[j * hd + i] = q[j * ldq + i] * scale;
+    for (size_t j = 0; j < g; j++)
         for (size_t i = 0; i + 4 <= hd; i += 4)
-            vst1q_f32(qi + i * g + j * 4, vld1q_f32(q + j * ldq + i));
+            vst1q_f32(qi + i * g + j * 4, vld1q_f32(qs + j * hd + i));
 }
 
-/* Room for the heads' interleaved q: 16 heads of 1024 columns (the
- * format's largest head), fewer heads at once when they are wider. */
+/* Room for the heads' q': 16 heads of 1024 columns (the format's largest
+ * head), fewer heads at once when they are wider. */
 enum { QI_SIZE = NB_ATTEND_GROUP * 1024 };
 
 void nb_attend_group_f32b_neon(float *out, size_t ldo, const float *q, size_t ldq, size_t g,
                                const uint16_t *k, const uint16_t *v, size_t stride, size_t n,
                                size_t hd, float scale)
 {
-    float qi[QI_SIZE];
+    float qs[QI_SIZE], qi[QI_SIZE];
     size_t at_once = QI_SIZE / hd < NB_ATTEND_GROUP ? QI_SIZE / hd : NB_ATTEND_GROUP;
     if (!at_once) { /* wider than the format allows: nothing to share */
         for (size_t j = 0; j < g; j++)
@@ -386,8 +394,8 @@ void nb_attend_group_f32b_neon(float *out, size_t ldo, const float *q, size_t ld
     }
     for (size_t j = 0; j < g; j += at_once) {
         size_t m = g - j < at_once ? g - j : at_once;
-        interleave(qi, q + j * ldq, ldq, m, hd);
-        group_f32b(out + j * ldo, ldo, q + j * ldq, ldq, qi, m, k, v, stride, n, hd, scale);
+        scale_interleave(qs, qi, q + j * ldq, ldq, m, hd, scale);
+        group_f32b(out + j * ldo, ldo, qs, hd, qi, m, k, v, stride, n, hd);
     }
 }
 
