@@ -30,7 +30,6 @@
 
 #include "../neon/act.h"
 #include "../neon/attn.h"
-#include "../neon/f16.h"
 #include "../neon/gemv.h"
 #include "../neon/gemv_neon.h"
 #include "../neon/norm.h"
@@ -44,6 +43,7 @@ enum {
     TILE = 64,             /* prompt tokens per pass over the weights */
     CHUNKS_PER_THREAD = 4, /* enough to even out uneven threads, few enough to stay cheap */
     MIN_CHUNK = 32768,     /* multiply-adds: less costs less than waking a thread */
+    KEY_CHUNK = 64,        /* key values converted on the stack before their scatter */
 };
 
 /* A linear weight as the kernels take it. */
@@ -434,8 +434,16 @@ static void store_kv(const nb_net *m, int which, int seq, int l, int pos, const 
         nb_f32_to_f16_row(c + (size_t)pos * kv + r0, y + r0, r1 - r0);
         return;
     }
-    for (size_t i = r0; i < r1; i++)
-        c[nb_attend_key_at((size_t)pos, i, kv)] = nb_f32_to_f16(y[i]);
+    /* The keys converted a chunk at a time, then scattered: in a block,
+     * column i + 1 of a position sits NB_ATTEND_KBLOCK after column i
+     * (nb_attend_key_at). */
+    uint16_t h[KEY_CHUNK], *at = c + nb_attend_key_at((size_t)pos, r0, kv);
+    for (size_t i = r0; i < r1; i += KEY_CHUNK) {
+        size_t n = r1 - i < KEY_CHUNK ? r1 - i : KEY_CHUNK;
+        nb_f32_to_f16_row(h, y + i, n);
+        for (size_t j = 0; j < n; j++, at += NB_ATTEND_KBLOCK)
+            *at = h[j];
+    }
 }
 
 /* q, k and v rows; the epilogue adds the biases, normalizes and rotates

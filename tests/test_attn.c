@@ -30,7 +30,14 @@
  * kind of grid (head sizes 2 to 160, lengths with tails of blocks and of
  * 64-position superblocks, 1 to 40 heads, values near 65504), with NaN
  * and infinities in the unused lanes of the last block; each reference
- * within its bound of the fp32 one (F16H_BOUND, F32B_BOUND). */
+ * within its bound of the fp32 one (F16H_BOUND, F32B_BOUND).
+ *
+ * The cache rows' conversion (nb_f32_to_f16_row: FCVTN on aarch64) bit
+ * for bit nb_f32_to_f16 on every float of 6 low halves, the specials
+ * (NaNs with payloads, 65504 against inf, subnormals) and random ones, at
+ * lengths 0 to 40 and unaligned.
+ *
+ *   test_attn [section ...]   (all of them with none: see sections[]) */
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -480,9 +487,93 @@ static void check_random_shapes(void)
     }
 }
 
-int main(void)
+/* ---- the cache rows' fp16 conversion ---- */
+
+static long row_values, row_bad;
+
+/* x[0, n) through nb_f32_to_f16_row into out + at: each value bit for bit
+ * nb_f32_to_f16's, nothing written before out + at or in the 8 after. */
+static void row_check(const float *x, size_t n, size_t at)
 {
-    check_exp();
+    enum { GUARD = 0x5a5a };
+    static _Alignas(16) uint16_t out[(1 << 16) + 16];
+    for (size_t i = 0; i < at + n + 8; i++)
+        out[i] = GUARD;
+    nb_f32_to_f16_row(out + at, x, n);
+    for (size_t i = 0; i < n; i++) {
+        uint16_t want = nb_f32_to_f16(x[i]);
+        if (out[at + i] != want && row_bad++ < 5)
+            fprintf(stderr, "f16 row: %08x (value %zu of %zu) to %04x, nb_f32_to_f16 %04x\n",
+                    nb_f32_to_bits(x[i]), i, n, out[at + i], want);
+    }
+    size_t guards = 0;
+    for (size_t i = 0; i < at; i++)
+        guards += out[i] != GUARD;
+    for (size_t i = at + n; i < at + n + 8; i++)
+        guards += out[i] != GUARD;
+    CHECK(guards == 0, "f16 row of %zu at %zu: %zu values written outside it", n, at, guards);
+    row_values += (long)n;
+}
+
+/* nb_f32_to_f16_row against nb_f32_to_f16, bit for bit: every sign,
+ * exponent and top 7 mantissa bits with low halves that are exact, just
+ * under, at and over the tie of the 13 dropped bits, odd kept bits and
+ * all ones (NaN payloads, quiet and signalling, in every lane); the
+ * specials (zeros, fp32 and fp16 subnormal edges, 65504 against inf,
+ * infinities, NaNs); random bit patterns and random values in fp16's
+ * range; every length 0 to 40 (8 at a time, 4, and the scalar tail) at
+ * 8 offsets of the source and 8 of the destination. */
+static void check_f16_rows(void)
+{
+    static _Alignas(16) float x[(1 << 16) + 8];
+    const uint32_t lows[] = {0, 0x0fff, 0x1000, 0x1001, 0x2fff, 0xffff};
+    for (size_t l = 0; l < sizeof lows / sizeof *lows; l++) {
+        for (uint32_t hi = 0; hi < 1 << 16; hi++)
+            x[hi] = nb_bits_to_f32(hi << 16 | lows[l]);
+        row_check(x, 1 << 16, 0);
+        row_check(x + 3, (1 << 16) - 3, 5); /* unaligned both sides */
+    }
+    const uint32_t specials[] = {
+        0x00000000, 0x80000000, 0x00000001, 0x807fffff, 0x00800000, /* zeros, fp32 subnormals */
+        0x33000000, 0x33000001, 0xb37fffff, 0x33800000, 0x33c00000, /* 2^-25 (a tie), 2^-24 */
+        0x387fc000, 0x387fe000, 0xb87fefff, 0x387ff000, 0x38800000, /* the largest subnormal half */
+        0x3f800000, 0xbf801000, 0x3f803000, 0x3f801001, 0x3f800fff, /* 1 and its ties */
+        0x477fe000, 0xc77fefff, 0x477ff000, 0x477ff001, 0x477fffff, /* 65504 or inf */
+        0x47800000, 0x7f7fffff, 0xff7fffff, 0x7f800000, 0xff800000, /* overflow, infinities */
+        0x7f800001, 0xffbfffff, 0x7fa00000, 0x7fc00000, 0xffc00000, /* signalling, quiet NaN */
+        0x7fc00001, 0x7fe01000, 0xffffffff, 0x7fffffff, 0xfff00000};
+    size_t ns = sizeof specials / sizeof *specials;
+    for (size_t i = 0; i < ns; i++)
+        x[i] = nb_bits_to_f32(specials[i]);
+    for (size_t i = ns; i < 1 << 15; i++) /* random bits: every exponent, some NaNs */
+        x[i] = nb_bits_to_f32((uint32_t)tu_rand(&rng));
+    for (size_t i = 1 << 15; i < 1 << 16; i++) /* random values from 2^-40 to 2^16 */
+        x[i] = ldexpf(tu_randf(&rng), (int)(tu_rand(&rng) % 57) - 40);
+    row_check(x, 1 << 16, 0);
+    for (size_t from = 0; from < 8; from++)
+        for (size_t to = 0; to < 8; to++)
+            for (size_t n = 0; n <= 40; n++) {
+                row_check(x + from, n, to);        /* the specials in every lane */
+                row_check(x + 1000 + from, n, to); /* random bits */
+            }
+    uint16_t h[3];
+    float y[3] = {1.0f, 65504.0f, 1e-8f};
+    nb_f32_to_f16_row(h, y, 3);
+    CHECK(h[0] == 0x3c00 && h[1] == 0x7bff && h[2] == 0x0000, "f16 row %04x %04x %04x", h[0],
+          h[1], h[2]);
+    CHECK(row_bad == 0, "%ld of %ld values differ from nb_f32_to_f16", row_bad, row_values);
+#if defined(__aarch64__)
+    const char *how = "NEON (FCVTN)";
+#else
+    const char *how = "portable";
+#endif
+    printf("f16 rows: %ld values, %s bit for bit nb_f32_to_f16\n", row_values, how);
+}
+
+/* ---- the sections ---- */
+
+static void section_single(void)
+{
     size_t hds[] = {6, 8, 12, 64, 128};
     size_t ns[] = {1, 2, 3, 7, 9, 17, 300};
     for (size_t i = 0; i < sizeof hds / sizeof *hds; i++)
@@ -492,15 +583,20 @@ int main(void)
             check(hds[i], ns[j], 4, 64.0f); /* most weights underflow to 0 */
         }
     check_random_shapes();
-    check_groups();
-    check_f16_fma();
+}
+
+static void section_f16h(void)
+{
     check_blocked_all(&f16h);
+}
+
+static void section_f32b(void)
+{
     check_blocked_all(&f32b);
-    uint16_t h[3];
-    float x[3] = {1.0f, 65504.0f, 1e-8f};
-    nb_f32_to_f16_row(h, x, 3);
-    CHECK(h[0] == 0x3c00 && h[1] == 0x7bff && h[2] == 0x0000, "f16 row %04x %04x %04x", h[0],
-          h[1], h[2]);
+}
+
+static void section_variants(void)
+{
     size_t n_sets;
     const nb_attend_set *sets = nb_attend_sets(&n_sets);
     printf("test_attn: variants");
@@ -509,5 +605,16 @@ int main(void)
     printf("\n");
     CHECK(sets[n_sets - 1].attend == nb_attend_f16(), "the attention in use is not the last");
     CHECK(sets[n_sets - 1].group == nb_attend_group_f16(), "the grouped form is not the last's");
-    return tu_finish("test_attn");
+}
+
+static const tu_section sections[] = {
+    {"exp", check_exp},       {"single", section_single},
+    {"groups", check_groups}, {"fma", check_f16_fma},
+    {"f16h", section_f16h},   {"f32b", section_f32b},
+    {"f16-row", check_f16_rows}, {"variants", section_variants},
+};
+
+int main(int argc, char **argv)
+{
+    return tu_run_sections(sections, sizeof sections / sizeof *sections, argc, argv, "test_attn");
 }
