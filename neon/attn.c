@@ -119,8 +119,9 @@ static float score_f16h_ref(const uint16_t *qh, const uint16_t *k, size_t stride
 /* One head of the f16h variant in its NEON order (attn.h): superblocks of
  * 64 positions, the maximum raised once per superblock, the weights' sum
  * in 4 lanes (lanes L and L+4 of each 8 positions into lane L), the
- * values summed per column in fp16 over each 8 rows (weights scaled by
- * NB_ATTEND_F16H_VSCALE), then added to the fp32 output. */
+ * values summed per column in fp16 over each 8 rows (weights, their sum
+ * and out scaled by NB_ATTEND_F16H_VSCALE), then added to the fp32
+ * output. */
 void nb_attend_f16h_ref(float *out, const float *q, const uint16_t *k, const uint16_t *v,
                         size_t stride, size_t n, size_t hd, float scale)
 {
@@ -141,15 +142,15 @@ void nb_attend_f16h_ref(float *out, const float *q, const uint16_t *k, const uin
         size_t m = n - t < SUPER ? n - t : SUPER;
         for (size_t r = 0; r < SUPER; r++)
             s[r] = r < m ? score_f16h_ref(qh, k, stride, t + r, hd) : -INFINITY;
-        weigh_super_ref(&o, sum, s, SUPER, out, hd);
+        weigh_super_ref(&o, sum, s, SUPER, NB_ATTEND_F16H_VSHIFT, out, hd);
         for (size_t r = 0; r < m; r++)
-            w[r] = nb_f32_to_f16(s[r] * NB_ATTEND_F16H_VSCALE);
+            w[r] = nb_f32_to_f16(s[r]);
         for (size_t i = 0; i < hd; i++)
             for (size_t r0 = 0; r0 < m; r0 += 8) { /* chunks of 8 rows */
                 uint16_t acc = 0x8000; /* -0: the first product as it is */
                 for (size_t r = r0; r < m && r < r0 + 8; r++)
                     acc = nb_f16_fma_ref(w[r], v[(t + r) * stride + i], acc);
-                out[i] = fmaf(nb_f16_to_f32(acc), 1.0f / NB_ATTEND_F16H_VSCALE, out[i]);
+                out[i] += nb_f16_to_f32(acc);
             }
     }
     o.sum = (sum[0] + sum[1]) + (sum[2] + sum[3]);

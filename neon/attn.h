@@ -97,9 +97,11 @@ nb_attend_group_fn *nb_attend_group_f16(void);
  *   next), their sum in 4 fp32 lanes (lanes L and L+4
  *   of each 8 positions into lane L, 8 positions at a time in order).
  * - Values: each weight is stored as fp16(w * NB_ATTEND_F16H_VSCALE)
- *   (2^-4). Per output column, each 8 rows of the superblock are summed
- *   in fp16 (the first row's product, then fused multiply-adds in row
- *   order), and 2^4 times that sum is fused into the fp32 output: 8
+ *   (2^-4: the exp gives it so scaled, and the weights' sum and the fp32
+ *   output stay at that scale, whose quotient is the same, bit for bit,
+ *   short of fp32 subnormals). Per output column, each 8 rows of the
+ *   superblock are summed in fp16 (the first row's product, then fused
+ *   multiply-adds in row order), and that sum is added to the output: 8
  *   lanes per instruction where fp32 takes 4 and a conversion of the
  *   row, with fp16 sums too short to lose much. The scale keeps 8 rows of
  *   the largest fp16 values (65504) at half the fp16 range: the sums
@@ -117,6 +119,7 @@ nb_attend_group_fn *nb_attend_group_f16(void);
 #define NB_ATTEND_F16H_MAX_HD 16384
 #define NB_ATTEND_F16H_SUPER 64
 #define NB_ATTEND_F16H_VSCALE 0x1p-4f /* 1 / (2 * 8): see above */
+#define NB_ATTEND_F16H_VSHIFT 4       /* VSCALE = 2^-VSHIFT */
 
 /* The f16h scores' chains: the largest power of 2 up to head_dim / 8,
  * 1 to 16 columns (16 for head_dim 128, 8 for 64), the fp16 sums as long

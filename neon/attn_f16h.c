@@ -26,8 +26,7 @@
 
 enum { BLOCK = 8 }; /* positions per block of scores, as in attn.c */
 enum { SUPER = NB_ATTEND_F16H_SUPER }; /* positions per softmax step and value partial */
-#define V_SCALE NB_ATTEND_F16H_VSCALE
-#define V_UNSCALE (1.0f / NB_ATTEND_F16H_VSCALE)
+enum { V_SHIFT = NB_ATTEND_F16H_VSHIFT }; /* the weights times 2^-V_SHIFT */
 
 static inline float16x8_t load_h(const uint16_t *p)
 {
@@ -98,24 +97,29 @@ static inline float16x8_t load_h_dup(const uint16_t *p)
 #define S_CHAIN8(M)                                                                            \
     S_EIGHT(M, S_MUL, 0); EACH##M(S_ADD, 0); S_EIGHT(M, S_MUL, 8); EACH##M(S_ADD, 0)
 
-/* dots_M_C(s, lds, qi, gq, k, h16): the scores of the 8 positions of a
- * key block over its columns [0, h16), a multiple of 16, in chains of C
- * (16 or 8), for M heads (q' interleaved at qi: interleave()), head j's
- * into s[j * lds ..]: one fp16 chain per head (FMUL by the first
+/* dots_M_C(s, lds, qi, gq, k, h16, kb, nb): the scores of nb key blocks
+ * (k + b * kb: 8 positions each) over their columns [0, h16), a multiple
+ * of 16, in chains of C (16 or 8), for M heads (q' interleaved at qi:
+ * interleave()), head j's into s[j * lds + 8 * b ..] (the blocks in one
+ * call: a call per block cost about 26 instructions): one fp16 chain per head (FMUL by the first
  * column's element of q', FMLA by each next one's), widened into the
  * head's fp32 scores. 2 M fp32 scores, M chains, M vectors of q' and a
  * column: 25 registers for M = 6; per 8 columns, M loads of q' (paired),
  * 8 of keys (paired) and 8 M multiply-adds. */
 #define DOTS(M, C)                                                                             \
-    GROUP_KERNEL static void dots_##M##_##C(float *s, size_t lds, const uint16_t *qi,          \
-                                            size_t gq, const uint16_t *k, size_t h16)          \
+    GROUP_KERNEL static void dots_##M##_##C(float *s, size_t lds, const uint16_t *q0,          \
+                                            size_t gq, const uint16_t *k0, size_t cols,        \
+                                            size_t kb, size_t nb)                              \
     {                                                                                          \
-        float32x4_t z_ = vdupq_n_f32(0.0f);                                                    \
-        EACH##M(S_SUMS, z_);                                                                   \
-        for (; h16; h16 -= 16, qi += 16 * gq, k += 16 * 8) {                                   \
-            S_CHAIN##C(M);                                                                     \
+        for (; nb; nb--, s += 8, k0 += kb) {                                                   \
+            const uint16_t *qi = q0, *k = k0;                                                  \
+            float32x4_t z_ = vdupq_n_f32(0.0f);                                                \
+            EACH##M(S_SUMS, z_);                                                               \
+            for (size_t h16 = cols; h16; h16 -= 16, qi += 16 * gq, k += 16 * 8) {              \
+                S_CHAIN##C(M);                                                                 \
+            }                                                                                  \
+            EACH##M(S_STORE, 0);                                                               \
         }                                                                                      \
-        EACH##M(S_STORE, 0);                                                                   \
     }
 #define DOTS_C(M) DOTS(M, 16) DOTS(M, 8)
 DOTS_C(1)
@@ -127,11 +131,11 @@ DOTS_C(6)
 
 /* Up to 6 heads through dots_M_C; chain is 16 or 8. */
 static void dots(float *s, size_t lds, const uint16_t *qi, size_t gq, size_t g,
-                 const uint16_t *k, size_t h16, size_t chain)
+                 const uint16_t *k, size_t h16, size_t chain, size_t kb, size_t nb)
 {
 #define DOTS_CASE(M)                                                                           \
     case M:                                                                                    \
-        (chain == 16 ? dots_##M##_16 : dots_##M##_8)(s, lds, qi, gq, k, h16);                  \
+        (chain == 16 ? dots_##M##_16 : dots_##M##_8)(s, lds, qi, gq, k, h16, kb, nb);          \
         break
     switch (g) {
         DOTS_CASE(6);
@@ -172,13 +176,12 @@ static void score_super(float *s, const uint16_t *qh, const uint16_t *qi, size_t
                         const uint16_t *k, size_t stride, size_t m, size_t hd)
 {
     size_t chain = nb_attend_f16h_chain(hd), h16 = chain >= 8 ? hd / 16 * 16 : 0;
-    for (size_t b = 0; b < m; b += BLOCK) {
-        const uint16_t *kb = k + b * stride; /* block b / 8 of the superblock */
-        for (size_t j = 0; j < g; j += 6)
-            dots(s + j * SUPER + b, SUPER, qi + j * 8, g, g - j < 6 ? g - j : 6, kb, h16, chain);
-        if (h16 < hd) /* dots stored 0 for scores it had no columns for */
-            chains(s + b, SUPER, qh, g, kb, h16, hd, chain);
-    }
+    size_t nb = (m + BLOCK - 1) / BLOCK;
+    for (size_t j = 0; j < g; j += 6) /* block b of the superblock at k + b * 8 * stride */
+        dots(s + j * SUPER, SUPER, qi + j * 8, g, g - j < 6 ? g - j : 6, k, h16, chain,
+             BLOCK * stride, nb);
+    for (size_t b = 0; h16 < hd && b < m; b += BLOCK) /* dots stored 0 where it had no columns */
+        chains(s + b, SUPER, qh, g, k + b * stride, h16, hd, chain);
     for (size_t j = 0; m < SUPER && j < g; j++)
         for (size_t r = m; r < SUPER; r++)
             s[j * SUPER + r] = -INFINITY;
@@ -190,8 +193,9 @@ static void score_super(float *s, const uint16_t *qh, const uint16_t *qi, size_t
  * j's at out + j * ldo) += the m <= SUPER rows of v weighted by w[j *
  * SUPER + r], a chunk of 8 rows at a time: the chunk's products summed in
  * fp16 (its first row's product, then each next row's fused into its lane
- * by FMLA .8h by element, in row order), times 1 / V_SCALE fused into
- * the fp32 sums, which stay in registers over the superblock. The last m
+ * by FMLA .8h by element, in row order), added to the fp32 sums (all at
+ * the weights' scale, attn.h), which stay in registers over the
+ * superblock. The last m
  * % 8 rows are one more chunk, one weight at a time (the same
  * operations). 2 M fp32 sums, M fp16 sums, M weight vectors and a row:
  * 25 registers for M = 6; columns [0, h8) 8 at a time. */
@@ -210,8 +214,8 @@ static void score_super(float *s, const uint16_t *qh, const uint16_t *qi, size_t
 #define P_ONE(J, r) a##J = vfmaq_f16(a##J, x_, P_W1(J, r))
 #define P_FIRST(J, r) a##J = vmulq_f16(x_, P_W1(J, r))
 #define P_WIDEN(J, _)                                                                          \
-    c##J = vfmaq_n_f32(c##J, vcvt_f32_f16(vget_low_f16(a##J)), V_UNSCALE);                     \
-    d##J = vfmaq_n_f32(d##J, vcvt_high_f32_f16(a##J), V_UNSCALE)
+    c##J = vaddq_f32(c##J, vcvt_f32_f16(vget_low_f16(a##J))),                                  \
+    d##J = vaddq_f32(d##J, vcvt_high_f32_f16(a##J))
 #define P_STORE(J, _) vst1q_f32(out + J * ldo, c##J), vst1q_f32(out + J * ldo + 4, d##J)
 #define VALS(M)                                                                                \
     GROUP_KERNEL static void vals_##M(float *out, size_t ldo, const uint16_t *w,               \
@@ -267,10 +271,10 @@ VALS(6)
 #define Q_ONE(J, r) a##J = vfmaq_f16(a##J, x_, P_W1(J, r)), b##J = vfmaq_f16(b##J, y_, P_W1(J, r))
 #define Q_FIRST(J, r) a##J = vmulq_f16(x_, P_W1(J, r)), b##J = vmulq_f16(y_, P_W1(J, r))
 #define Q_WIDEN(J, _)                                                                          \
-    c##J = vfmaq_n_f32(c##J, vcvt_f32_f16(vget_low_f16(a##J)), V_UNSCALE);                     \
-    d##J = vfmaq_n_f32(d##J, vcvt_high_f32_f16(a##J), V_UNSCALE);                              \
-    e##J = vfmaq_n_f32(e##J, vcvt_f32_f16(vget_low_f16(b##J)), V_UNSCALE);                     \
-    f##J = vfmaq_n_f32(f##J, vcvt_high_f32_f16(b##J), V_UNSCALE)
+    c##J = vaddq_f32(c##J, vcvt_f32_f16(vget_low_f16(a##J))),                                  \
+    d##J = vaddq_f32(d##J, vcvt_high_f32_f16(a##J)),                                           \
+    e##J = vaddq_f32(e##J, vcvt_f32_f16(vget_low_f16(b##J))),                                  \
+    f##J = vaddq_f32(f##J, vcvt_high_f32_f16(b##J))
 #define Q_STORE(J, _)                                                                          \
     vst1q_f32(out + J * ldo, c##J), vst1q_f32(out + J * ldo + 4, d##J),                        \
         vst1q_f32(out + J * ldo + 8, e##J), vst1q_f32(out + J * ldo + 12, f##J)
@@ -364,7 +368,9 @@ static void values(float *out, size_t ldo, size_t g, const uint16_t *w, const ui
 /* Head o's weights for a superblock's scores s (SUPER of them, -inf past
  * the last row): the maximum raised once (out and the 4 lanes of sums
  * rescaled), exp in 4 lanes, summed a block at a time (lanes L and L+4 of
- * each block into lane L), stored as fp16(w * V_SCALE) into w16. */
+ * each block into lane L), stored as fp16 into w16: w times
+ * NB_ATTEND_F16H_VSCALE, which the exp gives at no cost, as are the sums
+ * and out (attn.h). */
 static void weigh_super(online *o, float32x4_t *sum, const float *s, uint16_t *w16, float *out,
                         size_t hd)
 {
@@ -373,12 +379,13 @@ static void weigh_super(online *o, float32x4_t *sum, const float *s, uint16_t *w
         top = vmaxq_f32(top, vld1q_f32(s + r));
     float32x4_t sum4 = vmulq_n_f32(*sum, raise_max(o, vmaxvq_f32(top), out, hd));
     top = vdupq_n_f32(o->max);
+    /* Rolled: unrolled, GCC keeps all 64 scores and spills the exp's constants. */
+#pragma GCC unroll 1
     for (int r = 0; r < SUPER; r += 8) { /* sum4 local: *sum might alias w16's stores */
-        float32x4_t w0 = nb_exp_w_neon(vsubq_f32(vld1q_f32(s + r), top));
-        float32x4_t w1 = nb_exp_w_neon(vsubq_f32(vld1q_f32(s + r + 4), top));
+        float32x4_t w0 = nb_exp_ws_neon(vsubq_f32(vld1q_f32(s + r), top), V_SHIFT);
+        float32x4_t w1 = nb_exp_ws_neon(vsubq_f32(vld1q_f32(s + r + 4), top), V_SHIFT);
         sum4 = vaddq_f32(sum4, vaddq_f32(w0, w1));
-        float16x8_t h = vcombine_f16(vcvt_f16_f32(vmulq_n_f32(w0, V_SCALE)),
-                                     vcvt_f16_f32(vmulq_n_f32(w1, V_SCALE)));
+        float16x8_t h = vcvt_high_f16_f32(vcvt_f16_f32(w0), w1);
         vst1q_u16(w16 + r, vreinterpretq_u16_f16(h));
     }
     *sum = sum4;

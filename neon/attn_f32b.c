@@ -50,7 +50,7 @@ void nb_attend_f32b_ref(float *out, const float *q, const uint16_t *k, const uin
         size_t m = n - t < SUPER ? n - t : SUPER;
         for (size_t r = 0; r < SUPER; r++)
             s[r] = r < m ? score_ref(q, scale, k, stride, t + r, hd) : -INFINITY;
-        weigh_super_ref(&o, sum, s, SUPER, out, hd);
+        weigh_super_ref(&o, sum, s, SUPER, 0, out, hd);
         for (size_t r = 0; r < m; r++)
             for (size_t i = 0; i < hd; i++)
                 out[i] = fmaf(s[r], nb_f16_to_f32(v[(t + r) * stride + i]), out[i]);

@@ -51,10 +51,11 @@ static inline void start_heads(online *o, float *out, size_t ldo, size_t g, size
 /* The softmax step of a superblock of n scores s (-inf past the last
  * row; n a multiple of 8) in the references of the variants that take
  * superblocks (attn.h: f16h, f32b): the maximum raised once (out and the
- * 4 lane sums rescaled), s replaced by the weights nb_exp_w(s - max) and
+ * 4 lane sums rescaled), s replaced by the weights nb_exp_w(s - max) *
+ * 2^-e (the sums and out at the same scale, the quotient unchanged) and
  * added to the lanes of sum (lanes L and L+4 of each 8 into lane L). */
-static inline void weigh_super_ref(online *o, float sum[4], float *s, size_t n, float *out,
-                                   size_t hd)
+static inline void weigh_super_ref(online *o, float sum[4], float *s, size_t n, int e,
+                                   float *out, size_t hd)
 {
     float top = -INFINITY;
     for (size_t r = 0; r < n; r++)
@@ -63,7 +64,7 @@ static inline void weigh_super_ref(online *o, float sum[4], float *s, size_t n, 
     for (int l = 0; l < 4; l++)
         sum[l] *= c;
     for (size_t r = 0; r < n; r++)
-        s[r] = nb_exp_w_ref(s[r] - o->max);
+        s[r] = nb_exp_ws_ref(s[r] - o->max, e);
     for (size_t b = 0; b < n; b += 8)
         for (int l = 0; l < 4; l++)
             sum[l] += s[b + l] + s[b + l + 4];

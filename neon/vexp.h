@@ -116,26 +116,35 @@ static inline float32x4_t nb_exp_neon(float32x4_t x)
 #define NB_EXP_W_C3 (0.168086335f * 0x1p-64f)
 #define NB_EXP_W_C4 (0.0423805378f * 0x1p-64f)
 
-static inline float nb_exp_w_ref(float x)
+/* nb_exp_w_ref(x) * 2^-e (0 <= e <= 40), as cheap: n's exponent bias in
+ * the shift constant lowered by e, which leaves n and r as they were (the
+ * constant stays an integer). For weights that are scaled next anyway. */
+static inline float nb_exp_ws_ref(float x, int e)
 {
     x = x < NB_EXP_MIN ? NB_EXP_MIN : x;
-    float z = fmaf(x, NB_EXP_LOG2E, NB_EXP_SHIFT);
-    float n = z - NB_EXP_SHIFT;
+    float z = fmaf(x, NB_EXP_LOG2E, NB_EXP_SHIFT - (float)e);
+    float n = z - (NB_EXP_SHIFT - (float)e);
     float r = fmaf(-n, NB_EXP_LN2_HI, x);
     float r2 = r * r;
     float b = fmaf(NB_EXP_W_C3, r, NB_EXP_W_C2);
     b = fmaf(NB_EXP_W_C4, r2, b);
     float q = fmaf(b, r2, NB_EXP_W_C0);
     q = fmaf(NB_EXP_W_C1, r, q);
-    return q * nb_bits_to_f32(nb_f32_to_bits(z) << 23); /* 2^(n + 64) */
+    return q * nb_bits_to_f32(nb_f32_to_bits(z) << 23); /* 2^(n + 64 - e) */
+}
+
+static inline float nb_exp_w_ref(float x)
+{
+    return nb_exp_ws_ref(x, 0);
 }
 
 #if defined(__aarch64__)
-static inline float32x4_t nb_exp_w_neon(float32x4_t x)
+static inline float32x4_t nb_exp_ws_neon(float32x4_t x, int e)
 {
+    const float shift = NB_EXP_SHIFT - (float)e;
     x = vmaxq_f32(x, vdupq_n_f32(NB_EXP_MIN)); /* keeps a NaN, as the reference */
-    float32x4_t z = vfmaq_f32(vdupq_n_f32(NB_EXP_SHIFT), x, vdupq_n_f32(NB_EXP_LOG2E));
-    float32x4_t n = vsubq_f32(z, vdupq_n_f32(NB_EXP_SHIFT));
+    float32x4_t z = vfmaq_f32(vdupq_n_f32(shift), x, vdupq_n_f32(NB_EXP_LOG2E));
+    float32x4_t n = vsubq_f32(z, vdupq_n_f32(shift));
     float32x4_t r = vfmsq_f32(x, n, vdupq_n_f32(NB_EXP_LN2_HI));
     float32x4_t r2 = vmulq_f32(r, r);
     float32x4_t b = vfmaq_f32(vdupq_n_f32(NB_EXP_W_C2), vdupq_n_f32(NB_EXP_W_C3), r);
@@ -144,6 +153,11 @@ static inline float32x4_t nb_exp_w_neon(float32x4_t x)
     q = vfmaq_f32(q, vdupq_n_f32(NB_EXP_W_C1), r);
     uint32x4_t p = vshlq_n_u32(vreinterpretq_u32_f32(z), 23);
     return vmulq_f32(q, vreinterpretq_f32_u32(p));
+}
+
+static inline float32x4_t nb_exp_w_neon(float32x4_t x)
+{
+    return nb_exp_ws_neon(x, 0);
 }
 #endif
 

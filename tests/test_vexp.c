@@ -1,4 +1,5 @@
-/* The softmax weights' exp (neon/vexp.h): nb_exp_w_neon and nb_exp_w_ref.
+/* The softmax weights' exp (neon/vexp.h): nb_exp_w_neon and nb_exp_w_ref,
+ * and their scaled form nb_exp_ws.
  *
  * bits:     the NEON variant against the plain-C reference, bit for bit
  *           (NaN payloads aside): every 61st float of [-110, 0], 2^20
@@ -18,6 +19,9 @@
  *           maximum printed; a sweep whose maximum stays under a quarter of
  *           the bound fails (it would not be meeting the polynomial's
  *           error).
+ * scaled:   nb_exp_ws(x, e) for e = 1, 4, 40: NEON bit for bit the
+ *           reference, which is exactly nb_exp_w_ref(x) * 2^-e wherever
+ *           that is normal.
  * edges:    exact results: exp(+-0) = 1 and 1 for tiny x, +0 from -104
  *           down to -inf, NaN for NaN; subnormal results below ln FLT_MIN.
  * With no argument every section runs; an unknown section fails. */
@@ -208,8 +212,48 @@ static void section_edges(void)
     printf("edges: checked\n");
 }
 
-static const tu_section sections[] = {
-    {"bits", section_bits}, {"accuracy", section_accuracy}, {"edges", section_edges}};
+/* ---- scaled ---- */
+
+/* nb_exp_ws(x, e), the weights of f16h at 2^-e (attn.h), on every 1021st
+ * float of [-110, 0] and the 3 floats 13, 26 and 39 after each: NEON bit
+ * for bit the reference, and the reference exactly nb_exp_w_ref(x) * 2^-e
+ * where that is normal. */
+static void section_scaled(void)
+{
+    const int es[] = {1, 4, 40};
+    long values = 0, vec_bad = 0, scale_bad = 0;
+    for (size_t i = 0; i < sizeof es / sizeof *es; i++)
+        for (uint64_t u = 0x80000000u; u <= nb_f32_to_bits(-110.0f); u += 1021) {
+            float x[4], y[4];
+            for (int l = 0; l < 4; l++)
+                x[l] = nb_bits_to_f32((uint32_t)(u + (uint64_t)l * 13));
+#if defined(__aarch64__)
+            vst1q_f32(y, nb_exp_ws_neon(vld1q_f32(x), es[i]));
+#else
+            for (int l = 0; l < 4; l++)
+                y[l] = nb_exp_ws_ref(x[l], es[i]);
+#endif
+            for (int l = 0; l < 4; l++, values++) {
+                float r = nb_exp_ws_ref(x[l], es[i]), w = ldexpf(nb_exp_w_ref(x[l]), -es[i]);
+                vec_bad += !tu_same_float(y[l], r);
+                scale_bad += w >= FLT_MIN && !tu_same_float(r, w);
+                if (!tu_same_float(y[l], r) && vec_bad <= 3)
+                    fprintf(stderr, "exp_ws(%a, %d): vector %a, reference %a\n", x[l], es[i],
+                            y[l], r);
+            }
+        }
+    CHECK(vec_bad == 0, "exp_ws: %ld of %ld values differ between NEON and the reference",
+          vec_bad, values);
+    CHECK(scale_bad == 0, "exp_ws: %ld of %ld normal results are not exp_w * 2^-e", scale_bad,
+          values);
+    printf("scaled: %ld values of exp_ws (e = 1, 4, 40), bit for bit and exactly scaled\n",
+           values);
+}
+
+static const tu_section sections[] = {{"bits", section_bits},
+                                      {"accuracy", section_accuracy},
+                                      {"edges", section_edges},
+                                      {"scaled", section_scaled}};
 
 int main(int argc, char **argv)
 {
