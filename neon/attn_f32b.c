@@ -95,17 +95,19 @@ void nb_attend_group_f32b_ref(float *out, size_t ldo, const float *q, size_t ldq
 #define B_SUMS(J, z) float32x4_t l##J = z, h##J = z
 #define B_Q(J, _) float32x4_t x##J = vld1q_f32(qi + J * 4)
 #define B_FMA(J, L) FMLA_LANE(l##J, lo_, x##J, L); FMLA_LANE(h##J, hi_, x##J, L)
-/* Columns c and c + 1 of the block, loaded side by side (one LDP). */
-#define B_COL2(M, c, L, L1)                                                                    \
+/* Columns c and c + 1 of the block at kp, loaded side by side (one LDP),
+ * into the sums of FMA (B_FMA: the first block's, B2_FMA: the second's). */
+#define B_COL2X(M, kp, FMA, c, L, L1)                                                          \
     do {                                                                                       \
-        uint16x8_t k0_ = vld1q_u16(k + (c) * 8), k1_ = vld1q_u16(k + (c) * 8 + 8);             \
+        uint16x8_t k0_ = vld1q_u16(kp + (c) * 8), k1_ = vld1q_u16(kp + (c) * 8 + 8);           \
         float16x8_t h_ = vreinterpretq_f16_u16(k0_);                                           \
         float32x4_t lo_ = vcvt_f32_f16(vget_low_f16(h_)), hi_ = vcvt_high_f32_f16(h_);         \
-        EACH##M(B_FMA, L);                                                                     \
+        EACH##M(FMA, L);                                                                       \
         h_ = vreinterpretq_f16_u16(k1_);                                                       \
         lo_ = vcvt_f32_f16(vget_low_f16(h_)), hi_ = vcvt_high_f32_f16(h_);                     \
-        EACH##M(B_FMA, L1);                                                                    \
+        EACH##M(FMA, L1);                                                                      \
     } while (0)
+#define B_COL2(M, c, L, L1) B_COL2X(M, k, B_FMA, c, L, L1)
 /* 4 columns, then q and k move past them. */
 #define B_FOUR(M)                                                                              \
     do {                                                                                       \
@@ -114,6 +116,18 @@ void nb_attend_group_f32b_ref(float *out, size_t ldo, const float *q, size_t ldq
         qi += 4 * gq, k += 4 * 8;                                                              \
     } while (0)
 #define B_STORE(J, _) vst1q_f32(s + J * lds, l##J), vst1q_f32(s + J * lds + 4, h##J)
+/* The second block of a pair (dots2_M): head J's scores in mJ and nJ. */
+#define B2_SUMS(J, z) float32x4_t m##J = z, n##J = z
+#define B2_FMA(J, L) FMLA_LANE(m##J, lo_, x##J, L); FMLA_LANE(n##J, hi_, x##J, L)
+#define B2_STORE(J, _) vst1q_f32(s + J * lds + 8, m##J), vst1q_f32(s + J * lds + 12, n##J)
+/* 4 columns of both blocks (k and k2), then q and the keys move past them. */
+#define B2_FOUR(M)                                                                             \
+    do {                                                                                       \
+        EACH##M(B_Q, 0);                                                                       \
+        B_COL2X(M, k, B_FMA, 0, 0, 1); B_COL2X(M, k2, B2_FMA, 0, 0, 1);                        \
+        B_COL2X(M, k, B_FMA, 2, 2, 3); B_COL2X(M, k2, B2_FMA, 2, 2, 3);                        \
+        qi += 4 * gq, k += 4 * 8, k2 += 4 * 8;                                                 \
+    } while (0)
 
 /* dots_M(s, lds, qi, gq, k, c4, kb, nb): the scores of nb key blocks
  * (k + b * kb: 8 positions each) over their columns [0, c4), a multiple
@@ -152,7 +166,33 @@ DOTS(6)
 DOTS(7)
 DOTS(8)
 
-/* Up to 8 heads through dots_M. */
+/* dots2_M: dots_M for M <= 4 heads, two blocks at a time: each load of q
+ * serves twice the multiply-adds (4 M sums, M vectors of q and a column's
+ * 4 registers: 24 for M = 4); an odd last block through dots_M. */
+#define DOTS2(M)                                                                               \
+    GROUP_KERNEL static void dots2_##M(float *s, size_t lds, const float *q0, size_t gq,       \
+                                       const uint16_t *k0, size_t c0, size_t kb, size_t nb)    \
+    {                                                                                          \
+        for (; nb >= 2; nb -= 2, s += 16, k0 += 2 * kb) {                                      \
+            const float *qi = q0;                                                              \
+            const uint16_t *k = k0, *k2 = k0 + kb;                                             \
+            float32x4_t z_ = vdupq_n_f32(0.0f);                                                \
+            EACH##M(B_SUMS, z_);                                                               \
+            EACH##M(B2_SUMS, z_);                                                              \
+            for (size_t c4 = c0; c4; c4 -= 4)                                                  \
+                B2_FOUR(M);                                                                    \
+            EACH##M(B_STORE, 0);                                                               \
+            EACH##M(B2_STORE, 0);                                                              \
+        }                                                                                      \
+        if (nb)                                                                                \
+            dots_##M(s, lds, q0, gq, k0, c0, kb, 1);                                           \
+    }
+DOTS2(1)
+DOTS2(2)
+DOTS2(3)
+DOTS2(4)
+
+/* Up to 8 heads through dots_M, up to 4 through dots2_M. */
 static void dots(float *s, size_t lds, const float *qi, size_t gq, size_t g, const uint16_t *k,
                  size_t h4, size_t kb, size_t nb)
 {
@@ -161,10 +201,10 @@ static void dots(float *s, size_t lds, const float *qi, size_t gq, size_t g, con
     case 7: dots_7(s, lds, qi, gq, k, h4, kb, nb); break;
     case 6: dots_6(s, lds, qi, gq, k, h4, kb, nb); break;
     case 5: dots_5(s, lds, qi, gq, k, h4, kb, nb); break;
-    case 4: dots_4(s, lds, qi, gq, k, h4, kb, nb); break;
-    case 3: dots_3(s, lds, qi, gq, k, h4, kb, nb); break;
-    case 2: dots_2(s, lds, qi, gq, k, h4, kb, nb); break;
-    case 1: dots_1(s, lds, qi, gq, k, h4, kb, nb); break;
+    case 4: dots2_4(s, lds, qi, gq, k, h4, kb, nb); break;
+    case 3: dots2_3(s, lds, qi, gq, k, h4, kb, nb); break;
+    case 2: dots2_2(s, lds, qi, gq, k, h4, kb, nb); break;
+    case 1: dots2_1(s, lds, qi, gq, k, h4, kb, nb); break;
     }
 }
 
