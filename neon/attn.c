@@ -100,17 +100,24 @@ uint16_t nb_f16_fma_ref(uint16_t a, uint16_t b, uint16_t c)
 }
 
 /* The f16h score of position t (keys in blocks: attn.h): chains of
- * columns summed in fp16, each added to the score in fp32 (attn_f16h.c's
- * dots). */
+ * columns summed in fp16 (chains of 8 in pairs, the second added to the
+ * first in fp16), each added to the score in fp32 (attn_f16h.c's dots). */
 static float score_f16h_ref(const uint16_t *qh, const uint16_t *k, size_t stride, size_t t,
                             size_t hd)
 {
     float s = 0.0f;
-    size_t chain = nb_attend_f16h_chain(hd);
+    size_t chain = nb_attend_f16h_chain(hd), pairs = chain == 8 ? hd / 16 * 16 : 0;
     for (size_t c0 = 0; c0 < hd; c0 += chain) {
         uint16_t acc = 0x8000; /* -0: the first product as it is */
         for (size_t c = c0; c < hd && c < c0 + chain; c++)
             acc = nb_f16_fma_ref(qh[c], k[nb_attend_key_at(t, c, stride)], acc);
+        if (c0 < pairs && c0 / 8 % 2 == 0) { /* the first of a pair: the second added in fp16 */
+            uint16_t acc2 = 0x8000;
+            for (size_t c = c0 + 8; c < c0 + 16; c++)
+                acc2 = nb_f16_fma_ref(qh[c], k[nb_attend_key_at(t, c, stride)], acc2);
+            acc = nb_f16_fma_ref(acc2, 0x3c00, acc);
+            c0 += 8;
+        }
         s += nb_f16_to_f32(acc);
     }
     return s;

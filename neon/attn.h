@@ -90,7 +90,11 @@ nb_attend_group_fn *nb_attend_group_f16(void);
  *   128) in fp16: the first product rounded, then each next one fused, in
  *   column order; each chain is widened to fp32 and added to the score in
  *   chain order (the last chain is shorter when the chain length does not
- *   divide head_dim).
+ *   divide head_dim). Chains of 8 (head_dim 64 to 127) go in pairs over
+ *   the first head_dim / 16 * 16 columns: the second added to the first
+ *   in fp16 (one rounding) before the pair is widened, one widening (4
+ *   instructions per 8 lanes) instead of two, at an error between the
+ *   chains' of 8 and of 16.
  * - Softmax, a superblock of NB_ATTEND_F16H_SUPER (64) positions at a
  *   time: the maximum raised once per superblock, the weights by
  *   neon/vexp.h's nb_exp_w in fp32 (to 2^-17: they are rounded to fp16

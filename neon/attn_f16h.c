@@ -22,6 +22,7 @@
 #include "attn.h"
 #include "attn_online.h"
 #include "f16.h"
+#include "qkern_ld.h"
 #include "vexp.h"
 
 enum { BLOCK = 8 }; /* positions per block of scores, as in attn.c */
@@ -69,13 +70,19 @@ static inline float16x8_t load_h_dup(const uint16_t *p)
 #define S_Q(J, i) float16x8_t x##J = load_h(qp + J * 8)
 #define S_MUL(J, L) FMUL_LANE(a##J, k_, x##J, L)
 #define S_FMA(J, L) FMLA_LANE(a##J, k_, x##J, L)
-/* Columns c and c + 1, their loads side by side (one LDP). */
-#define S_COL2(M, OP, c, L, L1)                                                                \
+/* The second chain of a pair (S_PAIR8): bJ. */
+#define S_MULB(J, L) FMUL_LANE(b##J, k_, x##J, L)
+#define S_FMAB(J, L) FMLA_LANE(b##J, k_, x##J, L)
+#define S_DECLB(J, _) float16x8_t b##J
+#define S_SUMB(J, _) a##J = vaddq_f16(a##J, b##J)
+/* Columns c and c + 1, their loads side by side (one LDP): the first
+ * through OP, the second through OPF. */
+#define S_COL2(M, OP, OPF, c, L, L1)                                                           \
     do {                                                                                       \
         float16x8_t k_ = load_h(k + (c) * 8), k1_ = load_h(k + (c) * 8 + 8);                   \
         EACH##M(OP, L);                                                                        \
         k_ = k1_;                                                                              \
-        EACH##M(S_FMA, L1);                                                                    \
+        EACH##M(OPF, L1);                                                                      \
     } while (0)
 #define S_ADD(J, _)                                                                            \
     l##J = vaddq_f32(l##J, vcvt_f32_f16(vget_low_f16(a##J))),                                  \
@@ -83,19 +90,44 @@ static inline float16x8_t load_h_dup(const uint16_t *p)
 #define S_STORE(J, _) vst1q_f32(s + J * lds, l##J), vst1q_f32(s + J * lds + 4, h##J)
 
 /* Columns i .. i+7 of the block, the first through OP0 (S_MUL starts a
- * chain, S_FMA goes on with one); q' from qp, its columns i .. i+7. */
-#define S_EIGHT(M, OP0, i)                                                                     \
+ * chain, S_FMA goes on with one), the others through OPF; q' from qp, its
+ * columns i .. i+7. */
+#define S_EIGHT(M, OP0, OPF, i)                                                                \
     do {                                                                                       \
         const uint16_t *qp = qi + (i) * gq;                                                    \
         EACH##M(S_Q, 0);                                                                       \
-        S_COL2(M, OP0, (i) + 0, 0, 1); S_COL2(M, S_FMA, (i) + 2, 2, 3);                        \
-        S_COL2(M, S_FMA, (i) + 4, 4, 5); S_COL2(M, S_FMA, (i) + 6, 6, 7);                      \
+        S_COL2(M, OP0, OPF, (i) + 0, 0, 1); S_COL2(M, OPF, OPF, (i) + 2, 2, 3);                \
+        S_COL2(M, OPF, OPF, (i) + 4, 4, 5); S_COL2(M, OPF, OPF, (i) + 6, 6, 7);                \
     } while (0)
-/* 16 columns as one chain, or as two of 8. */
-#define S_CHAIN16(M)                                                                           \
-    S_EIGHT(M, S_MUL, 0); S_EIGHT(M, S_FMA, 8); EACH##M(S_ADD, 0)
-#define S_CHAIN8(M)                                                                            \
-    S_EIGHT(M, S_MUL, 0); EACH##M(S_ADD, 0); S_EIGHT(M, S_MUL, 8); EACH##M(S_ADD, 0)
+/* Columns c .. c+3, loaded by one LD1 of 4 registers: half the loads of
+ * S_COL2, for 2 more registers. */
+#define S_COL4(M, OP, OPF, c, L, L1, L2, L3)                                                   \
+    do {                                                                                       \
+        uint8x16x4_t k4_ = nb_ld1q_u8_x4((const uint8_t *)(k + (c) * 8));                      \
+        float16x8_t k_ = vreinterpretq_f16_u8(k4_.val[0]);                                     \
+        EACH##M(OP, L);                                                                        \
+        k_ = vreinterpretq_f16_u8(k4_.val[1]);                                                 \
+        EACH##M(OPF, L1);                                                                      \
+        k_ = vreinterpretq_f16_u8(k4_.val[2]);                                                 \
+        EACH##M(OPF, L2);                                                                      \
+        k_ = vreinterpretq_f16_u8(k4_.val[3]);                                                 \
+        EACH##M(OPF, L3);                                                                      \
+    } while (0)
+/* S_EIGHT through S_COL4. */
+#define S_EIGHT4(M, OP0, OPF, i)                                                               \
+    do {                                                                                       \
+        const uint16_t *qp = qi + (i) * gq;                                                    \
+        EACH##M(S_Q, 0);                                                                       \
+        S_COL4(M, OP0, OPF, (i) + 0, 0, 1, 2, 3); S_COL4(M, OPF, OPF, (i) + 4, 4, 5, 6, 7);    \
+    } while (0)
+/* 16 columns as one chain, or as a pair of chains of 8 added in fp16;
+ * E: S_EIGHT or S_EIGHT4. */
+#define S_CHAIN16(M, E)                                                                        \
+    E(M, S_MUL, S_FMA, 0); E(M, S_FMA, S_FMA, 8); EACH##M(S_ADD, 0)
+#define S_CHAIN8(M, E)                                                                         \
+    EACH##M(S_DECLB, 0);                                                                       \
+    E(M, S_MUL, S_FMA, 0); E(M, S_MULB, S_FMAB, 8);                                            \
+    EACH##M(S_SUMB, 0); EACH##M(S_ADD, 0)
 
 /* dots_M_C(s, lds, qi, gq, k, h16, kb, nb): the scores of nb key blocks
  * (k + b * kb: 8 positions each) over their columns [0, h16), a multiple
@@ -106,7 +138,7 @@ static inline float16x8_t load_h_dup(const uint16_t *p)
  * head's fp32 scores. 2 M fp32 scores, M chains, M vectors of q' and a
  * column: 25 registers for M = 6; per 8 columns, M loads of q' (paired),
  * 8 of keys (paired) and 8 M multiply-adds. */
-#define DOTS(M, C)                                                                             \
+#define DOTS(M, C, E)                                                                          \
     GROUP_KERNEL static void dots_##M##_##C(float *s, size_t lds, const uint16_t *q0,          \
                                             size_t gq, const uint16_t *k0, size_t cols,        \
                                             size_t kb, size_t nb)                              \
@@ -116,18 +148,20 @@ static inline float16x8_t load_h_dup(const uint16_t *p)
             float32x4_t z_ = vdupq_n_f32(0.0f);                                                \
             EACH##M(S_SUMS, z_);                                                               \
             for (size_t h16 = cols; h16; h16 -= 16, qi += 16 * gq, k += 16 * 8) {              \
-                S_CHAIN##C(M);                                                                 \
+                S_CHAIN##C(M, E);                                                              \
             }                                                                                  \
             EACH##M(S_STORE, 0);                                                               \
         }                                                                                      \
     }
-#define DOTS_C(M) DOTS(M, 16) DOTS(M, 8)
-DOTS_C(1)
-DOTS_C(2)
-DOTS_C(3)
-DOTS_C(4)
-DOTS_C(5)
-DOTS_C(6)
+/* 4 columns a load up to 4 heads; 5 and 6 have no room for them (6
+ * spilled: 611k instructions for qwen2.5-1.5b's layer instead of 607k). */
+#define DOTS_C(M, E) DOTS(M, 16, E) DOTS(M, 8, E)
+DOTS_C(1, S_EIGHT4)
+DOTS_C(2, S_EIGHT4)
+DOTS_C(3, S_EIGHT4)
+DOTS_C(4, S_EIGHT4)
+DOTS_C(5, S_EIGHT)
+DOTS_C(6, S_EIGHT)
 
 /* Up to 6 heads through dots_M_C; chain is 16 or 8. */
 static void dots(float *s, size_t lds, const uint16_t *qi, size_t gq, size_t g,
