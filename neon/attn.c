@@ -157,6 +157,13 @@ void nb_attend_f16h_ref(float *out, const float *q, const uint16_t *k, const uin
                 uint16_t acc = 0x8000; /* -0: the first product as it is */
                 for (size_t r = r0; r < m && r < r0 + 8; r++)
                     acc = nb_f16_fma_ref(w[r], v[(t + r) * stride + i], acc);
+                if (r0 % 16 == 0 && r0 + 16 <= m) { /* a pair: the second added in fp16 */
+                    uint16_t acc2 = 0x8000;
+                    for (size_t r = r0 + 8; r < r0 + 16; r++)
+                        acc2 = nb_f16_fma_ref(w[r], v[(t + r) * stride + i], acc2);
+                    acc = nb_f16_fma_ref(acc2, 0x3c00, acc);
+                    r0 += 8;
+                }
                 out[i] += nb_f16_to_f32(acc);
             }
     }

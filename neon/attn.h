@@ -101,17 +101,19 @@ nb_attend_group_fn *nb_attend_group_f16(void);
  *   next), their sum in 4 fp32 lanes (lanes L and L+4
  *   of each 8 positions into lane L, 8 positions at a time in order).
  * - Values: each weight is stored as fp16(w * NB_ATTEND_F16H_VSCALE)
- *   (2^-4: the exp gives it so scaled, and the weights' sum and the fp32
+ *   (2^-5: the exp gives it so scaled, and the weights' sum and the fp32
  *   output stay at that scale, whose quotient is the same, bit for bit,
  *   short of fp32 subnormals). Per output column, each 8 rows of the
  *   superblock are summed in fp16 (the first row's product, then fused
- *   multiply-adds in row order), and that sum is added to the output: 8
+ *   multiply-adds in row order), the chunks of 8 in pairs (the second's
+ *   sum added to the first's in fp16: one widening a pair), and that sum
+ *   is added to the output: 8
  *   lanes per instruction where fp32 takes 4 and a conversion of the
- *   row, with fp16 sums too short to lose much. The scale keeps 8 rows of
- *   the largest fp16 values (65504) at half the fp16 range: the sums
- *   cannot overflow; weights under 2^-10 of the largest lose relative
- *   precision to fp16's subnormals, each then off by at most 2^-21 of the
- *   largest weight.
+ *   row, with fp16 sums too short to lose much. The scale keeps a pair's
+ *   16 rows of the largest fp16 values (65504) at half the fp16 range:
+ *   the sums cannot overflow; weights under 2^-9 of the largest lose
+ *   relative precision to fp16's subnormals, each then off by at most
+ *   2^-20 of the largest weight.
  * The reference does the same operations in the same order in portable
  * C (the fused fp16 multiply-add exactly, nb_f16_fma_ref), so the two
  * agree bit for bit, and a head's result does not depend on how heads
@@ -122,8 +124,8 @@ nb_attend_group_fn *nb_attend_group_f16(void);
  * (the format allows 1024): past it, the outputs are NaN. */
 #define NB_ATTEND_F16H_MAX_HD 16384
 #define NB_ATTEND_F16H_SUPER 64
-#define NB_ATTEND_F16H_VSCALE 0x1p-4f /* 1 / (2 * 8): see above */
-#define NB_ATTEND_F16H_VSHIFT 4       /* VSCALE = 2^-VSHIFT */
+#define NB_ATTEND_F16H_VSCALE 0x1p-5f /* 1 / (2 * 16): see above */
+#define NB_ATTEND_F16H_VSHIFT 5       /* VSCALE = 2^-VSHIFT */
 
 /* The f16h scores' chains: the largest power of 2 up to head_dim / 8,
  * 1 to 16 columns (16 for head_dim 128, 8 for 64), the fp16 sums as long

@@ -227,12 +227,15 @@ static void score_super(float *s, const uint16_t *qh, const uint16_t *qi, size_t
  * j's at out + j * ldo) += the m <= SUPER rows of v weighted by w[j *
  * SUPER + r], a chunk of 8 rows at a time: the chunk's products summed in
  * fp16 (its first row's product, then each next row's fused into its lane
- * by FMLA .8h by element, in row order), added to the fp32 sums (all at
- * the weights' scale, attn.h), which stay in registers over the
- * superblock. The last m
- * % 8 rows are one more chunk, one weight at a time (the same
- * operations). 2 M fp32 sums, M fp16 sums, M weight vectors and a row:
- * 25 registers for M = 6; columns [0, h8) 8 at a time. */
+ * by FMLA .8h by element, in row order); chunks in pairs, the second's sum
+ * added to the first's in fp16; each pair (or lone chunk) widened and
+ * added to the fp32 sums (all at the weights' scale, attn.h), which stay
+ * in registers over the superblock. The last m % 8 rows are one more
+ * chunk, one weight at a time (the same operations). 2 M fp32 sums, 2 M
+ * fp16 sums, M weight vectors and a row: 31 registers for M = 6 (16
+ * columns at a time would need more: one pair's widening, 4 instructions
+ * per 8 lanes, costs less than the loads it would share); columns [0, h8)
+ * 8 at a time. */
 #define P_SUMS(J, _)                                                                           \
     float32x4_t c##J = vld1q_f32(out + J * ldo), d##J = vld1q_f32(out + J * ldo + 4);          \
     float16x8_t a##J
@@ -247,6 +250,21 @@ static void score_super(float *s, const uint16_t *qh, const uint16_t *qi, size_t
 #define P_W1(J, r) vreinterpretq_f16_u16(vld1q_dup_u16(w + J * SUPER + (r)))
 #define P_ONE(J, r) a##J = vfmaq_f16(a##J, x_, P_W1(J, r))
 #define P_FIRST(J, r) a##J = vmulq_f16(x_, P_W1(J, r))
+/* The second chunk of a pair (rows r + 8 .. r + 15) into bJ, then added
+ * to aJ in fp16. */
+#define P_DECLB(J, _) float16x8_t b##J
+#define P_MULB(J, L) FMUL_LANE(b##J, x_, w##J, L)
+#define P_FMAB(J, L) FMLA_LANE(b##J, x_, w##J, L)
+#define P_SUMB(J, _) a##J = vaddq_f16(a##J, b##J)
+/* Rows r .. r+7 into the chains that MUL starts and FMA goes on with. */
+#define P_CHUNK(M, MUL, FMA, r)                                                                \
+    do {                                                                                       \
+        EACH##M(P_W, r);                                                                       \
+        P_ROW(M, MUL, r, 0); P_ROW(M, FMA, r, 1);                                              \
+        P_ROW(M, FMA, r, 2); P_ROW(M, FMA, r, 3);                                              \
+        P_ROW(M, FMA, r, 4); P_ROW(M, FMA, r, 5);                                              \
+        P_ROW(M, FMA, r, 6); P_ROW(M, FMA, r, 7);                                              \
+    } while (0)
 #define P_WIDEN(J, _)                                                                          \
     c##J = vaddq_f32(c##J, vcvt_f32_f16(vget_low_f16(a##J))),                                  \
     d##J = vaddq_f32(d##J, vcvt_high_f32_f16(a##J))
@@ -258,13 +276,17 @@ static void score_super(float *s, const uint16_t *qh, const uint16_t *qi, size_t
         for (size_t i = 0; i < h8; i += 8, out += 8, v += 8) {                                 \
             EACH##M(P_SUMS, 0);                                                                \
             size_t r = 0;                                                                      \
-            for (; r + 8 <= m; r += 8) {                                                       \
-                EACH##M(P_W, r);                                                               \
-                P_ROW(M, P_MUL, r, 0); P_ROW(M, P_FMA, r, 1);                                  \
-                P_ROW(M, P_FMA, r, 2); P_ROW(M, P_FMA, r, 3);                                  \
-                P_ROW(M, P_FMA, r, 4); P_ROW(M, P_FMA, r, 5);                                  \
-                P_ROW(M, P_FMA, r, 6); P_ROW(M, P_FMA, r, 7);                                  \
+            for (; r + 16 <= m; r += 16) {                                                     \
+                EACH##M(P_DECLB, 0);                                                           \
+                P_CHUNK(M, P_MUL, P_FMA, r);                                                   \
+                P_CHUNK(M, P_MULB, P_FMAB, r + 8);                                             \
+                EACH##M(P_SUMB, 0);                                                            \
                 EACH##M(P_WIDEN, 0);                                                           \
+            }                                                                                  \
+            if (r + 8 <= m) {                                                                  \
+                P_CHUNK(M, P_MUL, P_FMA, r);                                                   \
+                EACH##M(P_WIDEN, 0);                                                           \
+                r += 8;                                                                        \
             }                                                                                  \
             if (r < m) {                                                                       \
                 float16x8_t x_ = load_h(v + r * stride);                                       \
@@ -285,81 +307,11 @@ VALS(4)
 VALS(5)
 VALS(6)
 
-/* vals16_M: vals_M over 16 columns at a time (h16 a multiple of 16), for
- * M <= 4 heads: each weight load and each row's paired load serve twice
- * the multiply-adds. The same operations per column, so the same bits:
- * 4 M fp32 sums, 2 M fp16 sums, M weight vectors and a row's two halves,
- * 30 registers for M = 4. */
-#define Q_SUMS(J, _)                                                                           \
-    float32x4_t c##J = vld1q_f32(out + J * ldo), d##J = vld1q_f32(out + J * ldo + 4);          \
-    float32x4_t e##J = vld1q_f32(out + J * ldo + 8), f##J = vld1q_f32(out + J * ldo + 12);     \
-    float16x8_t a##J, b##J
-#define Q_MUL(J, L) FMUL_LANE(a##J, x_, w##J, L); FMUL_LANE(b##J, y_, w##J, L)
-#define Q_FMA(J, L) FMLA_LANE(a##J, x_, w##J, L); FMLA_LANE(b##J, y_, w##J, L)
-#define Q_ROW(M, OP, r, L)                                                                     \
-    do {                                                                                       \
-        const uint16_t *p_ = v + ((r) + L) * stride;                                           \
-        float16x8_t x_ = load_h(p_), y_ = load_h(p_ + 8);                                      \
-        EACH##M(OP, L);                                                                        \
-    } while (0)
-#define Q_ONE(J, r) a##J = vfmaq_f16(a##J, x_, P_W1(J, r)), b##J = vfmaq_f16(b##J, y_, P_W1(J, r))
-#define Q_FIRST(J, r) a##J = vmulq_f16(x_, P_W1(J, r)), b##J = vmulq_f16(y_, P_W1(J, r))
-#define Q_WIDEN(J, _)                                                                          \
-    c##J = vaddq_f32(c##J, vcvt_f32_f16(vget_low_f16(a##J))),                                  \
-    d##J = vaddq_f32(d##J, vcvt_high_f32_f16(a##J)),                                           \
-    e##J = vaddq_f32(e##J, vcvt_f32_f16(vget_low_f16(b##J))),                                  \
-    f##J = vaddq_f32(f##J, vcvt_high_f32_f16(b##J))
-#define Q_STORE(J, _)                                                                          \
-    vst1q_f32(out + J * ldo, c##J), vst1q_f32(out + J * ldo + 4, d##J),                        \
-        vst1q_f32(out + J * ldo + 8, e##J), vst1q_f32(out + J * ldo + 12, f##J)
-#define VALS16(M)                                                                              \
-    GROUP_KERNEL static void vals16_##M(float *out, size_t ldo, const uint16_t *w,             \
-                                        const uint16_t *v, size_t stride, size_t m,            \
-                                        size_t h16)                                            \
-    {                                                                                          \
-        for (size_t i = 0; i < h16; i += 16, out += 16, v += 16) {                             \
-            EACH##M(Q_SUMS, 0);                                                                \
-            size_t r = 0;                                                                      \
-            for (; r + 8 <= m; r += 8) {                                                       \
-                EACH##M(P_W, r);                                                               \
-                Q_ROW(M, Q_MUL, r, 0); Q_ROW(M, Q_FMA, r, 1);                                  \
-                Q_ROW(M, Q_FMA, r, 2); Q_ROW(M, Q_FMA, r, 3);                                  \
-                Q_ROW(M, Q_FMA, r, 4); Q_ROW(M, Q_FMA, r, 5);                                  \
-                Q_ROW(M, Q_FMA, r, 6); Q_ROW(M, Q_FMA, r, 7);                                  \
-                EACH##M(Q_WIDEN, 0);                                                           \
-            }                                                                                  \
-            if (r < m) {                                                                       \
-                float16x8_t x_ = load_h(v + r * stride), y_ = load_h(v + r * stride + 8);      \
-                EACH##M(Q_FIRST, r);                                                           \
-                for (r++; r < m; r++) {                                                        \
-                    x_ = load_h(v + r * stride), y_ = load_h(v + r * stride + 8);              \
-                    EACH##M(Q_ONE, r);                                                         \
-                }                                                                              \
-                EACH##M(Q_WIDEN, 0);                                                           \
-            }                                                                                  \
-            EACH##M(Q_STORE, 0);                                                               \
-        }                                                                                      \
-    }
-VALS16(1)
-VALS16(2)
-VALS16(3)
-VALS16(4)
 
-/* Columns [0, h8) of up to 6 heads, h8 a multiple of 8: up to 4 heads 16
- * columns at a time, then the last 8. */
+/* Columns [0, h8) of up to 6 heads, h8 a multiple of 8. */
 static void vals_heads(float *out, size_t ldo, size_t g, const uint16_t *w, const uint16_t *v,
                        size_t stride, size_t m, size_t h8)
 {
-    size_t h16 = g <= 4 ? h8 / 16 * 16 : 0;
-    switch (h16 ? g : 0) {
-    case 4: vals16_4(out, ldo, w, v, stride, m, h16); break;
-    case 3: vals16_3(out, ldo, w, v, stride, m, h16); break;
-    case 2: vals16_2(out, ldo, w, v, stride, m, h16); break;
-    case 1: vals16_1(out, ldo, w, v, stride, m, h16); break;
-    }
-    out += h16, v += h16, h8 -= h16;
-    if (!h8)
-        return;
     switch (g) {
     case 6: vals_6(out, ldo, w, v, stride, m, h8); break;
     case 5: vals_5(out, ldo, w, v, stride, m, h8); break;

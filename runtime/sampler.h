@@ -30,6 +30,7 @@ typedef struct nb_sampler {
     uint32_t (*radix)[2048]; /* [6][2048] with keys: its counts */
     int id_bits;             /* the bits of the largest id */
     uint8_t *seen; /* [vocab], for the penalty; all zero between calls */
+    float gap;     /* greedy (temp 0): the choice's logit minus the runner-up's */
 } nb_sampler;
 
 /* Checks the options (a one-line message names the bad one). */

@@ -342,20 +342,43 @@ section_quality_int4() { quality 4; }
 section_quality_int3() { quality 3; }
 
 # The fast path (models/fast.c) against the reference on stories260K
-# quantized RTN INT4 g32 (the output layer too, by default): the first 64 greedy tokens from BOS agree with int8
-# activations, with --exact, on 1 and 3 threads; --exact perplexity equals the
-# reference's to 1e-4 relative. Then nibble bench and the run flags' bad input.
+# quantized RTN INT4 g32 (the output layer too, by default): the first 64
+# greedy tokens from BOS agree with --exact (fp32 activations), on 1 and 3
+# threads. With int8 activations (W4A8) they agree up to the first step, if
+# any, where the reference's choice leads the runner-up by less than
+# NEAR_TIE: W4A8 moves those leads by up to 0.20 on this model (0.05-0.15
+# typically), and two of the 64 steps are closer calls than that (leads
+# 0.011 and 0.018), which W4A8 decides by its rounding, not by a bug. --exact
+# perplexity equals the reference's to 1e-4 relative. Then nibble bench and
+# the run flags' bad input.
+NEAR_TIE=0.25
 section_fast() {
-  local m=$tmp/s.nib q=$tmp/q.nib ref got o a b
+  local m=$tmp/s.nib q=$tmp/q.nib ref ids got o a b
   run convert -q --from llama2c "$s260k/stories260K.bin" --tokenizer "$s260k/tok512.model" \
     -o "$m" || fail "convert"
   run quantize -q -m "$m" --method rtn --bits 4 --group 32 -o "$q" >/dev/null || fail "quantize"
-  ref=$(run generate -q -m "$q" --temp 0 -n 64 --ids --ignore-eos --reference | head -n 64)
+  ref=$(run generate -q -m "$q" --temp 0 -n 64 --ids --margins --ignore-eos --reference |
+        head -n 64)
   [ "$(echo "$ref" | wc -l)" = 64 ] || fail "reference greedy: $(echo "$ref" | head -c 200)"
-  for o in "" "--exact" "-t 1" "-t 3" "--exact -t 3" "--kernels ref"; do
+  ids=$(echo "$ref" | cut -f 1)
+  for o in "--exact" "--exact -t 3"; do
     got=$(run generate -q -m "$q" --temp 0 -n 64 --ids --ignore-eos $o | head -n 64)
-    [ "$got" = "$ref" ] && echo "ok: 64 greedy tokens as the reference (fast ${o:-default})" ||
-      fail "greedy tokens differ from the reference with '${o:-default}'"
+    [ "$got" = "$ids" ] && echo "ok: 64 greedy tokens as the reference (fast $o)" ||
+      fail "greedy tokens differ from the reference with '$o'"
+  done
+  for o in "" "-t 1" "-t 3" "--kernels ref"; do
+    got=$(run generate -q -m "$q" --temp 0 -n 64 --ids --ignore-eos $o | head -n 64)
+    [ "$(echo "$got" | wc -l)" = 64 ] || fail "greedy with '${o:-default}': $(echo "$got" | head -c 200)"
+    # the first step that differs, and the reference's lead there
+    a=$(paste <(echo "$ref") <(echo "$got") | awk -F'\t' '$1 != $3 { print NR, $2; exit }')
+    if [ -z "$a" ]; then
+      echo "ok: 64 greedy tokens as the reference (fast ${o:-default})"
+    elif [ -n "$a" ] && awk -v l="${a#* }" -v t="$NEAR_TIE" 'BEGIN { exit !(l < t) }'; then
+      echo "ok: greedy tokens as the reference up to step ${a% *}, a near-tie there (lead" \
+        "${a#* } < $NEAR_TIE) (fast ${o:-default})"
+    else
+      fail "greedy tokens differ from the reference with '${o:-default}' (step, lead: ${a:-none})"
+    fi
   done
   a=$(run ppl -q -m "$q" -f "$DATA/tinystories_head.txt" -c 256 --windows 4 --reference |
       sed -n 's/^PPL = \([0-9.]*\).*/\1/p')

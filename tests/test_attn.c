@@ -247,7 +247,9 @@ static uint16_t *blocked_keys(const uint16_t *k, size_t n, size_t stride)
 
 /* g heads through variant x's reference and, where this CPU runs it, its
  * vector form: bit for bit, grouped or not, nothing written between
- * output rows; the reference against the fp32 one (worst kept). */
+ * output rows; the reference against the fp32 one (worst kept). q and the
+ * values are random times qscale and vscale; vscale < 0 makes every value
+ * -vscale (with qscale 0, equal weights: the largest sums). */
 static void check_blocked_v(blocked *x, size_t hd, size_t n, size_t g, size_t kv, float qscale,
                             float vscale)
 {
@@ -263,8 +265,8 @@ static void check_blocked_v(blocked *x, size_t hd, size_t n, size_t g, size_t kv
         kf[i] = tu_randf(&rng) * (i % 7 == 0 ? 4.0f : 1.0f);
     nb_f32_to_f16_row(k, kf, n * stride);
     float vmax = 0.0f;
-    for (size_t i = 0; i < n * stride; i++)
-        kf[i] = vscale * tu_randf(&rng), vmax = fmaxf(vmax, fabsf(kf[i]));
+    for (size_t i = 0; i < n * stride; i++) /* vscale < 0: all -vscale, the largest sums */
+        kf[i] = vscale < 0 ? -vscale : vscale * tu_randf(&rng), vmax = fmaxf(vmax, fabsf(kf[i]));
     nb_f32_to_f16_row(v, kf, n * stride);
     const uint16_t *kh = k + (kv - 1) * hd, *vh = v + (kv - 1) * hd;
     uint16_t *kb = blocked_keys(k, n, stride);
@@ -374,6 +376,7 @@ static void check_blocked_all(blocked *x)
     check_blocked_v(x, 64, 2048, 4, 8, 1.0f, 1.0f);  /* llama3.2-1b's */
     check_blocked_v(x, 64, 100, 6, 2, 0.0f, 65000.0f);
     check_blocked_v(x, 16, 67, 3, 1, 1.0f, 65000.0f);
+    check_blocked_v(x, 16, 64, 2, 1, 0.0f, -65504.0f); /* equal weights, all values 65504 */
     CHECK(x->worst <= x->bound, "%s against the fp32 reference: %g", x->name, x->worst);
     printf("%s: %ld calls (%ld through the vector form, bit for bit the reference); against "
            "the fp32 reference: max |diff| / (1 + max |v|) = %.3g\n",

@@ -21,6 +21,8 @@ static const char help[] =
     "                     that does not fit is an error, never silently cut\n"
     "  --ignore-eos       keep going past the end-of-text tokens\n"
     "  --ids              print token ids, one per line, instead of text\n"
+    "  --margins          with --ids and --temp 0: after each id, a tab and how far\n"
+    "                     its logit leads the runner-up's (how near a tie it was)\n"
     "  -q, --quiet        no statistics on stderr\n";
 
 static const nb_sampler_opts defaults = {.temp = 0.8f, .top_k = 40, .top_p = 0.95f,
@@ -31,7 +33,7 @@ struct gen_opts {
     long n, ctx;
     nb_sampling s;
     nb_session_opts run;
-    int ignore_eos, ids, quiet;
+    int ignore_eos, ids, margins, quiet;
 };
 
 static int parse_value(struct gen_opts *g, const char *a, const char *v)
@@ -66,6 +68,8 @@ static int parse(struct gen_opts *g, int argc, char **argv)
             g->ignore_eos = 1;
         else if (!strcmp(a, "--ids"))
             g->ids = 1;
+        else if (!strcmp(a, "--margins"))
+            g->margins = 1;
         else if (!strcmp(a, "-q") || !strcmp(a, "--quiet"))
             g->quiet = 1;
         else if (!(v = nb_arg(argc, argv, &i)) || parse_value(g, a, v))
@@ -73,12 +77,15 @@ static int parse(struct gen_opts *g, int argc, char **argv)
     }
     if (!g->model)
         return nb_error("generate needs -m MODEL (see nibble generate --help)"), -1;
+    if (g->margins && (!g->ids || g->s.o.temp != 0))
+        return nb_error("--margins needs --ids and --temp 0 (greedy)"), -1;
     nb_sampling_seed(&g->s);
     return 0;
 }
 
 struct run {
     nb_session *s;
+    const nb_sampler *smp;
     const struct gen_opts *g;
     nb_detok d;
     int32_t *ids;
@@ -100,7 +107,9 @@ static int emit(void *ctx, int id)
     char buf[32];
     size_t n = 0;
     const char *text = buf;
-    if (r->g->ids)
+    if (r->g->margins)
+        n = (size_t)snprintf(buf, sizeof buf, "%d\t%.6g\n", id, (double)r->smp->gap);
+    else if (r->g->ids)
         n = (size_t)snprintf(buf, sizeof buf, "%d\n", id);
     else if (!(text = nb_detok_next(&r->d, id, &n)))
         return r->write_errno = ENOMEM, -1;
@@ -190,7 +199,7 @@ int cmd_generate(int argc, char **argv)
     if (nb_session_open_with(&s, g.model, (int)g.ctx, &g.run, &e))
         return nb_error("%s", e.msg);
     nb_sampler smp;
-    struct run r = {.s = &s, .g = &g};
+    struct run r = {.s = &s, .smp = &smp, .g = &g};
     if (nb_sampler_init(&smp, (int)s.model.meta.vocab_size, &g.s.o, &e))
         rc = nb_error("%s", e.msg);
     else if (!(rc = encode_prompt(&r))) {
