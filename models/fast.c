@@ -78,6 +78,7 @@ struct nb_fast {
     nb_gemm_fn *gemm; /* plain weights, prefill */
     nb_attend_group_fn *attend; /* query heads sharing a kv head at once */
     int key_block;              /* its keys' layout: 0 rows, else blocks (attn.h) */
+    int val_block;              /* its values': 0 rows, else tiles where head_dim allows */
     int exact, threads, tile, n_seq;
     size_t min_chunk;
     nb_pool *pool;
@@ -340,6 +341,7 @@ static int setup(nb_net *m, const nb_run_opts *o, nb_err *e)
     const nb_attend_set *att = f->exact ? nb_attend_exact() : nb_attend_fast();
     f->attend = att->group;
     f->key_block = att->key_block;
+    f->val_block = att->val_block;
     f->gemv = nb_gemv_plain();
     f->gemm = nb_gemm_plain();
     if (!(f->k = pick_kernels(o->kernels ? o->kernels : "auto", e)) ||
@@ -423,13 +425,35 @@ static uint16_t *cache_layer(const nb_net *m, int which, int seq, int l)
     return m->fast->cache[which] + ((size_t)seq * layers + (size_t)l) * m->fast->ctx8 * kv;
 }
 
+/* Columns [r0, r1) of position pos's values into the cache in tiles
+ * (attn.h): converted a chunk at a time, then copied 8 columns (a tile's
+ * row) at a time. */
+static void store_value_tiles(uint16_t *c, size_t pos, const float *y, size_t r0, size_t r1,
+                              size_t kv, size_t hd)
+{
+    uint16_t h[KEY_CHUNK];
+    for (size_t i = r0; i < r1; i += KEY_CHUNK) {
+        size_t n = r1 - i < KEY_CHUNK ? r1 - i : KEY_CHUNK;
+        nb_f32_to_f16_row(h, y + i, n);
+        for (size_t j = 0, run; j < n; j += run) {
+            run = 8 - (i + j) % 8 < n - j ? 8 - (i + j) % 8 : n - j;
+            memcpy(c + nb_attend_val_at(pos, i + j, kv, hd), h + j, run * sizeof *h);
+        }
+    }
+}
+
 /* Columns [r0, r1) of position pos's key (which 0) or value (1) into the
- * cache, in the attention's layout: keys in rows or in blocks. */
+ * cache, in the attention's layout: keys in rows or in blocks, values in
+ * rows or in tiles. */
 static void store_kv(const nb_net *m, int which, int seq, int l, int pos, const float *y,
                      size_t r0, size_t r1)
 {
-    size_t kv = (size_t)m->cfg.n_kv_heads * m->cfg.head_dim;
+    size_t hd = (size_t)m->cfg.head_dim, kv = (size_t)m->cfg.n_kv_heads * hd;
     uint16_t *c = cache_layer(m, which, seq, l);
+    if (which == 1 && m->fast->val_block && hd % NB_ATTEND_VBLOCK == 0) {
+        store_value_tiles(c, (size_t)pos, y, r0, r1, kv, hd);
+        return;
+    }
     if (which == 1 || !m->fast->key_block) {
         nb_f32_to_f16_row(c + (size_t)pos * kv + r0, y + r0, r1 - r0);
         return;
@@ -489,8 +513,9 @@ static void attend_unit(const pass *p, size_t u)
     size_t at = t * nh * hd + h0 * hd;
     int seq = f->seq[t];
     size_t key_at = f->key_block ? nb_attend_key_at(0, kh * hd, nkv * hd) : kh * hd;
+    size_t val_at = f->val_block ? nb_attend_val_at(0, kh * hd, nkv * hd, hd) : kh * hd;
     f->attend(f->att.x + at, hd, f->qkv[0] + at, hd, h1 - h0,
-              cache_layer(p->m, 0, seq, p->l) + key_at, cache_layer(p->m, 1, seq, p->l) + kh * hd,
+              cache_layer(p->m, 0, seq, p->l) + key_at, cache_layer(p->m, 1, seq, p->l) + val_at,
               nkv * hd, (size_t)f->pos[t] + 1, hd, 1.0f / sqrtf((float)hd));
 }
 

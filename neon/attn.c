@@ -126,9 +126,9 @@ static float score_f16h_ref(const uint16_t *qh, const uint16_t *k, size_t stride
 /* One head of the f16h variant in its NEON order (attn.h): superblocks of
  * 64 positions, the maximum raised once per superblock, the weights' sum
  * in 4 lanes (lanes L and L+4 of each 8 positions into lane L), the
- * values summed per column in fp16 over each 8 rows (weights, their sum
- * and out scaled by NB_ATTEND_F16H_VSCALE), then added to the fp32
- * output. */
+ * values (in tiles: nb_attend_val_at) summed per column in fp16 over each
+ * 8 rows, in pairs (weights, their sum and out scaled by
+ * NB_ATTEND_F16H_VSCALE), then added to the fp32 output. */
 void nb_attend_f16h_ref(float *out, const float *q, const uint16_t *k, const uint16_t *v,
                         size_t stride, size_t n, size_t hd, float scale)
 {
@@ -156,11 +156,11 @@ void nb_attend_f16h_ref(float *out, const float *q, const uint16_t *k, const uin
             for (size_t r0 = 0; r0 < m; r0 += 8) { /* chunks of 8 rows */
                 uint16_t acc = 0x8000; /* -0: the first product as it is */
                 for (size_t r = r0; r < m && r < r0 + 8; r++)
-                    acc = nb_f16_fma_ref(w[r], v[(t + r) * stride + i], acc);
+                    acc = nb_f16_fma_ref(w[r], v[nb_attend_val_at(t + r, i, stride, hd)], acc);
                 if (r0 % 16 == 0 && r0 + 16 <= m) { /* a pair: the second added in fp16 */
                     uint16_t acc2 = 0x8000;
                     for (size_t r = r0 + 8; r < r0 + 16; r++)
-                        acc2 = nb_f16_fma_ref(w[r], v[(t + r) * stride + i], acc2);
+                        acc2 = nb_f16_fma_ref(w[r], v[nb_attend_val_at(t + r, i, stride, hd)], acc2);
                     acc = nb_f16_fma_ref(acc2, 0x3c00, acc);
                     r0 += 8;
                 }
@@ -636,12 +636,12 @@ void nb_attend_group_f16_neon(float *out, size_t ldo, const float *q, size_t ldq
 
 /* Slowest first; on x86-64 avx2 is last, dropped when the CPU lacks it. */
 static const nb_attend_set attend_sets[] = {
-    {"generic", nb_attend_f16_generic, nb_attend_group_f16_generic, 0},
+    {"generic", nb_attend_f16_generic, nb_attend_group_f16_generic, 0, 0},
 #if defined(__x86_64__)
-    {"avx2", nb_attend_f16_avx2, nb_attend_group_f16_avx2, 0},
+    {"avx2", nb_attend_f16_avx2, nb_attend_group_f16_avx2, 0, 0},
 #endif
 #if defined(__aarch64__)
-    {"neon", nb_attend_f16_neon, nb_attend_group_f16_neon, 0},
+    {"neon", nb_attend_f16_neon, nb_attend_group_f16_neon, 0, 0},
 #endif
 };
 
@@ -653,7 +653,7 @@ const nb_attend_set *nb_attend_sets(size_t *count)
 
 #if defined(__aarch64__)
 static const nb_attend_set f16h_set = {"f16h", nb_attend_f16h_neon, nb_attend_group_f16h_neon,
-                                       NB_ATTEND_KBLOCK};
+                                       NB_ATTEND_KBLOCK, NB_ATTEND_VBLOCK};
 #endif
 
 const nb_attend_set *nb_attend_f16h(void)

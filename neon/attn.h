@@ -47,13 +47,15 @@ nb_attend_group_fn nb_attend_group_f16_neon; /* aarch64 only */
 nb_attend_group_fn nb_attend_group_f16_generic, nb_attend_group_f16_avx2;
 
 /* A variant: its single-head and grouped forms (the same bits per head),
- * and how it reads the keys: in rows like the values (key_block 0), or in
- * blocks of positions (NB_ATTEND_KBLOCK: nb_attend_key_at). */
+ * and how it reads the cache: the keys in rows (key_block 0) or in blocks
+ * of positions (NB_ATTEND_KBLOCK: nb_attend_key_at), the values in rows
+ * (val_block 0) or in tiles where head_dim allows (NB_ATTEND_VBLOCK:
+ * nb_attend_val_at). */
 typedef struct nb_attend_set {
     const char *name;
     nb_attend_fn *attend;
     nb_attend_group_fn *group;
-    int key_block;
+    int key_block, val_block;
 } nb_attend_set;
 
 /* Keys in blocks of 8 positions, each block column by column: column c of
@@ -67,6 +69,22 @@ static inline size_t nb_attend_key_at(size_t t, size_t c, size_t stride)
 {
     return t / NB_ATTEND_KBLOCK * NB_ATTEND_KBLOCK * stride + c * NB_ATTEND_KBLOCK +
            t % NB_ATTEND_KBLOCK;
+}
+
+/* Values in tiles (val_block NB_ATTEND_VBLOCK) when head_dim is a
+ * multiple of 8, else in rows: a block of 8 positions 8 columns at a time,
+ * each tile its 8 positions' 8 columns one position after the other, so
+ * that the rows a value kernel multiplies are 128 contiguous bytes (4 of
+ * them one LD1) instead of 8 loads a cache row apart. Column c (c <
+ * stride, the cache row) of position t at nb_attend_val_at(t, c, stride,
+ * hd); a kv head's values start at its first column's offset. */
+#define NB_ATTEND_VBLOCK 8
+static inline size_t nb_attend_val_at(size_t t, size_t c, size_t stride, size_t hd)
+{
+    if (hd % NB_ATTEND_VBLOCK)
+        return t * stride + c;
+    return t / NB_ATTEND_VBLOCK * NB_ATTEND_VBLOCK * stride + c / 8 * 8 * NB_ATTEND_VBLOCK +
+           t % NB_ATTEND_VBLOCK * 8 + c % 8;
 }
 
 /* The variants this build has and this CPU runs, slowest first. */

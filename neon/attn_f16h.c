@@ -242,9 +242,11 @@ static void score_super(float *s, const uint16_t *qh, const uint16_t *qi, size_t
 #define P_W(J, r) float16x8_t w##J = load_h(w + J * SUPER + (r))
 #define P_MUL(J, L) FMUL_LANE(a##J, x_, w##J, L)
 #define P_FMA(J, L) FMLA_LANE(a##J, x_, w##J, L)
+/* Row L of the chunk of 8 at row r (a multiple of 8): rp apart in a
+ * chunk, 8 * stride from chunk to chunk (rows or tiles: attn.h). */
 #define P_ROW(M, OP, r, L)                                                                     \
     do {                                                                                       \
-        float16x8_t x_ = load_h(v + ((r) + L) * stride);                                       \
+        float16x8_t x_ = load_h(v + (r) * stride + L * rp);                                    \
         EACH##M(OP, L);                                                                        \
     } while (0)
 #define P_W1(J, r) vreinterpretq_f16_u16(vld1q_dup_u16(w + J * SUPER + (r)))
@@ -265,74 +267,108 @@ static void score_super(float *s, const uint16_t *qh, const uint16_t *qi, size_t
         P_ROW(M, FMA, r, 4); P_ROW(M, FMA, r, 5);                                              \
         P_ROW(M, FMA, r, 6); P_ROW(M, FMA, r, 7);                                              \
     } while (0)
+/* P_CHUNK for values in tiles (rp 8): 4 rows a load. */
+#define P_ROWX(M, OP, xv, L)                                                                   \
+    do {                                                                                       \
+        float16x8_t x_ = vreinterpretq_f16_u8(xv);                                             \
+        EACH##M(OP, L);                                                                        \
+    } while (0)
+#define P_CHUNK4(M, MUL, FMA, r)                                                               \
+    do {                                                                                       \
+        EACH##M(P_W, r);                                                                       \
+        const uint16_t *b_ = v + (r) * stride;                                                 \
+        uint8x16x4_t x4_ = nb_ld1q_u8_x4((const uint8_t *)b_);                                 \
+        P_ROWX(M, MUL, x4_.val[0], 0); P_ROWX(M, FMA, x4_.val[1], 1);                          \
+        P_ROWX(M, FMA, x4_.val[2], 2); P_ROWX(M, FMA, x4_.val[3], 3);                          \
+        x4_ = nb_ld1q_u8_x4((const uint8_t *)(b_ + 32));                                       \
+        P_ROWX(M, FMA, x4_.val[0], 4); P_ROWX(M, FMA, x4_.val[1], 5);                          \
+        P_ROWX(M, FMA, x4_.val[2], 6); P_ROWX(M, FMA, x4_.val[3], 7);                          \
+    } while (0)
 #define P_WIDEN(J, _)                                                                          \
     c##J = vaddq_f32(c##J, vcvt_f32_f16(vget_low_f16(a##J))),                                  \
     d##J = vaddq_f32(d##J, vcvt_high_f32_f16(a##J))
 #define P_STORE(J, _) vst1q_f32(out + J * ldo, c##J), vst1q_f32(out + J * ldo + 4, d##J)
-#define VALS(M)                                                                                \
-    GROUP_KERNEL static void vals_##M(float *out, size_t ldo, const uint16_t *w,               \
-                                      const uint16_t *v, size_t stride, size_t m, size_t h8)   \
+/* NAME(out, ldo, w, v, stride, m, h8, rp, ts): row r's columns i .. i+7
+ * at v + r / 8 * 8 * stride + r % 8 * rp + i / 8 * ts (rows: rp stride,
+ * ts 8; tiles: rp 8, ts 64), the chunks through CHUNK. */
+#define VALS(M, NAME, CHUNK)                                                                   \
+    GROUP_KERNEL static void NAME(float *out, size_t ldo, const uint16_t *w, const uint16_t *v, \
+                                  size_t stride, size_t m, size_t h8, size_t rp, size_t ts)    \
     {                                                                                          \
-        for (size_t i = 0; i < h8; i += 8, out += 8, v += 8) {                                 \
+        for (size_t i = 0; i < h8; i += 8, out += 8, v += ts) {                                \
             EACH##M(P_SUMS, 0);                                                                \
             size_t r = 0;                                                                      \
             for (; r + 16 <= m; r += 16) {                                                     \
                 EACH##M(P_DECLB, 0);                                                           \
-                P_CHUNK(M, P_MUL, P_FMA, r);                                                   \
-                P_CHUNK(M, P_MULB, P_FMAB, r + 8);                                             \
+                CHUNK(M, P_MUL, P_FMA, r);                                                     \
+                CHUNK(M, P_MULB, P_FMAB, r + 8);                                               \
                 EACH##M(P_SUMB, 0);                                                            \
                 EACH##M(P_WIDEN, 0);                                                           \
             }                                                                                  \
             if (r + 8 <= m) {                                                                  \
-                P_CHUNK(M, P_MUL, P_FMA, r);                                                   \
+                CHUNK(M, P_MUL, P_FMA, r);                                                     \
                 EACH##M(P_WIDEN, 0);                                                           \
                 r += 8;                                                                        \
             }                                                                                  \
             if (r < m) {                                                                       \
-                float16x8_t x_ = load_h(v + r * stride);                                       \
+                const uint16_t *b_ = v + r * stride; /* r is a multiple of 8 here */           \
+                float16x8_t x_ = load_h(b_);                                                   \
                 EACH##M(P_FIRST, r);                                                           \
-                for (r++; r < m; r++) {                                                        \
-                    x_ = load_h(v + r * stride);                                               \
-                    EACH##M(P_ONE, r);                                                         \
+                for (size_t l = 1; r + l < m; l++) {                                           \
+                    x_ = load_h(b_ + l * rp);                                                  \
+                    EACH##M(P_ONE, r + l);                                                     \
                 }                                                                              \
                 EACH##M(P_WIDEN, 0);                                                           \
             }                                                                                  \
             EACH##M(P_STORE, 0);                                                               \
         }                                                                                      \
     }
-VALS(1)
-VALS(2)
-VALS(3)
-VALS(4)
-VALS(5)
-VALS(6)
+VALS(1, vals_1, P_CHUNK)
+VALS(2, vals_2, P_CHUNK)
+VALS(3, vals_3, P_CHUNK)
+VALS(4, vals_4, P_CHUNK)
+VALS(5, vals_5, P_CHUNK)
+VALS(6, vals_6, P_CHUNK)
+/* Values in tiles, up to 4 heads: the 4 rows of a load fit beside the
+ * sums (24 registers for 4 heads; 5 and 6 take rows one at a time). */
+VALS(1, valt_1, P_CHUNK4)
+VALS(2, valt_2, P_CHUNK4)
+VALS(3, valt_3, P_CHUNK4)
+VALS(4, valt_4, P_CHUNK4)
 
 
-/* Columns [0, h8) of up to 6 heads, h8 a multiple of 8. */
+/* Columns [0, h8) of up to 6 heads, h8 a multiple of 8; the values in
+ * rows (rp stride, ts 8) or tiles (rp 8, ts 64). */
 static void vals_heads(float *out, size_t ldo, size_t g, const uint16_t *w, const uint16_t *v,
-                       size_t stride, size_t m, size_t h8)
+                       size_t stride, size_t m, size_t h8, size_t rp, size_t ts)
 {
-    switch (g) {
-    case 6: vals_6(out, ldo, w, v, stride, m, h8); break;
-    case 5: vals_5(out, ldo, w, v, stride, m, h8); break;
-    case 4: vals_4(out, ldo, w, v, stride, m, h8); break;
-    case 3: vals_3(out, ldo, w, v, stride, m, h8); break;
-    case 2: vals_2(out, ldo, w, v, stride, m, h8); break;
-    case 1: vals_1(out, ldo, w, v, stride, m, h8); break;
+    switch (rp == 8 && ts == 64 ? g : g + 6) {
+    case 4: valt_4(out, ldo, w, v, stride, m, h8, rp, ts); break;
+    case 3: valt_3(out, ldo, w, v, stride, m, h8, rp, ts); break;
+    case 2: valt_2(out, ldo, w, v, stride, m, h8, rp, ts); break;
+    case 1: valt_1(out, ldo, w, v, stride, m, h8, rp, ts); break;
+    case 6: case 12: vals_6(out, ldo, w, v, stride, m, h8, rp, ts); break;
+    case 5: case 11: vals_5(out, ldo, w, v, stride, m, h8, rp, ts); break;
+    case 10: vals_4(out, ldo, w, v, stride, m, h8, rp, ts); break;
+    case 9: vals_3(out, ldo, w, v, stride, m, h8, rp, ts); break;
+    case 8: vals_2(out, ldo, w, v, stride, m, h8, rp, ts); break;
+    case 7: vals_1(out, ldo, w, v, stride, m, h8, rp, ts); break;
     }
 }
 
 /* out += the superblock's weighted values for g heads: 8 columns at a
- * time; the last hd % 8 columns through copies padded to 8 (lanes are
+ * time, in tiles when hd is a multiple of 8 (nb_attend_val_at), else in
+ * rows, the last hd % 8 columns through copies padded to 8 (lanes are
  * independent, so the kept lanes get the same operations). */
 static void values(float *out, size_t ldo, size_t g, const uint16_t *w, const uint16_t *v,
                    size_t stride, size_t m, size_t hd)
 {
-    size_t h8 = hd / 8 * 8;
+    size_t h8 = hd / 8 * 8, tiles = h8 == hd; /* tiles whenever hd allows (attn.h) */
     for (size_t j = 0; j < g; j += 6) {
         size_t gj = g - j < 6 ? g - j : 6;
-        vals_heads(out + j * ldo, ldo, gj, w + j * SUPER, v, stride, m, h8);
-        if (h8 == hd)
+        vals_heads(out + j * ldo, ldo, gj, w + j * SUPER, v, stride, m, h8, tiles ? 8 : stride,
+                   tiles ? 64 : 8);
+        if (tiles)
             continue;
         uint16_t vt[SUPER * 8] = {0};
         float ot[6 * 8] = {0};
@@ -342,7 +378,7 @@ static void values(float *out, size_t ldo, size_t g, const uint16_t *w, const ui
         for (size_t h = 0; h < gj; h++)
             for (size_t c = h8; c < hd; c++)
                 ot[h * 8 + c - h8] = out[(j + h) * ldo + c];
-        vals_heads(ot, 8, gj, w + j * SUPER, vt, 8, m, 8);
+        vals_heads(ot, 8, gj, w + j * SUPER, vt, 8, m, 8, 8, 8);
         for (size_t h = 0; h < gj; h++)
             for (size_t c = h8; c < hd; c++)
                 out[(j + h) * ldo + c] = ot[h * 8 + c - h8];

@@ -446,7 +446,7 @@ void nb_attend_f32b_neon(float *out, const float *q, const uint16_t *k, const ui
 }
 
 static const nb_attend_set f32b_set = {"f32b", nb_attend_f32b_neon, nb_attend_group_f32b_neon,
-                                       NB_ATTEND_KBLOCK};
+                                       NB_ATTEND_KBLOCK, 0};
 #endif
 
 const nb_attend_set *nb_attend_f32b(void)

@@ -163,7 +163,7 @@ static void check_group(size_t hd, size_t n, size_t g, size_t kv, float qscale)
     for (size_t si = 0; si <= n_sets; si++) {
         nb_attend_set set = si < n_sets ? sets[si]
                                         : (nb_attend_set){"ref", nb_attend_f16_ref,
-                                                          nb_attend_group_f16_ref, 0};
+                                                          nb_attend_group_f16_ref, 0, 0};
         for (size_t i = 0; i < g * ldo; i++)
             grp[i] = guard;
         set.group(grp, ldo, q, ldq, g, kh, vh, stride, n, hd, scale);
@@ -218,18 +218,22 @@ static void check_groups(void)
 /* ---- the variants with keys in blocks: f16h (fp16 arithmetic), f32b ---- */
 
 /* A variant with keys in blocks: its reference, its set where this build
- * and CPU run it, its bound against the fp32 reference (relative to 1 +
- * max |v|), and what the checks saw. */
+ * and CPU run it, its values' layout (val_block: tiles or rows), its
+ * bound against the fp32 reference (relative to 1 + max |v|), and what
+ * the checks saw. */
 typedef struct blocked {
     const char *name;
     nb_attend_group_fn *ref;
     const nb_attend_set *(*set)(void);
+    int val_block;
     double bound, worst;
     long calls, vector;
 } blocked;
 
-static blocked f16h = {"f16h", nb_attend_group_f16h_ref, nb_attend_f16h, F16H_BOUND, 0, 0, 0};
-static blocked f32b = {"f32b", nb_attend_group_f32b_ref, nb_attend_f32b, F32B_BOUND, 0, 0, 0};
+static blocked f16h = {.name = "f16h", .ref = nb_attend_group_f16h_ref, .set = nb_attend_f16h,
+                       .val_block = NB_ATTEND_VBLOCK, .bound = F16H_BOUND};
+static blocked f32b = {.name = "f32b", .ref = nb_attend_group_f32b_ref, .set = nb_attend_f32b,
+                       .bound = F32B_BOUND};
 
 /* The n rows of keys k (row length stride) in the blocked variants'
  * layout (attn.h), the rows past n in the last block NaN, +inf and -inf:
@@ -242,6 +246,20 @@ static uint16_t *blocked_keys(const uint16_t *k, size_t n, size_t stride)
     for (size_t t = 0; t < rows; t++)
         for (size_t c = 0; c < stride; c++)
             b[nb_attend_key_at(t, c, stride)] = t < n ? k[t * stride + c] : junk[(t + c) % 3];
+    return b;
+}
+
+/* The n rows of values v (row length stride) in tiles (attn.h) when hd
+ * allows, the rows past n in the last block NaN, +inf and -inf (no
+ * weight may reach them); else a copy of the rows. */
+static uint16_t *tiled_values(const uint16_t *v, size_t n, size_t stride, size_t hd)
+{
+    size_t rows = (n + NB_ATTEND_VBLOCK - 1) / NB_ATTEND_VBLOCK * NB_ATTEND_VBLOCK;
+    const uint16_t junk[3] = {0x7e00, 0x7c00, 0xfc00};
+    uint16_t *b = malloc(rows * stride * sizeof *b);
+    for (size_t t = 0; t < rows; t++)
+        for (size_t c = 0; c < stride; c++)
+            b[nb_attend_val_at(t, c, stride, hd)] = t < n ? v[t * stride + c] : junk[(t + c) % 3];
     return b;
 }
 
@@ -271,8 +289,10 @@ static void check_blocked_v(blocked *x, size_t hd, size_t n, size_t g, size_t kv
     const uint16_t *kh = k + (kv - 1) * hd, *vh = v + (kv - 1) * hd;
     uint16_t *kb = blocked_keys(k, n, stride);
     const uint16_t *kbh = kb + nb_attend_key_at(0, (kv - 1) * hd, stride);
+    uint16_t *vt = x->val_block ? tiled_values(v, n, stride, hd) : NULL;
+    const uint16_t *vth = vt ? vt + nb_attend_val_at(0, (kv - 1) * hd, stride, hd) : vh;
     float scale = 1.0f / sqrtf((float)hd);
-    x->ref(ref, hd, q, ldq, g, kbh, vh, stride, n, hd, scale);
+    x->ref(ref, hd, q, ldq, g, kbh, vth, stride, n, hd, scale);
     for (size_t j = 0; j < g; j++) {
         nb_attend_f16_ref(f32, q + j * ldq, kh, vh, stride, n, hd, scale);
         for (size_t i = 0; i < hd; i++) {
@@ -284,11 +304,11 @@ static void check_blocked_v(blocked *x, size_t hd, size_t n, size_t g, size_t kv
     if (set) {
         for (size_t i = 0; i < g * ldo; i++)
             grp[i] = guard;
-        set->group(grp, ldo, q, ldq, g, kbh, vh, stride, n, hd, scale);
+        set->group(grp, ldo, q, ldq, g, kbh, vth, stride, n, hd, scale);
         size_t differ = 0, single = 0, guards = 0;
         for (size_t j = 0; j < g; j++) {
             differ += memcmp(ref + j * hd, grp + j * ldo, hd * sizeof *grp) != 0;
-            set->attend(one, q + j * ldq, kbh, vh, stride, n, hd, scale);
+            set->attend(one, q + j * ldq, kbh, vth, stride, n, hd, scale);
             single += memcmp(one, grp + j * ldo, hd * sizeof *one) != 0;
             for (size_t i = hd; i < ldo; i++)
                 guards += grp[j * ldo + i] != guard;
@@ -297,12 +317,14 @@ static void check_blocked_v(blocked *x, size_t hd, size_t n, size_t g, size_t kv
               "%s: hd %zu, n %zu, g %zu, q scale %g: %zu heads differ from the reference, "
               "%zu from the single-head call, %zu values written between rows",
               x->name, hd, n, g, qscale, differ, single, guards);
-        CHECK(set->key_block == NB_ATTEND_KBLOCK, "%s: keys in blocks of %d", x->name,
-              set->key_block);
+        CHECK(set->key_block == NB_ATTEND_KBLOCK && set->val_block == x->val_block,
+              "%s: keys in blocks of %d, values in tiles of %d", x->name, set->key_block,
+              set->val_block);
         x->vector++;
     }
     x->calls++;
     free(q), free(kf), free(grp), free(one), free(ref), free(f32), free(k), free(v), free(kb);
+    free(vt);
 }
 
 /* The fused fp16 multiply-add of the reference against FMLA .8h: random

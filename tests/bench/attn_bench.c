@@ -59,7 +59,7 @@ int main(int argc, char **argv)
     size_t stride = (size_t)(kv * hd);
     float *q = random_floats((size_t)(heads * hd)), *out = random_floats((size_t)(heads * hd));
     size_t rows = ((size_t)n + NB_ATTEND_KBLOCK - 1) / NB_ATTEND_KBLOCK * NB_ATTEND_KBLOCK;
-    uint16_t *k = random_cache(rows * stride), *v = random_cache((size_t)n * stride);
+    uint16_t *k = random_cache(rows * stride), *v = random_cache(rows * stride);
     if (!q || !out || !k || !v) {
         fputs("attn_bench: out of memory\n", stderr);
         return 1;
@@ -68,14 +68,16 @@ int main(int argc, char **argv)
     const nb_attend_set *set = fast ? nb_attend_fast() : nb_attend_exact();
     nb_attend_group_fn *group = set->group;
     size_t kblock = set->key_block ? (size_t)set->key_block : 1; /* a kv head's first key */
+    size_t vtiles = set->val_block && hd % NB_ATTEND_VBLOCK == 0; /* and value (attn.h) */
     float scale = 1.0f / sqrtf((float)hd);
     size_t g = (size_t)(heads / kv);
     for (long r = 0; r < reps; r++) {
         if (grouped) {
             for (long h = 0; h < kv; h++) {
                 size_t at = (size_t)(h * hd), qat = at * g;
-                group(out + qat, (size_t)hd, q + qat, (size_t)hd, g, k + at * kblock, v + at,
-                      stride, (size_t)n, (size_t)hd, scale);
+                group(out + qat, (size_t)hd, q + qat, (size_t)hd, g, k + at * kblock,
+                      v + (vtiles ? nb_attend_val_at(0, at, stride, (size_t)hd) : at), stride,
+                      (size_t)n, (size_t)hd, scale);
             }
             continue;
         }
