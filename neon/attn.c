@@ -105,7 +105,7 @@ uint16_t nb_f16_fma_ref(uint16_t a, uint16_t b, uint16_t c)
 static float score_f16h_ref(const uint16_t *qh, const uint16_t *k, size_t stride, size_t t,
                             size_t hd)
 {
-    float s = 0.0f;
+    float s = -0.0f; /* -0 + x is x: the kernels store the first chain */
     size_t chain = nb_attend_f16h_chain(hd), pairs = chain == 8 ? hd / 16 * 16 : 0;
     for (size_t c0 = 0; c0 < hd; c0 += chain) {
         uint16_t acc = 0x8000; /* -0: the first product as it is */

@@ -87,6 +87,8 @@ static inline float16x8_t load_h_dup(const uint16_t *p)
 #define S_ADD(J, _)                                                                            \
     l##J = vaddq_f32(l##J, vcvt_f32_f16(vget_low_f16(a##J))),                                  \
     h##J = vaddq_f32(h##J, vcvt_high_f32_f16(a##J))
+/* The first chain widened into the scores: the reference's -0 + x. */
+#define S_SET(J, _) l##J = vcvt_f32_f16(vget_low_f16(a##J)), h##J = vcvt_high_f32_f16(a##J)
 #define S_STORE(J, _) vst1q_f32(s + J * lds, l##J), vst1q_f32(s + J * lds + 4, h##J)
 
 /* Columns i .. i+7 of the block, the first through OP0 (S_MUL starts a
@@ -122,12 +124,12 @@ static inline float16x8_t load_h_dup(const uint16_t *p)
     } while (0)
 /* 16 columns as one chain, or as a pair of chains of 8 added in fp16;
  * E: S_EIGHT or S_EIGHT4. */
-#define S_CHAIN16(M, E)                                                                        \
-    E(M, S_MUL, S_FMA, 0); E(M, S_FMA, S_FMA, 8); EACH##M(S_ADD, 0)
-#define S_CHAIN8(M, E)                                                                         \
+#define S_CHAIN16(M, E, W)                                                                     \
+    E(M, S_MUL, S_FMA, 0); E(M, S_FMA, S_FMA, 8); EACH##M(W, 0)
+#define S_CHAIN8(M, E, W)                                                                      \
     EACH##M(S_DECLB, 0);                                                                       \
     E(M, S_MUL, S_FMA, 0); E(M, S_MULB, S_FMAB, 8);                                            \
-    EACH##M(S_SUMB, 0); EACH##M(S_ADD, 0)
+    EACH##M(S_SUMB, 0); EACH##M(W, 0)
 
 /* dots_M_C(s, lds, qi, gq, k, h16, kb, nb): the scores of nb key blocks
  * (k + b * kb: 8 positions each) over their columns [0, h16), a multiple
@@ -145,10 +147,15 @@ static inline float16x8_t load_h_dup(const uint16_t *p)
     {                                                                                          \
         for (; nb; nb--, s += 8, k0 += kb) {                                                   \
             const uint16_t *qi = q0, *k = k0;                                                  \
-            float32x4_t z_ = vdupq_n_f32(0.0f);                                                \
+            float32x4_t z_ = vdupq_n_f32(-0.0f);                                               \
             EACH##M(S_SUMS, z_);                                                               \
-            for (size_t h16 = cols; h16; h16 -= 16, qi += 16 * gq, k += 16 * 8) {              \
-                S_CHAIN##C(M, E);                                                              \
+            size_t h16 = cols;                                                                 \
+            if (h16) {                                                                         \
+                S_CHAIN##C(M, E, S_SET);                                                       \
+                h16 -= 16, qi += 16 * gq, k += 16 * 8;                                         \
+            }                                                                                  \
+            for (; h16; h16 -= 16, qi += 16 * gq, k += 16 * 8) {                               \
+                S_CHAIN##C(M, E, S_ADD);                                                       \
             }                                                                                  \
             EACH##M(S_STORE, 0);                                                               \
         }                                                                                      \
@@ -214,7 +221,7 @@ static void score_super(float *s, const uint16_t *qh, const uint16_t *qi, size_t
     for (size_t j = 0; j < g; j += 6) /* block b of the superblock at k + b * 8 * stride */
         dots(s + j * SUPER, SUPER, qi + j * 8, g, g - j < 6 ? g - j : 6, k, h16, chain,
              BLOCK * stride, nb);
-    for (size_t b = 0; h16 < hd && b < m; b += BLOCK) /* dots stored 0 where it had no columns */
+    for (size_t b = 0; h16 < hd && b < m; b += BLOCK) /* dots stored -0 where it had no columns */
         chains(s + b, SUPER, qh, g, k + b * stride, h16, hd, chain);
     for (size_t j = 0; m < SUPER && j < g; j++)
         for (size_t r = m; r < SUPER; r++)
