@@ -138,8 +138,9 @@ nb_attend_group_fn *nb_attend_group_f16(void);
  * are grouped. It differs from the fp32 variants by the fp16 rounding of
  * q', of the scores' chains, of the weights and of the value partials
  * (tests/test_attn.c measures it). Keys in blocks (key_block 8), values
- * in rows. head_dim up to NB_ATTEND_F16H_MAX_HD
- * (the format allows 1024): past it, the outputs are NaN. */
+ * in tiles (val_block 8) when head_dim is a multiple of 8, else in rows.
+ * head_dim up to NB_ATTEND_F16H_MAX_HD (the format allows 1024): past it,
+ * the outputs are NaN. */
 #define NB_ATTEND_F16H_MAX_HD 16384
 #define NB_ATTEND_F16H_SUPER 64
 #define NB_ATTEND_F16H_VSCALE 0x1p-5f /* 1 / (2 * 16): see above */
@@ -167,11 +168,12 @@ const nb_attend_set *nb_attend_f16h(void);
 
 /* "f32b": fp32 arithmetic with the keys in blocks (nb_attend_key_at), for
  * the int8-activation path of CPUs without FEAT_FP16 (the A72).
- * - Scores: a block's 8 positions in two vectors, each column of the
- *   block converted once and multiplied by an element of q (FMLA .4s by
- *   element) for every head that shares it: each score is one chain of
- *   fused multiply-adds over the columns in order, then times scale. No
- *   sum across lanes, and no conversion of a key per head.
+ * - Scores: q' = q * scale in fp32, once per call; a block's 8
+ *   positions in two vectors, each column of the block converted once and
+ *   multiplied by an element of q' (FMLA .4s by element) for every head
+ *   that shares it: each score is one chain of fused multiply-adds over
+ *   the columns in order. No sum across lanes, and no conversion of a key
+ *   per head.
  * - Softmax, a superblock of NB_ATTEND_F16H_SUPER (64) positions at a
  *   time, as f16h's: the maximum raised once per superblock, the weights
  *   by nb_exp_w (vexp.h, to 2^-17), their sum in 4 fp32 lanes (lanes L

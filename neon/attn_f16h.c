@@ -8,14 +8,16 @@
  * a column of a block is one vector, and one fused fp16 multiply-add by
  * an element of q' (FMLA .8h by element) advances the 8 positions'
  * scores: no conversion of the key, no sum across lanes, and each column
- * loaded once for all the heads that share it. Chains of 16 columns are
- * summed in fp16 and then added to fp32 scores.
+ * loaded once for all the heads that share it. Chains of 16 columns (or
+ * pairs of chains of 8) are summed in fp16 and then added to fp32 scores.
  *
  * Values: a superblock's weights, scaled and rounded to fp16, multiply
  * each value row in place (FMLA .8h by element, 8 columns per
- * instruction, no conversion), into fp16 partial sums that are added to
- * the fp32 output once per superblock. nb_attend_f16h_ref in attn.c does
- * the same operations in the same order in portable C. */
+ * instruction, no conversion), into fp16 partial sums of 8 rows, added
+ * in pairs, then into fp32 sums kept in registers over the superblock;
+ * where head_dim allows the rows come from tiles (attn.h), 4 at a load.
+ * nb_attend_f16h_ref in attn.c does the same operations in the same order
+ * in portable C. */
 #include <arm_neon.h>
 #include <math.h>
 
