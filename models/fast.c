@@ -43,7 +43,7 @@ enum {
     TILE = 64,             /* prompt tokens per pass over the weights */
     CHUNKS_PER_THREAD = 4, /* enough to even out uneven threads, few enough to stay cheap */
     MIN_CHUNK = 32768,     /* multiply-adds: less costs less than waking a thread */
-    KEY_CHUNK = 64,        /* key values converted on the stack before their scatter */
+    CACHE_CHUNK = 64,      /* cache values converted on the stack before their scatter */
 };
 
 /* A linear weight as the kernels take it. */
@@ -431,9 +431,9 @@ static uint16_t *cache_layer(const nb_net *m, int which, int seq, int l)
 static void store_value_tiles(uint16_t *c, size_t pos, const float *y, size_t r0, size_t r1,
                               size_t kv, size_t hd)
 {
-    uint16_t h[KEY_CHUNK];
-    for (size_t i = r0; i < r1; i += KEY_CHUNK) {
-        size_t n = r1 - i < KEY_CHUNK ? r1 - i : KEY_CHUNK;
+    uint16_t h[CACHE_CHUNK];
+    for (size_t i = r0; i < r1; i += CACHE_CHUNK) {
+        size_t n = r1 - i < CACHE_CHUNK ? r1 - i : CACHE_CHUNK;
         nb_f32_to_f16_row(h, y + i, n);
         for (size_t j = 0, run; j < n; j += run) {
             run = 8 - (i + j) % 8 < n - j ? 8 - (i + j) % 8 : n - j;
@@ -461,9 +461,9 @@ static void store_kv(const nb_net *m, int which, int seq, int l, int pos, const 
     /* The keys converted a chunk at a time, then scattered: in a block,
      * column i + 1 of a position sits NB_ATTEND_KBLOCK after column i
      * (nb_attend_key_at). */
-    uint16_t h[KEY_CHUNK], *at = c + nb_attend_key_at((size_t)pos, r0, kv);
-    for (size_t i = r0; i < r1; i += KEY_CHUNK) {
-        size_t n = r1 - i < KEY_CHUNK ? r1 - i : KEY_CHUNK;
+    uint16_t h[CACHE_CHUNK], *at = c + nb_attend_key_at((size_t)pos, r0, kv);
+    for (size_t i = r0; i < r1; i += CACHE_CHUNK) {
+        size_t n = r1 - i < CACHE_CHUNK ? r1 - i : CACHE_CHUNK;
         nb_f32_to_f16_row(h, y + i, n);
         for (size_t j = 0; j < n; j++, at += NB_ATTEND_KBLOCK)
             *at = h[j];
