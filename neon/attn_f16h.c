@@ -351,17 +351,22 @@ VALS(4, valt_4, P_CHUNK4)
 static void vals_heads(float *out, size_t ldo, size_t g, const uint16_t *w, const uint16_t *v,
                        size_t stride, size_t m, size_t h8, size_t rp, size_t ts)
 {
-    switch (rp == 8 && ts == 64 ? g : g + 6) {
-    case 4: valt_4(out, ldo, w, v, stride, m, h8, rp, ts); break;
-    case 3: valt_3(out, ldo, w, v, stride, m, h8, rp, ts); break;
-    case 2: valt_2(out, ldo, w, v, stride, m, h8, rp, ts); break;
-    case 1: valt_1(out, ldo, w, v, stride, m, h8, rp, ts); break;
-    case 6: case 12: vals_6(out, ldo, w, v, stride, m, h8, rp, ts); break;
-    case 5: case 11: vals_5(out, ldo, w, v, stride, m, h8, rp, ts); break;
-    case 10: vals_4(out, ldo, w, v, stride, m, h8, rp, ts); break;
-    case 9: vals_3(out, ldo, w, v, stride, m, h8, rp, ts); break;
-    case 8: vals_2(out, ldo, w, v, stride, m, h8, rp, ts); break;
-    case 7: vals_1(out, ldo, w, v, stride, m, h8, rp, ts); break;
+    if (ts == 64 && g <= 4) { /* tiles: 4 rows a load */
+        switch (g) {
+        case 4: valt_4(out, ldo, w, v, stride, m, h8, rp, ts); break;
+        case 3: valt_3(out, ldo, w, v, stride, m, h8, rp, ts); break;
+        case 2: valt_2(out, ldo, w, v, stride, m, h8, rp, ts); break;
+        case 1: valt_1(out, ldo, w, v, stride, m, h8, rp, ts); break;
+        }
+        return;
+    }
+    switch (g) {
+    case 6: vals_6(out, ldo, w, v, stride, m, h8, rp, ts); break;
+    case 5: vals_5(out, ldo, w, v, stride, m, h8, rp, ts); break;
+    case 4: vals_4(out, ldo, w, v, stride, m, h8, rp, ts); break;
+    case 3: vals_3(out, ldo, w, v, stride, m, h8, rp, ts); break;
+    case 2: vals_2(out, ldo, w, v, stride, m, h8, rp, ts); break;
+    case 1: vals_1(out, ldo, w, v, stride, m, h8, rp, ts); break;
     }
 }
 

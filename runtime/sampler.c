@@ -247,6 +247,22 @@ static int sum_to(const nb_sampler *s, const struct nb_cand *c, int from, int to
     return n;
 }
 
+/* The argmax (the first of equal logits, as nb_argmax), and in s->gap
+ * how far the runner-up's logit is below it: how near a tie the choice
+ * was, for tests that compare greedy runs of approximate paths. */
+static int greedy(nb_sampler *s, const float *x)
+{
+    int best = 0;
+    float second = -INFINITY;
+    for (int i = 1; i < s->vocab; i++)
+        if (x[i] > x[best])
+            second = x[best], best = i;
+        else if (x[i] > second)
+            second = x[i];
+    s->gap = x[best] - second;
+    return best;
+}
+
 /* The token that ranking every candidate by probability (ties by id), then
  * cutting at top-k, top-p and min-p in that order, then drawing, gives:
  * the same cut, the same double sums in the same order, the same uniform
@@ -264,22 +280,6 @@ static int sum_to(const nb_sampler *s, const struct nb_cand *c, int from, int to
  * So most of the vocabulary is ranked only where the distribution is flat
  * (top-p keeps most of it) or with pure temperature sampling (top-p 1, no
  * top-k, no min-p), and then by a radix sort. */
-/* The argmax (the first of equal logits, as nb_argmax), and in s->gap
- * how far the runner-up's logit is below it: how near a tie the choice
- * was, for tests that compare greedy runs of approximate paths. */
-static int greedy(nb_sampler *s, const float *x)
-{
-    int best = 0;
-    float second = -INFINITY;
-    for (int i = 1; i < s->vocab; i++)
-        if (x[i] > x[best])
-            second = x[best], best = i;
-        else if (x[i] > second)
-            second = x[i];
-    s->gap = x[best] - second;
-    return best;
-}
-
 int nb_sample(nb_sampler *s, float *logits)
 {
     if (s->o.temp == 0)

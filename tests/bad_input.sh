@@ -261,6 +261,10 @@ section_generate() {
   expect_error "-n -1" "-n expects" -- generate -m "$m" -n -1
   expect_error "--temp -1" "--temp expects" -- generate -m "$m" --temp -1
   expect_error "-c 0" "-c expects" -- generate -m "$m" -c 0
+  expect_error "--margins without --ids" "--margins needs --ids" -- \
+    generate -m "$m" --temp 0 --margins
+  expect_error "--margins when sampling" "--margins needs --ids" -- \
+    generate -m "$m" --ids --margins
   expect_error "prompt: a lone continuation byte" "invalid UTF-8" -- generate -m "$m" -p $'a\x80b'
   expect_error "prompt: a cut-short sequence" "invalid UTF-8" -- generate -m "$m" -p $'euro \xe2\x82'
   expect_error "prompt: an overlong /" "invalid UTF-8" -- generate -m "$m" -p $'\xc0\xaf'

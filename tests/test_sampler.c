@@ -1,4 +1,5 @@
-/* The sampler: greedy is argmax, the same seed repeats a run, top-k and
+/* The sampler: greedy is argmax (and keeps its lead over the runner-up,
+ * 0 at a tie), the same seed repeats a run, top-k and
  * top-p never pick outside their set, and the frequencies follow the
  * softmax at the temperature. And the sampler, which ranks only the head
  * of the vocabulary, against the algorithm it replaced, written out here:
@@ -81,6 +82,10 @@ static void check_repeat_and_greedy(void)
         same &= draw(&a) == draw(&b);
     CHECK(same, "the same seed gave different draws");
     CHECK(draw(&g) == 1, "greedy did not pick the argmax");
+    CHECK(g.gap == 3.0f - 2.9f, "greedy's lead over the runner-up: %g", (double)g.gap);
+    float tie[V] = {0.0f, 2.0f, 1.0f, 2.0f, -INFINITY, 0.0f, 0.0f, 0.0f};
+    CHECK(nb_sample(&g, tie) == 1 && g.gap == 0.0f, "a tie: the first, by 0 (%g)",
+          (double)g.gap);
     nb_sampler_free(&a);
     nb_sampler_opts bad = {.temp = -1.0f, .top_p = 1.0f};
     nb_err e;
